@@ -1,0 +1,1 @@
+"""Streamlit dashboard (thin: every number comes from cascade_explorer.core)."""

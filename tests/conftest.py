@@ -1,0 +1,16 @@
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# ../shared next to the checkout, or wherever CASCADE_EXPLORER_SHARED points.
+SHARED_DIR = Path(os.environ.get("CASCADE_EXPLORER_SHARED", REPO_ROOT.parent / "shared"))
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """The read-only ../shared folder (real images, TFLite models); skips the test when absent."""
+    if not (SHARED_DIR / "data" / "imagenet-val-1300" / "dataset.txt").is_file():
+        pytest.skip(f"../shared not found at {SHARED_DIR} (set CASCADE_EXPLORER_SHARED)")
+    return SHARED_DIR
