@@ -1,0 +1,269 @@
+"""Plotly figure builders for the dashboard (pure: data in, ``go.Figure`` out; no Streamlit).
+
+Every builder takes core results (or plain arrays / DataFrames with the same column names) and
+leaves the template alone, so ``st.plotly_chart(theme="streamlit")`` can follow the light or dark
+theme. Colours are mid-tone, colour-blind-safe hues that stay readable on both backgrounds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+# Okabe-Ito palette (colour-blind safe), mid-tones readable on white and on near-black.
+COLOURS = {
+    "single": "#0072B2",
+    "hull": "#56B4E9",
+    "chain": "#E69F00",
+    "frontier": "#009E73",
+    "point": "#D55E00",
+    "extra": ("#CC79A7", "#F0E442", "#999999"),
+}
+COST_LABELS = {"gmacs": "average cost (GMACs per image)", "ms": "average latency (ms per image)"}
+# Trace names the dashboard relies on to recognise a click on the chain's curve.
+CHAIN_TRACE = "this cascade, every threshold"
+
+
+def _cost_label(cost: str) -> str:
+    if cost not in COST_LABELS:
+        raise ValueError(f"cost axis {cost!r} is not one of {sorted(COST_LABELS)}")
+    return COST_LABELS[cost]
+
+
+def _pct(values) -> np.ndarray:
+    return np.asarray(values, dtype=float)
+
+
+def format_thresholds(thresholds: Sequence[float]) -> str:
+    """'t1=0.712, t2=0.430' (or 'none' for a single model)."""
+    values = [float(t) for t in np.atleast_1d(np.asarray(thresholds, dtype=float))]
+    if not values:
+        return "none"
+    return ", ".join(f"t{i + 1}={'never exit' if not np.isfinite(t) else f'{t:.4g}'}" for i, t in enumerate(values))
+
+
+def format_fractions(fractions: Sequence[float]) -> str:
+    """'stage 1 62.0% / stage 2 38.0%'."""
+    return " / ".join(f"stage {i + 1} {float(f):.1%}" for i, f in enumerate(np.asarray(fractions, dtype=float)))
+
+
+def _layout(fig: go.Figure, *, x_title: str, log_x: bool, y_title: str = "top-1 accuracy",
+            height: int = 480, title: str | None = None) -> go.Figure:
+    fig.update_layout(
+        title=title,
+        height=height,
+        margin=dict(l=10, r=10, t=40 if title else 10, b=10),
+        legend=dict(orientation="h", yanchor="bottom", y=1.01, xanchor="left", x=0),
+        hovermode="closest",
+        # Clicking selects one point (the dashboard reads it through on_select).
+        clickmode="event+select",
+    )
+    fig.update_xaxes(title_text=x_title, type="log" if log_x else "linear")
+    fig.update_yaxes(title_text=y_title, tickformat=".0%")
+    return fig
+
+
+def _curve_cost(curve: Any, cost: str) -> np.ndarray | None:
+    values = getattr(curve, "avg_gmacs" if cost == "gmacs" else "avg_ms", None)
+    return None if values is None else np.asarray(values, dtype=float)
+
+
+def from_tradeoff(
+    singles: pd.DataFrame,
+    *,
+    hull: Any = None,
+    curve: Any = None,
+    frontier: pd.DataFrame | None = None,
+    point: Mapping | None = None,
+    cost: str = "gmacs",
+    log_x: bool = False,
+    chain_name: str = CHAIN_TRACE,
+    height: int = 480,
+) -> go.Figure:
+    """The Explorer's accuracy-against-cost chart.
+
+    singles: DataFrame with ``display_name``, ``accuracy`` and the cost column (``gmacs`` or ``ms``).
+    hull: object with ``costs`` / ``accuracies`` (core.curves.SingleModelHull) in the same cost unit.
+    curve: core.curves.CascadeCurve (``thresholds`` (P, n-1), ``accuracy``, ``avg_gmacs``, ``avg_ms``,
+        ``exit_fractions`` (P, n)); its trace carries the point index as customdata so a click can
+        set the thresholds.
+    frontier: DataFrame with ``models``, ``thresholds``, ``accuracy``, ``avg_gmacs`` / ``avg_ms``.
+    point: the current operating point: ``accuracy``, ``avg_gmacs`` / ``avg_ms``, optional ``label``.
+    """
+    label = _cost_label(cost)
+    fig = go.Figure()
+    cost_col = "gmacs" if cost == "gmacs" else "ms"
+
+    if hull is not None and len(getattr(hull, "costs", [])) > 0:
+        fig.add_trace(go.Scatter(
+            x=np.asarray(hull.costs, dtype=float), y=_pct(hull.accuracies), mode="lines",
+            name="best single model (switching between models)",
+            line=dict(color=COLOURS["hull"], dash="dash", width=2),
+            hovertemplate="single-model hull<br>cost %{x:.4g}<br>accuracy %{y:.2%}<extra></extra>",
+        ))
+
+    if frontier is not None and len(frontier) > 0:
+        f_cost = frontier["avg_gmacs" if cost == "gmacs" else "avg_ms"].to_numpy(dtype=float)
+        order = np.argsort(f_cost, kind="stable")
+        text = [
+            f"{' → '.join(map(str, m))}<br>{format_thresholds(t)}"
+            for m, t in zip(frontier["models"].to_numpy()[order], frontier["thresholds"].to_numpy()[order])
+        ]
+        fig.add_trace(go.Scatter(
+            x=f_cost[order], y=frontier["accuracy"].to_numpy(dtype=float)[order], mode="lines+markers",
+            name="best cascades over all pairs", text=text,
+            line=dict(color=COLOURS["frontier"], width=1.5), marker=dict(size=4),
+            hovertemplate="%{text}<br>cost %{x:.4g}<br>accuracy %{y:.2%}<extra>frontier</extra>",
+        ))
+
+    if curve is not None:
+        c_cost = _curve_cost(curve, cost)
+        if c_cost is not None and len(c_cost) > 0:
+            thresholds = np.asarray(curve.thresholds, dtype=float).reshape(len(c_cost), -1)
+            fractions = np.asarray(curve.exit_fractions, dtype=float).reshape(len(c_cost), -1)
+            text = [f"{format_thresholds(t)}<br>exits: {format_fractions(f)}" for t, f in zip(thresholds, fractions)]
+            order = np.argsort(c_cost, kind="stable")
+            fig.add_trace(go.Scatter(
+                x=c_cost[order], y=_pct(curve.accuracy)[order], mode="lines+markers", name=chain_name,
+                text=[text[i] for i in order], customdata=order.reshape(-1, 1),
+                line=dict(color=COLOURS["chain"], width=2), marker=dict(size=5),
+                hovertemplate="%{text}<br>cost %{x:.4g}<br>accuracy %{y:.2%}"
+                              "<extra>click to use these thresholds</extra>",
+            ))
+
+    if singles is not None and len(singles) > 0 and cost_col in singles:
+        s = singles[singles[cost_col].notna()]
+        fig.add_trace(go.Scatter(
+            x=s[cost_col].to_numpy(dtype=float), y=s["accuracy"].to_numpy(dtype=float),
+            mode="markers+text", name="single models", text=s["display_name"].tolist(),
+            textposition="top center", textfont=dict(size=10),
+            marker=dict(color=COLOURS["single"], size=9, symbol="circle"),
+            hovertemplate="%{text}<br>cost %{x:.4g}<br>accuracy %{y:.2%}<extra>single model</extra>",
+        ))
+
+    if point is not None:
+        p_cost = point.get("avg_gmacs" if cost == "gmacs" else "avg_ms")
+        if p_cost is not None:
+            fig.add_trace(go.Scatter(
+                x=[float(p_cost)], y=[float(point["accuracy"])], mode="markers", name="current setting",
+                text=[point.get("label", "current setting")],
+                marker=dict(color=COLOURS["point"], size=16, symbol="star", line=dict(width=1, color="#333")),
+                hovertemplate="%{text}<br>cost %{x:.4g}<br>accuracy %{y:.2%}<extra>current</extra>",
+            ))
+    return _layout(fig, x_title=label, log_x=log_x, height=height)
+
+
+def from_model_zoo(singles: pd.DataFrame, *, hull: Any = None, cost: str = "gmacs", log_x: bool = True,
+                   split: str | None = None) -> go.Figure:
+    """Accuracy-cost scatter of the bank's models (``display_name``, ``accuracy``, ``gmacs``/``ms``)."""
+    fig = from_tradeoff(singles, hull=hull, cost=cost, log_x=log_x, height=420)
+    if split:
+        fig.update_yaxes(title_text=f"top-1 accuracy on {split}")
+    return fig
+
+
+def from_exit_fractions(fractions: Mapping[str, Sequence[float]], stage_names: Sequence[str]) -> go.Figure:
+    """Grouped bars: share of images leaving at each stage, one bar group per setting (e.g. split)."""
+    fig = go.Figure()
+    palette = [COLOURS["single"], COLOURS["chain"], COLOURS["frontier"], *COLOURS["extra"]]
+    for i, (name, values) in enumerate(fractions.items()):
+        values = np.asarray(values, dtype=float)
+        if len(values) != len(stage_names):
+            raise ValueError(f"exit fractions for {name!r} have {len(values)} stages, expected {len(stage_names)}")
+        fig.add_trace(go.Bar(
+            x=list(stage_names), y=values, name=str(name), marker_color=palette[i % len(palette)],
+            text=[f"{v:.1%}" for v in values], textposition="auto",
+            hovertemplate="%{x}<br>%{y:.1%} of images exit here<extra>" + str(name) + "</extra>",
+        ))
+    fig.update_layout(barmode="group", height=320, margin=dict(l=10, r=10, t=10, b=10),
+                      legend=dict(orientation="h", yanchor="bottom", y=1.01, xanchor="left", x=0))
+    fig.update_yaxes(title_text="share of images exiting", tickformat=".0%", rangemode="tozero")
+    return fig
+
+
+def from_shift(curves: Mapping[str, Any], points: Mapping[str, Mapping] | None = None, *,
+               hulls: Mapping[str, Any] | None = None, cost: str = "gmacs", log_x: bool = False) -> go.Figure:
+    """Distribution shift: one cascade curve (and optional hull / operating point) per image set."""
+    label = _cost_label(cost)
+    fig = go.Figure()
+    palette = [COLOURS["chain"], COLOURS["single"], COLOURS["frontier"], *COLOURS["extra"]]
+    for i, (name, curve) in enumerate(curves.items()):
+        colour = palette[i % len(palette)]
+        if hulls and hulls.get(name) is not None and len(hulls[name].costs) > 0:
+            fig.add_trace(go.Scatter(
+                x=np.asarray(hulls[name].costs, dtype=float), y=_pct(hulls[name].accuracies), mode="lines",
+                name=f"{name}: best single model", line=dict(color=colour, dash="dot", width=1.5),
+                hovertemplate="cost %{x:.4g}<br>accuracy %{y:.2%}<extra>" + f"{name} hull" + "</extra>",
+            ))
+        c_cost = _curve_cost(curve, cost)
+        if c_cost is None:
+            continue
+        thresholds = np.asarray(curve.thresholds, dtype=float).reshape(len(c_cost), -1)
+        order = np.argsort(c_cost, kind="stable")
+        fig.add_trace(go.Scatter(
+            x=c_cost[order], y=_pct(curve.accuracy)[order], mode="lines", name=f"{name}: cascade",
+            text=[format_thresholds(thresholds[j]) for j in order], line=dict(color=colour, width=2),
+            hovertemplate="%{text}<br>cost %{x:.4g}<br>accuracy %{y:.2%}<extra>" + str(name) + "</extra>",
+        ))
+        if points and name in points:
+            p = points[name]
+            p_cost = p.get("avg_gmacs" if cost == "gmacs" else "avg_ms")
+            if p_cost is not None:
+                fig.add_trace(go.Scatter(
+                    x=[float(p_cost)], y=[float(p["accuracy"])], mode="markers",
+                    name=f"{name}: fitted thresholds", marker=dict(color=colour, size=14, symbol="star",
+                                                                   line=dict(width=1, color="#333")),
+                    hovertemplate="cost %{x:.4g}<br>accuracy %{y:.2%}<extra>" + f"{name} operating point" + "</extra>",
+                ))
+    return _layout(fig, x_title=label, log_x=log_x, height=440)
+
+
+def from_confidences(confidences: np.ndarray, correct: np.ndarray, *, threshold: float | None = None,
+                     bins: int = 40, name: str = "stage 1") -> go.Figure:
+    """Histogram of one stage's confidence, right and wrong predictions stacked, with the threshold."""
+    confidences = np.asarray(confidences, dtype=float)
+    correct = np.asarray(correct, dtype=bool)
+    if confidences.shape != correct.shape:
+        raise ValueError(f"confidences {confidences.shape} and correct {correct.shape} differ in shape")
+    finite = np.isfinite(confidences)
+    lo, hi = (float(confidences[finite].min()), float(confidences[finite].max())) if finite.any() else (0.0, 1.0)
+    edges = np.linspace(lo, hi if hi > lo else lo + 1.0, bins + 1)
+    fig = go.Figure()
+    for label, mask, colour in (("right", correct, COLOURS["frontier"]), ("wrong", ~correct, COLOURS["point"])):
+        counts, _ = np.histogram(confidences[mask & finite], bins=edges)
+        fig.add_trace(go.Bar(x=(edges[:-1] + edges[1:]) / 2, y=counts, width=np.diff(edges), name=f"{name}: {label}",
+                             marker_color=colour, hovertemplate="confidence %{x:.3g}<br>%{y} images<extra></extra>"))
+    if threshold is not None and np.isfinite(threshold):
+        fig.add_vline(x=float(threshold), line_dash="dash", line_color=COLOURS["chain"],
+                      annotation_text="threshold", annotation_position="top")
+    fig.update_layout(barmode="stack", height=280, margin=dict(l=10, r=10, t=20, b=10),
+                      legend=dict(orientation="h", yanchor="bottom", y=1.01, xanchor="left", x=0))
+    fig.update_xaxes(title_text=f"{name} confidence (higher = more sure)")
+    fig.update_yaxes(title_text="images")
+    return fig
+
+
+def clicked_curve_index(selection: Mapping | None, fig: go.Figure, trace_name: str = CHAIN_TRACE) -> int | None:
+    """The curve point index a chart click chose (from ``st.plotly_chart(on_select=...)``'s state), or None."""
+    if not selection:
+        return None
+    points = (selection.get("selection") or {}).get("points") or []
+    names = [t.name for t in fig.data]
+    for p in points:
+        curve_number = p.get("curve_number")
+        if curve_number is None or curve_number >= len(names) or names[curve_number] != trace_name:
+            continue
+        custom = p.get("customdata")
+        if isinstance(custom, (list, tuple)) and custom:
+            return int(custom[0])
+        if isinstance(custom, (int, float)):
+            return int(custom)
+        index = p.get("point_index", p.get("point_number"))
+        if index is not None:
+            trace = fig.data[curve_number]
+            return int(np.asarray(trace.customdata).reshape(-1)[int(index)])
+    return None
