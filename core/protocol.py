@@ -1,0 +1,270 @@
+"""Evaluation protocol: calibration/held-out split, threshold fitting for a target,
+bootstrap intervals, and thresholds carried from one image set to another (shift).
+
+Plain arrays in, plain results out. Thresholds and temperatures are fitted on the
+calibration part only; metrics are reported on the held-out rest so they are not
+optimistically biased by the fit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .criteria import fit_temperature
+from .curves import CascadeCurve, SingleModelHull, cascade_curve, speedup_at_equal_accuracy
+from .engine import CascadeResult, evaluate_cascade
+from .errors import UsageError
+from .signals import ModelSignals
+
+# Relative slack when comparing an average cost with a budget: the average of float costs
+# may differ from the "same" budget in the last bits.
+_COST_RTOL = 1e-9
+
+
+# --------------------------------------------------------------------------------------
+# Calibration / held-out split
+# --------------------------------------------------------------------------------------
+
+def sample_uniforms(sample_ids: Sequence, seed: int = 0) -> np.ndarray:
+    """A uniform number in [0, 1) per sample id, from a keyed hash of (seed, id).
+
+    It depends on the id and the seed only, so a sample lands in the same part whatever the
+    row order, whichever split it appears in (e.g. a corrupted copy of the same images) and
+    whatever other samples are present.
+    """
+    key = f"cascade-explorer/{int(seed)}".encode()
+    out = np.empty(len(sample_ids), dtype=np.float64)
+    for i, sample_id in enumerate(sample_ids):
+        digest = hashlib.blake2b(str(sample_id).encode("utf-8"), digest_size=8, key=key).digest()
+        # 53 bits: exactly representable as a float64 in [0, 1).
+        out[i] = (int.from_bytes(digest, "big") >> 11) / float(1 << 53)
+    return out
+
+
+def calibration_mask(sample_ids: Sequence, calibration_fraction: float = 0.5, seed: int = 0) -> np.ndarray:
+    """bool (N,): True = calibration part (fit thresholds/temperatures), False = held-out part.
+
+    Each id joins the calibration part with probability `calibration_fraction`, decided by a
+    hash of (seed, id): deterministic, seedable, independent of row order.
+    """
+    fraction = float(calibration_fraction)
+    if not 0.0 < fraction < 1.0:
+        raise UsageError(f"calibration fraction must be strictly between 0 and 1, got {calibration_fraction!r}")
+    return sample_uniforms(sample_ids, seed) < fraction
+
+
+def fit_temperatures(logits_list: Sequence[np.ndarray], labels: np.ndarray, mask: np.ndarray | None = None) -> list[float]:
+    """Per-model temperature by NLL on the rows selected by `mask` (the calibration part)."""
+    labels = np.asarray(labels)
+    index = slice(None) if mask is None else np.flatnonzero(np.asarray(mask, dtype=bool))
+    if mask is not None and index.size == 0:
+        raise UsageError("the calibration part is empty: use a larger calibration fraction or another seed")
+    return [float(fit_temperature(np.asarray(logits[index], dtype=np.float32), labels[index])) for logits in logits_list]
+
+
+# --------------------------------------------------------------------------------------
+# Threshold fitting for a target
+# --------------------------------------------------------------------------------------
+
+def _one_target(target_accuracy, max_gmacs, max_escalated) -> str:
+    given = [name for name, value in (("target_accuracy", target_accuracy), ("max_gmacs", max_gmacs),
+                                      ("max_escalated", max_escalated)) if value is not None]
+    if len(given) != 1:
+        raise UsageError("give exactly one target: target accuracy, cost budget (max GMACs) or "
+                         f"maximum escalated fraction (got {', '.join(given) or 'none'})")
+    return given[0]
+
+
+def select_operating_point(accuracy, avg_gmacs, escalated, *, target_accuracy=None, max_gmacs=None,
+                           max_escalated=None) -> int:
+    """Index of the operating point meeting one target.
+
+    - target_accuracy a: the cheapest point with accuracy >= a (ties: the more accurate);
+    - max_gmacs c: the most accurate point with avg cost <= c (ties: the cheaper);
+    - max_escalated e: the most accurate point whose share reaching the last stage is <= e
+      (ties: the cheaper).
+    Raises UsageError naming the best achievable value when no point qualifies.
+    """
+    kind = _one_target(target_accuracy, max_gmacs, max_escalated)
+    accuracy = np.asarray(accuracy, dtype=np.float64)
+    avg_gmacs = np.asarray(avg_gmacs, dtype=np.float64)
+    escalated = np.asarray(escalated, dtype=np.float64)
+    if accuracy.size == 0:
+        raise UsageError("no operating points to choose from")
+    if kind == "target_accuracy":
+        target = float(target_accuracy)
+        ok = accuracy >= target - 1e-12
+        if not ok.any():
+            best = int(np.lexsort((avg_gmacs, -accuracy))[0])
+            raise UsageError(f"no thresholds reach accuracy {target:.4f} on the calibration part; the best "
+                             f"achievable is {accuracy[best]:.4f} at {avg_gmacs[best]:.4g} GMACs")
+        candidates = np.flatnonzero(ok)
+        order = np.lexsort((-accuracy[candidates], avg_gmacs[candidates]))
+    elif kind == "max_gmacs":
+        budget = float(max_gmacs)
+        ok = avg_gmacs <= budget * (1 + _COST_RTOL) + 1e-15
+        if not ok.any():
+            cheapest = int(np.lexsort((-accuracy, avg_gmacs))[0])
+            raise UsageError(f"no thresholds keep the average cost within {budget:.4g} GMACs; the cheapest "
+                             f"achievable is {avg_gmacs[cheapest]:.4g} GMACs (accuracy {accuracy[cheapest]:.4f})")
+        candidates = np.flatnonzero(ok)
+        order = np.lexsort((avg_gmacs[candidates], -accuracy[candidates]))
+    else:
+        limit = float(max_escalated)
+        ok = escalated <= limit + 1e-12
+        if not ok.any():
+            least = int(np.argmin(escalated))
+            raise UsageError(f"no thresholds keep the escalated fraction within {limit:.4g}; the smallest "
+                             f"achievable is {escalated[least]:.4g}")
+        candidates = np.flatnonzero(ok)
+        order = np.lexsort((avg_gmacs[candidates], -accuracy[candidates]))
+    return int(candidates[order[0]])
+
+
+@dataclass(frozen=True)
+class ThresholdFit:
+    """Thresholds chosen for a target, with the calibration-part metrics at that point."""
+    thresholds: tuple[float, ...]
+    accuracy: float
+    avg_gmacs: float
+    exit_fractions: tuple[float, ...]
+    target: dict
+
+
+def fit_thresholds_detailed(stages: list[ModelSignals], gmacs, *, target_accuracy=None, max_gmacs=None,
+                            max_escalated=None, grid_size: int = 64, curve: CascadeCurve | None = None) -> ThresholdFit:
+    """Like `fit_thresholds`, also returning the calibration metrics of the chosen point."""
+    kind = _one_target(target_accuracy, max_gmacs, max_escalated)
+    if len(stages) < 2:
+        raise UsageError("a cascade needs at least 2 models to fit thresholds")
+    if curve is None:
+        curve = cascade_curve(stages, gmacs, grid_size=grid_size)
+    exit_fractions = np.asarray(curve.exit_fractions, dtype=np.float64)
+    index = select_operating_point(curve.accuracy, curve.avg_gmacs, exit_fractions[:, -1],
+                                   target_accuracy=target_accuracy, max_gmacs=max_gmacs,
+                                   max_escalated=max_escalated)
+    value = {"target_accuracy": target_accuracy, "max_gmacs": max_gmacs, "max_escalated": max_escalated}[kind]
+    return ThresholdFit(
+        thresholds=tuple(float(t) for t in np.atleast_1d(curve.thresholds[index])),
+        accuracy=float(curve.accuracy[index]),
+        avg_gmacs=float(curve.avg_gmacs[index]),
+        exit_fractions=tuple(float(f) for f in exit_fractions[index]),
+        target={kind: float(value)},
+    )
+
+
+def fit_thresholds(stages: list[ModelSignals], gmacs, *, target_accuracy=None, max_gmacs=None,
+                   max_escalated=None, grid_size: int = 64) -> tuple[float, ...]:
+    """Thresholds (one per non-final stage) meeting one target on the given (calibration) signals.
+
+    2 stages: exact over every distinct threshold; 3+: over the points of `cascade_curve`
+    (quantile grid on the earlier thresholds, the last one exact). A threshold of +inf means
+    "never exit at this stage".
+    """
+    return fit_thresholds_detailed(stages, gmacs, target_accuracy=target_accuracy, max_gmacs=max_gmacs,
+                                   max_escalated=max_escalated, grid_size=grid_size).thresholds
+
+
+# --------------------------------------------------------------------------------------
+# Bootstrap intervals
+# --------------------------------------------------------------------------------------
+
+# Resampled indices held at once (rows x N); bounds memory for large N.
+_BOOTSTRAP_CHUNK_ELEMENTS = 4_000_000
+
+
+def bootstrap_ci(correct, cost, n_bootstrap: int = 1000, seed: int = 0, level: float = 0.95) -> dict:
+    """Percentile bootstrap intervals of mean accuracy and mean cost.
+
+    Per-sample (correct, cost) pairs are resampled jointly with replacement; replicate b uses
+    the b-th draw of `rng.integers(0, N, size=N)` from `np.random.default_rng(seed)`.
+    Returns {"accuracy": (lo, hi), "avg_gmacs": (lo, hi)}.
+    """
+    correct = np.asarray(correct, dtype=np.float64).ravel()
+    cost = np.asarray(cost, dtype=np.float64).ravel()
+    n = correct.size
+    if cost.size != n:
+        raise ValueError(f"correct has {n} samples but cost has {cost.size}")
+    if n == 0:
+        raise ValueError("bootstrap needs at least one sample")
+    if int(n_bootstrap) < 1:
+        raise ValueError(f"n_bootstrap must be >= 1, got {n_bootstrap}")
+    if not 0.0 < float(level) < 1.0:
+        raise ValueError(f"level must be strictly between 0 and 1, got {level}")
+    n_bootstrap = int(n_bootstrap)
+    rng = np.random.default_rng(seed)
+    accuracy = np.empty(n_bootstrap)
+    avg_cost = np.empty(n_bootstrap)
+    rows = max(1, _BOOTSTRAP_CHUNK_ELEMENTS // n)
+    for start in range(0, n_bootstrap, rows):
+        stop = min(n_bootstrap, start + rows)
+        # Row-major draw of (rows, n) consumes the stream like `rows` draws of size n.
+        index = rng.integers(0, n, size=(stop - start, n))
+        accuracy[start:stop] = correct[index].mean(axis=1)
+        avg_cost[start:stop] = cost[index].mean(axis=1)
+    tail = (1.0 - float(level)) / 2.0
+    quantiles = [tail, 1.0 - tail]
+    acc_lo, acc_hi = np.quantile(accuracy, quantiles)
+    cost_lo, cost_hi = np.quantile(avg_cost, quantiles)
+    return {"accuracy": (float(acc_lo), float(acc_hi)), "avg_gmacs": (float(cost_lo), float(cost_hi))}
+
+
+# --------------------------------------------------------------------------------------
+# Shift: thresholds from one image set applied to another
+# --------------------------------------------------------------------------------------
+
+def apply_thresholds(stages: list[ModelSignals], thresholds, gmacs, ms=None, models=None) -> CascadeResult:
+    """Evaluate fixed thresholds on another set of samples (just `evaluate_cascade`)."""
+    return evaluate_cascade(stages, thresholds, gmacs, ms=ms, models=models)
+
+
+def _speedup(result: CascadeResult, hull: SingleModelHull | None) -> float | None:
+    if hull is None:
+        return None
+    value = float(np.asarray(speedup_at_equal_accuracy(np.asarray([result.avg_gmacs]),
+                                                       np.asarray([result.accuracy]), hull)).ravel()[0])
+    return value if np.isfinite(value) else None
+
+
+@dataclass
+class ShiftReport:
+    """The same thresholds on a source and a target image set, side by side."""
+    thresholds: tuple[float, ...]
+    source: CascadeResult
+    target: CascadeResult
+    speedup_source: float | None
+    speedup_target: float | None
+
+    def to_dict(self) -> dict:
+        def side(result: CascadeResult, speedup):
+            return {"accuracy": float(result.accuracy), "avg_gmacs": float(result.avg_gmacs),
+                    "worst_gmacs": float(result.worst_gmacs),
+                    "avg_ms": None if result.avg_ms is None else float(result.avg_ms),
+                    "exit_fractions": [float(f) for f in result.exit_fractions],
+                    "n_samples": int(result.n_samples), "speedup": speedup}
+
+        source = side(self.source, self.speedup_source)
+        target = side(self.target, self.speedup_target)
+        delta = {
+            "accuracy": target["accuracy"] - source["accuracy"],
+            "avg_gmacs": target["avg_gmacs"] - source["avg_gmacs"],
+            "exit_fractions": [t - s for s, t in zip(source["exit_fractions"], target["exit_fractions"])],
+            "speedup": (None if source["speedup"] is None or target["speedup"] is None
+                        else target["speedup"] - source["speedup"]),
+        }
+        return {"thresholds": [float(t) for t in self.thresholds], "source": source, "target": target,
+                "delta": delta}
+
+
+def shift_report(stages_source: list[ModelSignals], stages_target: list[ModelSignals], thresholds, gmacs,
+                 hull_source: SingleModelHull | None = None, hull_target: SingleModelHull | None = None,
+                 *, ms=None, models=None) -> ShiftReport:
+    """Apply the same thresholds on both sets; speed-ups are against each set's own single-model hull."""
+    source = evaluate_cascade(stages_source, thresholds, gmacs, ms=ms, models=models)
+    target = evaluate_cascade(stages_target, thresholds, gmacs, ms=ms, models=models)
+    return ShiftReport(thresholds=tuple(float(t) for t in thresholds), source=source, target=target,
+                       speedup_source=_speedup(source, hull_source), speedup_target=_speedup(target, hull_target))
