@@ -239,7 +239,7 @@ def test_fit_temperatures_uses_only_the_calibration_rows():
 
 def test_shift_report_side_by_side():
     source = [_signals([0.9, 0.9, 0.2, 0.2], [True, True, False, False]), _signals([0, 0, 0, 0], [True] * 4)]
-    target = [_signals([0.9, 0.2, 0.2, 0.2], [False, False, False, False]), _signals([0, 0, 0, 0], [True, True, False, False])]
+    target = [_signals([0.9, 0.2, 0.2, 0.2], [False, False, False, False]), _signals([0, 0, 0, 0], [True, True, True, False])]
     hull = single_model_hull(np.array([1.0, 3.0]), np.array([0.5, 1.0]))
     report = protocol.shift_report(source, target, (0.5,), [1.0, 2.0], hull, hull)
     summary = report.to_dict()
@@ -248,6 +248,6 @@ def test_shift_report_side_by_side():
     assert summary["source"]["accuracy"] == 1.0 and summary["target"]["accuracy"] == 0.5
     assert summary["delta"]["accuracy"] == -0.5
     assert summary["source"]["speedup"] == pytest.approx(3.0 / 2.0)  # hull cost at acc 1.0 = 3, cascade 1 + 0.5*2
-    assert summary["target"]["speedup"] == pytest.approx(1.0 / 2.5)  # hull cost at acc 0.5 = 1
+    assert summary["target"]["speedup"] == pytest.approx(1.0 / 2.5)  # hull cost at acc 0.5 = 1, cascade 1 + 0.75*2
     applied = protocol.apply_thresholds(target, (0.5,), [1.0, 2.0])
     assert applied.accuracy == report.target.accuracy
