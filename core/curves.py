@@ -1,0 +1,203 @@
+"""Accuracy-cost curves of cascades, Pareto frontiers, the single-model hull and speed-ups.
+
+For a 2-stage cascade the curve is exact: every distinct confidence of stage 0 is a threshold
+(plus +inf, "never exit"), evaluated with one sort and cumulative sums instead of a grid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import product
+
+import numpy as np
+
+from .engine import check_costs
+from .signals import ModelSignals
+
+
+@dataclass
+class CascadeCurve:
+    """One point per threshold setting, thresholds ascending within each block (cost ascending for n=2)."""
+
+    thresholds: np.ndarray        # (P, n-1)
+    accuracy: np.ndarray          # (P,)
+    avg_gmacs: np.ndarray         # (P,)
+    avg_ms: np.ndarray | None     # (P,) or None
+    exit_fractions: np.ndarray    # (P, n)
+
+    def __len__(self) -> int:
+        return len(self.accuracy)
+
+    @property
+    def escalated_fraction(self) -> np.ndarray:
+        """Fraction of samples reaching the last stage, per point."""
+        return self.exit_fractions[:, -1]
+
+    def take(self, index) -> "CascadeCurve":
+        """The curve restricted to the given points (indices or mask)."""
+        return CascadeCurve(self.thresholds[index], self.accuracy[index], self.avg_gmacs[index],
+                            None if self.avg_ms is None else self.avg_ms[index], self.exit_fractions[index])
+
+    def pareto(self) -> "CascadeCurve":
+        """Only the non-dominated points (lower cost, higher accuracy), cost ascending."""
+        return self.take(pareto_front(self.avg_gmacs, self.accuracy))
+
+
+def exact_threshold_sweep(confidence, correct_exit, correct_next):
+    """Every distinct threshold on one stage, by one sort and cumulative sums.
+
+    Returns (thresholds, n_exit, n_correct), thresholds ascending and ending with +inf; at threshold
+    t the samples with confidence >= t exit (correct_exit counts) and the rest go on (correct_next).
+    """
+    conf = np.asarray(confidence, dtype=np.float64)
+    m = len(conf)
+    order = np.argsort(-conf, kind="stable")
+    sorted_conf = conf[order]
+    # last index of each run of equal confidences: a threshold there lets the whole run exit
+    ends = np.flatnonzero(np.append(sorted_conf[1:] != sorted_conf[:-1], True)) if m else np.empty(0, int)
+    n_exit = np.concatenate([[0], ends + 1])
+    cum_exit = np.concatenate([[0], np.cumsum(np.asarray(correct_exit, dtype=bool)[order], dtype=np.int64)])
+    cum_next = np.concatenate([[0], np.cumsum(np.asarray(correct_next, dtype=bool)[order], dtype=np.int64)])
+    n_correct = cum_exit[n_exit] + (cum_next[-1] - cum_next[n_exit])
+    thresholds = np.concatenate([[np.inf], sorted_conf[ends]])
+    return thresholds[::-1], n_exit[::-1], n_correct[::-1]
+
+
+def _grid(conf: np.ndarray, size: int) -> np.ndarray:
+    """Thresholds at quantiles of the confidences (real confidence values), plus +inf."""
+    if size <= 1 or len(conf) == 0:
+        return np.array([np.inf])
+    levels = np.quantile(conf, np.linspace(0.0, 1.0, size), method="lower")
+    return np.concatenate([np.unique(levels), [np.inf]])
+
+
+def cascade_curve(stages: list[ModelSignals], gmacs, ms=None, grid_size: int = 64, *,
+                  pareto_only: bool = False) -> CascadeCurve:
+    """Accuracy-cost points of one model sequence.
+
+    n=1: the single point of the model alone. n=2: every distinct confidence of stage 0 plus +inf
+    (exact). n>=3: the earlier thresholds on a quantile grid (about grid_size combinations in all,
+    each with +inf), the last free threshold exact. pareto_only keeps only each block's
+    non-dominated points (much smaller for n>=3).
+    """
+    stages = list(stages)
+    n_stages = len(stages)
+    if n_stages == 0:
+        raise ValueError("a cascade curve needs at least one stage")
+    n = len(stages[0].confidence)
+    if n == 0 or any(len(s.confidence) != n for s in stages):
+        raise ValueError(f"all stages must cover the same non-empty set of samples, got lengths "
+                         f"{[len(s.confidence) for s in stages]}")
+    g = check_costs(gmacs, n_stages, "gmacs")
+    ms_values = None if ms is None else check_costs(ms, n_stages, "ms")
+
+    if n_stages == 1:
+        fractions = np.ones((1, 1))
+        return CascadeCurve(np.zeros((1, 0)), np.array([stages[0].correct.mean()]), g[:1].copy(),
+                            None if ms_values is None else ms_values[:1].copy(), fractions)
+
+    per_stage = max(2, int(round(grid_size ** (1.0 / (n_stages - 2))))) if n_stages > 2 else 1
+    grids = [_grid(stages[i].confidence, per_stage) for i in range(n_stages - 2)]
+    last_free = n_stages - 2
+    blocks = []
+    for early in product(*grids):
+        remaining = np.ones(n, dtype=bool)
+        counts = np.zeros(n_stages, dtype=np.int64)
+        early_correct = 0
+        for i, t in enumerate(early):
+            exits = remaining & (stages[i].confidence >= t)
+            counts[i] = np.count_nonzero(exits)
+            early_correct += np.count_nonzero(exits & stages[i].correct)
+            remaining &= ~exits
+        thresholds, n_exit, n_correct = exact_threshold_sweep(
+            stages[last_free].confidence[remaining], stages[last_free].correct[remaining],
+            stages[-1].correct[remaining])
+        fractions = np.empty((len(thresholds), n_stages))
+        fractions[:, :last_free] = counts[:last_free] / n
+        fractions[:, last_free] = n_exit / n
+        fractions[:, -1] = (np.count_nonzero(remaining) - n_exit) / n
+        block = CascadeCurve(
+            thresholds=np.column_stack([np.tile(np.asarray(early, dtype=np.float64), (len(thresholds), 1)),
+                                        thresholds]) if early else thresholds[:, None],
+            accuracy=(early_correct + n_correct) / n,
+            avg_gmacs=fractions @ np.cumsum(g),
+            avg_ms=None if ms_values is None else fractions @ np.cumsum(ms_values),
+            exit_fractions=fractions)
+        blocks.append(block.pareto() if pareto_only else block)
+    if len(blocks) == 1:
+        return blocks[0]
+    return CascadeCurve(
+        np.concatenate([b.thresholds for b in blocks]), np.concatenate([b.accuracy for b in blocks]),
+        np.concatenate([b.avg_gmacs for b in blocks]),
+        None if ms_values is None else np.concatenate([b.avg_ms for b in blocks]),
+        np.concatenate([b.exit_fractions for b in blocks]))
+
+
+def pareto_front(cost, accuracy) -> np.ndarray:
+    """Indices of the non-dominated points (no other point is at most as costly and at least as
+    accurate, one of them strictly), sorted by cost; of exact duplicates the first is kept; NaNs dropped."""
+    cost = np.asarray(cost, dtype=np.float64).reshape(-1)
+    accuracy = np.asarray(accuracy, dtype=np.float64).reshape(-1)
+    if cost.shape != accuracy.shape:
+        raise ValueError(f"cost and accuracy must have the same length, got {cost.shape} and {accuracy.shape}")
+    valid = np.flatnonzero(~(np.isnan(cost) | np.isnan(accuracy)))
+    if len(valid) == 0:
+        return np.empty(0, dtype=np.int64)
+    # cost ascending, then accuracy descending, then original index (stable)
+    order = valid[np.lexsort((-accuracy[valid], cost[valid]))]
+    acc_sorted = accuracy[order]
+    best_before = np.maximum.accumulate(acc_sorted)
+    keep = np.empty(len(order), dtype=bool)
+    keep[0] = True
+    keep[1:] = acc_sorted[1:] > best_before[:-1]
+    return order[keep].astype(np.int64)
+
+
+@dataclass
+class SingleModelHull:
+    """Upper concave hull of single models: what random switching between two models achieves."""
+
+    costs: np.ndarray        # vertices, increasing
+    accuracies: np.ndarray   # vertices, increasing
+
+    def cost_at(self, accuracy) -> np.ndarray:
+        """Cheapest cost reaching `accuracy`; the cheapest model's cost below it, nan above the best model."""
+        acc = np.asarray(accuracy, dtype=np.float64)
+        cost = np.interp(acc, self.accuracies, self.costs)
+        return np.where(acc > self.accuracies[-1], np.nan, cost)
+
+    def accuracy_at(self, cost) -> np.ndarray:
+        """Best accuracy for a cost budget; nan below the cheapest model, the best model's above it."""
+        cost = np.asarray(cost, dtype=np.float64)
+        acc = np.interp(cost, self.costs, self.accuracies)
+        return np.where(cost < self.costs[0], np.nan, acc)
+
+
+def single_model_hull(costs, accuracies) -> SingleModelHull:
+    """Upper concave hull of the (cost, accuracy) points, from the cheapest to the most accurate model."""
+    costs = np.asarray(costs, dtype=np.float64).reshape(-1)
+    accuracies = np.asarray(accuracies, dtype=np.float64).reshape(-1)
+    if len(costs) == 0 or costs.shape != accuracies.shape:
+        raise ValueError(f"need one accuracy per cost and at least one model, got {costs.shape} and {accuracies.shape}")
+    if not (np.isfinite(costs).all() and np.isfinite(accuracies).all()):
+        raise ValueError("single-model costs and accuracies must be finite")
+    front = pareto_front(costs, accuracies)
+    hull: list[int] = []
+    for index in front:
+        while len(hull) >= 2:
+            o, a = hull[-2], hull[-1]
+            cross = ((costs[a] - costs[o]) * (accuracies[index] - accuracies[o])
+                     - (accuracies[a] - accuracies[o]) * (costs[index] - costs[o]))
+            if cross >= 0:   # a lies on or below the chord o -> index: switching beats it
+                hull.pop()
+            else:
+                break
+        hull.append(int(index))
+    return SingleModelHull(costs[hull].copy(), accuracies[hull].copy())
+
+
+def speedup_at_equal_accuracy(cascade_cost, cascade_accuracy, hull: SingleModelHull) -> np.ndarray:
+    """hull.cost_at(accuracy) / cascade cost; nan where the accuracy exceeds the best single model."""
+    cost = np.asarray(cascade_cost, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return hull.cost_at(cascade_accuracy) / cost

@@ -1,0 +1,143 @@
+"""Evaluate one cascade: which stage each sample exits at, and what that costs.
+
+Stage i (0-based) lets a sample exit when it is not the last stage and its confidence is >= the
+threshold t_i (a confidence exactly at the threshold exits). Exiting at stage i costs every stage
+up to and including i, because all earlier stages ran.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .signals import ModelSignals
+
+
+def _json_float(value: float):
+    """JSON-safe float: +-inf become the strings "inf"/"-inf" (strict JSON has no Infinity)."""
+    value = float(value)
+    if np.isnan(value):
+        return None
+    if np.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return value
+
+
+@dataclass
+class CascadeResult:
+    models: tuple
+    thresholds: tuple
+    accuracy: float
+    avg_gmacs: float
+    worst_gmacs: float
+    avg_ms: float | None
+    worst_ms: float | None
+    exit_fractions: np.ndarray
+    exit_stage: np.ndarray = field(repr=False)
+    prediction: np.ndarray = field(repr=False)
+    correct: np.ndarray = field(repr=False)
+    cost_gmacs: np.ndarray = field(repr=False)
+    n_samples: int = 0
+
+    @property
+    def escalated_fraction(self) -> float:
+        """Fraction of samples that reached the last stage."""
+        return float(self.exit_fractions[-1])
+
+    def to_dict(self) -> dict:
+        """JSON-ready summary without per-sample arrays (infinite thresholds as "inf"/"-inf")."""
+        return {
+            "models": list(self.models),
+            "thresholds": [_json_float(t) for t in self.thresholds],
+            "accuracy": float(self.accuracy),
+            "avg_gmacs": float(self.avg_gmacs),
+            "worst_gmacs": float(self.worst_gmacs),
+            "avg_ms": None if self.avg_ms is None else float(self.avg_ms),
+            "worst_ms": None if self.worst_ms is None else float(self.worst_ms),
+            "exit_fractions": [float(f) for f in self.exit_fractions],
+            "escalated_fraction": self.escalated_fraction,
+            "n_samples": int(self.n_samples),
+        }
+
+
+def check_thresholds(thresholds, n_stages: int) -> np.ndarray:
+    """thresholds as float64 (n_stages - 1,); +inf (never exit) and -inf (always exit) are allowed."""
+    values = np.asarray(thresholds, dtype=np.float64).reshape(-1)
+    if len(values) != n_stages - 1:
+        raise ValueError(f"a cascade of {n_stages} stage(s) needs {n_stages - 1} threshold(s) "
+                         f"(one per stage except the last), got {len(values)}")
+    if np.isnan(values).any():
+        raise ValueError(f"thresholds must be numbers (or +-inf), got {list(thresholds)}")
+    return values
+
+
+def check_costs(costs, n_stages: int, name: str = "gmacs") -> np.ndarray:
+    values = np.asarray(costs, dtype=np.float64).reshape(-1)
+    if len(values) != n_stages:
+        raise ValueError(f"need one {name} value per stage ({n_stages}), got {len(values)}")
+    if not np.isfinite(values).all() or (values < 0).any():
+        raise ValueError(f"{name} must be finite and >= 0, got {values.tolist()}")
+    return values
+
+
+def exit_stages(confidences, thresholds) -> np.ndarray:
+    """0-based exit stage of each sample: the first stage i < n-1 with confidence_i >= t_i, else n-1.
+
+    confidences: (n, N) array or a list of n arrays of length N.
+    """
+    conf = [np.asarray(c, dtype=np.float64) for c in confidences]
+    n_stages = len(conf)
+    if n_stages == 0:
+        raise ValueError("exit_stages needs at least one stage")
+    lengths = {c.shape for c in conf}
+    if len(lengths) != 1 or conf[0].ndim != 1:
+        raise ValueError(f"every stage needs a 1-D confidence vector of the same length, got {sorted(lengths)}")
+    t = check_thresholds(thresholds, n_stages)
+    stage = np.full(conf[0].shape[0], n_stages - 1, dtype=np.int64)
+    # Walk backwards so the earliest qualifying stage is written last and wins.
+    for i in range(n_stages - 2, -1, -1):
+        stage[conf[i] >= t[i]] = i
+    return stage
+
+
+def evaluate_cascade(stages: list[ModelSignals], thresholds, gmacs, ms=None, models=None) -> CascadeResult:
+    """Evaluate a cascade of n >= 1 stages (n=1: the model alone, no thresholds)."""
+    stages = list(stages)
+    n_stages = len(stages)
+    if n_stages == 0:
+        raise ValueError("a cascade needs at least one stage")
+    n = len(stages[0].confidence)
+    if any(len(s.confidence) != n for s in stages):
+        raise ValueError(f"all stages must cover the same samples, got lengths {[len(s.confidence) for s in stages]}")
+    if n == 0:
+        raise ValueError("cannot evaluate a cascade on 0 samples")
+    t = check_thresholds(thresholds, n_stages)
+    g = check_costs(gmacs, n_stages, "gmacs")
+    ms_values = None if ms is None else check_costs(ms, n_stages, "ms")
+    if models is None:
+        models = tuple(f"stage{i}" for i in range(n_stages))
+    models = tuple(models)
+    if len(models) != n_stages:
+        raise ValueError(f"got {len(models)} model names for {n_stages} stages")
+
+    exit_stage = exit_stages([s.confidence for s in stages], t)
+    rows = np.arange(n)
+    prediction = np.stack([s.prediction for s in stages])[exit_stage, rows]
+    correct = np.stack([s.correct for s in stages])[exit_stage, rows]
+    cum_gmacs = np.cumsum(g)
+    cost = cum_gmacs[exit_stage]
+    counts = np.bincount(exit_stage, minlength=n_stages)
+    avg_ms = worst_ms = None
+    if ms_values is not None:
+        cum_ms = np.cumsum(ms_values)
+        avg_ms = float(counts @ cum_ms / n)
+        worst_ms = float(cum_ms[-1])
+    return CascadeResult(
+        models=models, thresholds=tuple(float(x) for x in t),
+        accuracy=float(np.count_nonzero(correct) / n),
+        avg_gmacs=float(counts @ cum_gmacs / n),
+        worst_gmacs=float(cum_gmacs[-1]),   # a single input may have to run every stage
+        avg_ms=avg_ms, worst_ms=worst_ms,
+        exit_fractions=counts / n, exit_stage=exit_stage, prediction=prediction,
+        correct=correct, cost_gmacs=cost, n_samples=n)

@@ -1,0 +1,130 @@
+"""Per-model and per-chain signals: confidence, prediction and correctness of every sample.
+
+A cascade only needs these three vectors per stage, so banks are reduced to them once (in row
+chunks: a memory-mapped float16 50,000 x 1000 logits file is never materialised as float64).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .criteria import (_as_logits_2d, _check_labels, _working_float, check_criterion, check_temperature,
+                       confidence, confidence_from_probs)
+
+DEFAULT_CHUNK_ROWS = 8192
+
+
+@dataclass(frozen=True)
+class ModelSignals:
+    """What a cascade needs from one stage: confidence (float64), prediction (int32), correct (bool)."""
+
+    confidence: np.ndarray
+    prediction: np.ndarray
+    correct: np.ndarray
+
+    def __post_init__(self):
+        conf = np.asarray(self.confidence, dtype=np.float64)
+        pred = np.asarray(self.prediction, dtype=np.int32)
+        corr = np.asarray(self.correct, dtype=bool)
+        if not (conf.ndim == pred.ndim == corr.ndim == 1) or not (len(conf) == len(pred) == len(corr)):
+            raise ValueError("ModelSignals needs three 1-D arrays of equal length, got shapes "
+                             f"{conf.shape}, {pred.shape}, {corr.shape}")
+        if np.isnan(conf).any():
+            raise ValueError("ModelSignals confidence contains NaN")
+        object.__setattr__(self, "confidence", conf)
+        object.__setattr__(self, "prediction", pred)
+        object.__setattr__(self, "correct", corr)
+
+    def __len__(self) -> int:
+        return len(self.confidence)
+
+    @property
+    def n_samples(self) -> int:
+        return len(self.confidence)
+
+    @property
+    def accuracy(self) -> float:
+        return float(self.correct.mean()) if len(self.correct) else float("nan")
+
+    def subset(self, mask_or_index) -> "ModelSignals":
+        """The signals of the selected samples (boolean mask of length N, or integer indices)."""
+        selector = np.asarray(mask_or_index)
+        if selector.dtype == bool and selector.shape != self.confidence.shape:
+            raise ValueError(f"boolean mask has shape {selector.shape}, expected {self.confidence.shape}")
+        return ModelSignals(self.confidence[selector], self.prediction[selector], self.correct[selector])
+
+
+def _check_chunk_rows(chunk_rows: int) -> int:
+    if int(chunk_rows) < 1:
+        raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
+    return int(chunk_rows)
+
+
+def model_signals(logits, labels, criterion: str, temperature: float = 1.0,
+                  chunk_rows: int = DEFAULT_CHUNK_ROWS) -> ModelSignals:
+    """Signals of one model: confidence under `criterion` at `temperature`, argmax prediction, correctness."""
+    check_criterion(criterion)
+    temperature = check_temperature(temperature)
+    chunk_rows = _check_chunk_rows(chunk_rows)
+    logits = _as_logits_2d(logits)   # keeps a memmap a memmap
+    n, n_classes = logits.shape
+    labels = _check_labels(labels, n, n_classes)
+    conf = np.empty(n, dtype=np.float64)
+    pred = np.empty(n, dtype=np.int32)
+    for start in range(0, n, chunk_rows):
+        stop = min(start + chunk_rows, n)
+        chunk = _working_float(np.asarray(logits[start:stop]))
+        if not np.isfinite(chunk).all():
+            bad = start + int(np.flatnonzero(~np.isfinite(chunk).all(axis=1))[0])
+            raise ValueError(f"logits row {bad} contains NaN or inf; fix or drop that sample")
+        conf[start:stop] = confidence(chunk, criterion, temperature)
+        pred[start:stop] = chunk.argmax(axis=1)   # temperature > 0 never changes the argmax
+    return ModelSignals(conf, pred, pred == labels)
+
+
+def chain_signals(logits_list, labels, criterion: str, temperatures=None, ensemble: bool = False,
+                  chunk_rows: int = DEFAULT_CHUNK_ROWS) -> list[ModelSignals]:
+    """Signals of each stage of a chain of models.
+
+    ensemble=False: stage i is model i alone. ensemble=True: stage i decides on the mean of the
+    temperature-scaled softmax of models 0..i (stage 0 is model 0 alone, computed from its logits).
+    """
+    check_criterion(criterion)
+    if len(logits_list) == 0:
+        raise ValueError("chain_signals needs at least one model's logits")
+    if temperatures is None:
+        temperatures = [1.0] * len(logits_list)
+    temperatures = [check_temperature(t) for t in temperatures]
+    if len(temperatures) != len(logits_list):
+        raise ValueError(f"got {len(temperatures)} temperatures for {len(logits_list)} models")
+    arrays = [_as_logits_2d(z, f"logits of stage {i}") for i, z in enumerate(logits_list)]
+    shapes = {a.shape for a in arrays}
+    if len(shapes) != 1:
+        raise ValueError(f"all stages' logits must have the same shape, got {sorted(shapes)}")
+    if not ensemble or len(arrays) == 1:
+        return [model_signals(z, labels, criterion, t, chunk_rows) for z, t in zip(arrays, temperatures)]
+    chunk_rows = _check_chunk_rows(chunk_rows)
+    n, n_classes = arrays[0].shape
+    labels = _check_labels(labels, n, n_classes)
+    first = model_signals(arrays[0], labels, criterion, temperatures[0], chunk_rows)
+    confs = [np.empty(n, dtype=np.float64) for _ in arrays[1:]]
+    preds = [np.empty(n, dtype=np.int32) for _ in arrays[1:]]
+    for start in range(0, n, chunk_rows):
+        stop = min(start + chunk_rows, n)
+        prob_sum = None
+        for i, (z, t) in enumerate(zip(arrays, temperatures)):
+            chunk = _working_float(np.asarray(z[start:stop])).astype(np.float64)
+            if not np.isfinite(chunk).all():
+                raise ValueError(f"logits of stage {i} contain NaN or inf in rows {start}..{stop - 1}")
+            shifted = (chunk - chunk.max(axis=1, keepdims=True)) / t
+            probs = np.exp(shifted)
+            probs /= probs.sum(axis=1, keepdims=True)
+            prob_sum = probs if prob_sum is None else prob_sum + probs
+            if i == 0:
+                continue
+            mean = prob_sum / (i + 1)
+            confs[i - 1][start:stop] = confidence_from_probs(mean, criterion)
+            preds[i - 1][start:stop] = mean.argmax(axis=1)
+    return [first] + [ModelSignals(c, p, p == labels) for c, p in zip(confs, preds)]
