@@ -1,0 +1,71 @@
+"""Cascade Explorer dashboard: `cascade-explorer dashboard [--bank PATH]` runs this with Streamlit.
+
+Opens the bank (a missing, empty or corrupt bank gives a message page, never a traceback), keeps
+the whole view in the URL (dashboard/state.py) and registers the pages with ``st.navigation``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from cascade_explorer.dashboard import data, state, ui
+
+st.set_page_config(page_title="Cascade Explorer", page_icon=":material/stacks:", layout="wide")
+
+HERE = Path(__file__).resolve().parent
+# (file, title, url path, icon); the order is the sidebar's.
+PAGES = [
+    ("overview.py", "Overview", "overview", ":material/home:"),
+    ("explorer.py", "Explorer", "explorer", ":material/tune:"),
+    ("leaderboard.py", "Leaderboard", "leaderboard", ":material/leaderboard:"),
+    ("gallery.py", "Exit gallery", "gallery", ":material/photo_library:"),
+    ("shift.py", "Distribution shift", "shift", ":material/swap_horiz:"),
+    ("zoo.py", "Model zoo", "zoo", ":material/grid_view:"),
+    ("live.py", "Live", "live", ":material/photo_camera:"),
+]
+
+view = state.current()
+choices = data.bank_choices()
+bank_label, bank_path = data.resolve_bank(view.bank, choices)
+if view.bank and view.bank != bank_label:
+    if view.bank != str(bank_path):
+        st.session_state.setdefault(state.PROBLEMS_KEY, []).append(
+            f"URL parameter bank={view.bank!r} is not a bank found here; showing {bank_label} instead")
+    view = state.update(bank=bank_label)
+
+with st.sidebar:
+    state.bound(
+        st.selectbox, "Bank", "w_bank", bank_label,
+        lambda v, value: v.replace(bank=value, split="", models=(), thresholds=(), shortlist=(),
+                                   gallery_class=None, shift_fit="", shift_apply=""),
+        options=list(choices),
+        help="A bank holds precomputed model outputs on one dataset. Every bank found next to the "
+             "start bank (and in CASCADE_EXPLORER_BANKS folders) is listed.",
+    )
+
+bank, problem = data.open_bank(bank_path)
+
+if problem is not None:
+    st.session_state.pop("_bank", None)
+
+    def show_problem():
+        ui.problem_page(problem, choices)
+
+    pages = [st.Page(show_problem, title=title, url_path=url, icon=icon, default=(i == 0))
+             for i, (_, title, url, icon) in enumerate(PAGES)]
+else:
+    st.session_state["_bank"] = bank
+    view = ui.sanitize_view(bank, view)
+    with st.sidebar:
+        ui.split_picker(bank, view)
+    pages = [st.Page(str(HERE / "pages" / file), title=title, url_path=url, icon=icon, default=(i == 0))
+             for i, (file, title, url, icon) in enumerate(PAGES)]
+
+page = st.navigation(pages)
+for message in state.url_problems():
+    st.toast(message, icon=":material/link_off:")
+st.session_state[state.PROBLEMS_KEY] = []
+page.run()
+state.write_url()

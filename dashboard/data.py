@@ -1,0 +1,224 @@
+"""Cached access to banks and to core's analysis for the dashboard (Streamlit caching only; no maths here).
+
+Every number the pages show comes from ``cascade_explorer.core`` (mostly ``core.analysis``); this
+module only opens banks, keys caches on the bank's manifest stamp (so a rewritten bank is re-read),
+and turns exceptions into messages for the message page.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from cascade_explorer.core import analysis, curves, search
+from cascade_explorer.core import bank as bank_mod
+
+BANK_ENV = "CASCADE_EXPLORER_BANK"          # set by `cascade-explorer dashboard --bank`
+EXTRA_ROOTS_ENV = "CASCADE_EXPLORER_BANKS"  # more folders to search for banks (os.pathsep separated)
+N_BOOTSTRAP = 1000
+TARGET_ARGS = {"accuracy": "target_accuracy", "gmacs": "max_gmacs", "escalated": "max_escalated"}
+
+
+# ----------------------------------------------------------------------------------------------- banks
+
+def _stamp(path: Path) -> str:
+    """Changes whenever the bank's manifest is rewritten (every bank write rewrites it atomically)."""
+    try:
+        s = (path / "manifest.json").stat()
+        return f"{s.st_mtime_ns}-{s.st_size}"
+    except OSError:
+        return "missing"
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def _found_banks(roots: tuple[str, ...]) -> list[str]:
+    return [str(p) for p in bank_mod.find_banks(*[Path(r) for r in roots])]
+
+
+def start_bank() -> Path:
+    """The bank the app opens first: --bank (via the environment) or the shipped default."""
+    env = os.environ.get(BANK_ENV)
+    return Path(env).expanduser().resolve() if env else Path(bank_mod.DEFAULT_BANK_PATH)
+
+
+def bank_choices() -> dict[str, Path]:
+    """Label -> path of every bank found (start bank first); labels are folder names, made unique."""
+    start = start_bank()
+    roots = [start.parent]
+    roots += [r for r in os.environ.get(EXTRA_ROOTS_ENV, "").split(os.pathsep) if r]
+    paths = [start] + [Path(p) for p in _found_banks(tuple(str(r) for r in roots))]
+    seen: dict[Path, None] = {}
+    for p in paths:
+        seen.setdefault(Path(p).resolve(), None)
+    out: dict[str, Path] = {}
+    for p in seen:
+        label = p.name
+        if label in out:
+            label = str(p)
+        out[label] = p
+    return out
+
+
+def resolve_bank(key: str, choices: dict[str, Path]) -> tuple[str, Path]:
+    """The (label, path) of the bank the URL names; unknown names fall back to the start bank."""
+    if key in choices:
+        return key, choices[key]
+    for label, path in choices.items():
+        if key and str(path) == key:
+            return label, path
+    label = next(iter(choices))
+    return label, choices[label]
+
+
+@st.cache_resource(show_spinner="Opening the bank...", max_entries=8)
+def _open(path: str, stamp: str):
+    return bank_mod.Bank.open(path)
+
+
+@dataclass(frozen=True)
+class BankProblem:
+    path: Path
+    title: str
+    detail: str
+
+
+def open_bank(path: Path):
+    """(Bank, None) or (None, BankProblem) — never raises for a missing, empty or corrupt bank."""
+    path = Path(path)
+    if not path.exists():
+        return None, BankProblem(path, "No bank at this path", f"The folder {path} does not exist.")
+    if not path.is_dir():
+        return None, BankProblem(path, "Not a bank folder", f"{path} is a file; a bank is a folder with a manifest.json.")
+    if not (path / "manifest.json").is_file():
+        return None, BankProblem(path, "The bank folder is empty or incomplete",
+                                 f"{path} has no manifest.json, so it holds no bank (yet).")
+    try:
+        return _open(str(path), _stamp(path)), None
+    except bank_mod.BankError as exc:
+        return None, BankProblem(path, "The bank is damaged", str(exc))
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # unreadable JSON / arrays the validator did not name
+        return None, BankProblem(path, "The bank could not be read", f"{type(exc).__name__}: {exc}")
+
+
+def current_bank():
+    """The bank app.py opened for this run (pages call this)."""
+    return st.session_state["_bank"]
+
+
+def key(bank) -> tuple[str, str]:
+    return str(bank.path), _stamp(Path(bank.path))
+
+
+def _bank(bank_key: tuple[str, str]):
+    return _open(*bank_key)
+
+
+# -------------------------------------------------------------------------------------------- analysis
+
+def spec(models, criterion="max_softmax", thresholds=(), temperature="none", ensemble=False):
+    return analysis.CascadeSpec(models=tuple(models), criterion=criterion, thresholds=tuple(float(t) for t in thresholds),
+                                temperature=temperature, ensemble=bool(ensemble))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def single_models(bank_key, split) -> pd.DataFrame:
+    return analysis.single_models(_bank(bank_key), split)
+
+
+def hull(bank_key, split, cost="gmacs"):
+    """Single-model hull in the chosen cost unit (models without latency drop out of the ms hull)."""
+    if cost == "gmacs":
+        return analysis.hull(_bank(bank_key), split)
+    df = single_models(bank_key, split)
+    df = df[df["ms"].notna()]
+    if df.empty:
+        return None
+    return curves.single_model_hull(df["ms"].to_numpy(dtype=float), df["accuracy"].to_numpy(dtype=float))
+
+
+@st.cache_data(show_spinner="Searching the best cascades...", max_entries=32)
+def frontier(bank_key, split, criterion="max_softmax", max_stages=2, shortlist=()) -> pd.DataFrame:
+    return analysis.frontier(_bank(bank_key), split=split, criterion=criterion, max_stages=max_stages,
+                             shortlist=list(shortlist) or None)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def evaluate(bank_key, split, models, criterion, thresholds, temperature, ensemble, on="all") -> dict:
+    """core.analysis.evaluate's metrics, plus 'result' (the CascadeResult) and 'stages' (stage signals)."""
+    result = analysis.evaluate(_bank(bank_key), spec(models, criterion, thresholds, temperature, ensemble),
+                               split=split, on=on, n_bootstrap=N_BOOTSTRAP)
+    out = dict(result)
+    out["result"], out["stages"], out["index"] = result.result, tuple(result.stages), result.index
+    return out
+
+
+@st.cache_data(show_spinner="Fitting thresholds on the calibration part...", max_entries=64)
+def fit_for_target(bank_key, split, models, criterion, temperature, ensemble, target_kind, target_value):
+    kwargs = {TARGET_ARGS[target_kind]: target_value}
+    return tuple(float(t) for t in analysis.fit_for_target(
+        _bank(bank_key), spec(models, criterion, (), temperature, ensemble), split=split, **kwargs))
+
+
+def chain_curve(bank_key, split, models, criterion, temperature, ensemble, on="all"):
+    """The chain's accuracy-cost curve over its thresholds (core memoises it)."""
+    return analysis.curve(_bank(bank_key), spec(models, criterion, (), temperature, ensemble), split=split, on=on)
+
+
+def stage_signals(bank_key, split, models, criterion, temperature, ensemble, on="all"):
+    return analysis.stage_signals(_bank(bank_key), spec(models, criterion, (), temperature, ensemble),
+                                  split=split, on=on)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def headline(bank_key, split):
+    """The Overview's best cascade: the cheapest one at least as accurate as the best single model,
+    else the one with the largest speed-up. None when the split has fewer than 2 models."""
+    singles = single_models(bank_key, split)
+    if len(singles) < 2:
+        return None
+    df = frontier(bank_key, split)
+    if df.empty:
+        return None
+    best = search.best_cascade(df, target_accuracy=float(singles["accuracy"].max()))
+    if best is None:
+        with_speedup = df[df["speedup"].notna()]
+        best = (with_speedup.loc[with_speedup["speedup"].idxmax()] if len(with_speedup)
+                else df.loc[df["accuracy"].idxmax()])
+    return best
+
+
+def default_thresholds(bank_key, split, models, criterion) -> list[float]:
+    """Starting thresholds for a new chain: each non-final stage's median confidence (half exit)."""
+    stages = stage_signals(bank_key, split, tuple(models), criterion, "none", False)
+    return [float(np.median(s.confidence)) for s in stages[:-1]]
+
+
+def best_for(frontier_df: pd.DataFrame, **target):
+    return search.best_cascade(frontier_df, **target)
+
+
+def labels(bank_key, split) -> np.ndarray:
+    return _bank(bank_key).labels(split)
+
+
+def cascade_config(bank, split, models, criterion, thresholds, ensemble, ev: dict):
+    """core.config.CascadeConfig of the cascade in view (what `predict` and the Live page load)."""
+    from cascade_explorer.core.config import CascadeConfig
+
+    temperatures = ev.get("temperatures") or {}
+    entries = []
+    for m in models:
+        info = bank.model(m)
+        entries.append({"id": m, "spec": info.spec, "source": info.source, "gmacs": info.gmacs,
+                        "temperature": float(temperatures.get(m, 1.0))})
+    return CascadeConfig(
+        models=entries, criterion=criterion, thresholds=[float(t) for t in thresholds], ensemble=bool(ensemble),
+        bank={"name": bank.name, "path": str(bank.path)},
+        expected={"split": split, "on": ev.get("on"), "accuracy": ev["accuracy"], "avg_gmacs": ev["avg_gmacs"],
+                  "exit_fractions": list(ev["exit_fractions"])},
+    )

@@ -1,0 +1,173 @@
+"""Explorer: build a cascade, move its thresholds (or fit them for a target) and see accuracy against cost."""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from cascade_explorer.core import plots
+from cascade_explorer.dashboard import data, state, ui
+
+bank = data.current_bank()
+view = state.current()
+split = ui.split_of(bank, view)
+bank_key = data.key(bank)
+available = [m for m in bank.model_ids if split in bank.model(m).top1]
+
+st.title("Explorer")
+st.caption("A cascade runs the cheapest model first; when it is confident enough (confidence ≥ the stage's "
+           "threshold) its answer is final, otherwise the image goes to the next, bigger model. "
+           "Higher thresholds: more images escalate, more accurate, more compute.")
+
+models, thresholds = ui.chain_and_thresholds(bank, view)
+models = tuple(m for m in models if m in available) or tuple(available[:1])
+if len(thresholds) != len(models) - 1:
+    thresholds = tuple(data.default_thresholds(bank_key, split, models, view.criterion))
+
+controls, main = st.columns([1, 2.6], gap="large")
+
+with controls:
+    order = {m: i for i, m in enumerate(bank.model_ids)}
+
+    def set_models(v: state.ViewState, chosen) -> state.ViewState:
+        chosen = tuple(sorted(chosen, key=order.__getitem__))
+        keep = v.thresholds if len(chosen) == len(models) and v.thresholds else ()
+        return v.replace(models=chosen, thresholds=keep if chosen == models else ())
+
+    state.bound(
+        st.multiselect, "Models, cheapest first", "w_models", list(models), set_models,
+        options=available, format_func=lambda m: ui.model_label(bank, m), max_selections=state.MAX_STAGES,
+        help="Pick 1-4 models. They always run cheapest first (cost in GMACs per image beside each name); "
+             "a single model is shown for comparison.",
+    )
+    state.bound(
+        st.selectbox, "Confidence criterion", "w_criterion", view.criterion,
+        lambda v, value: v.replace(criterion=value, models=models, thresholds=()),
+        options=list(ui.CRITERION_NAMES), format_func=ui.CRITERION_NAMES.get,
+        help="How a stage measures how sure it is; higher always means more confident.",
+    )
+    state.bound(
+        st.segmented_control, "Temperature", "w_temperature", view.temperature,
+        lambda v, value: v.replace(temperature=value or "none"),
+        options=list(state.TEMPERATURES), format_func={"none": "none", "fit": "fitted"}.get, required=True,
+        help="'fitted' rescales each model's logits by a temperature fitted (lowest log-loss) on the "
+             "calibration half, which makes softmax confidences comparable between models.",
+    )
+    state.bound(
+        st.toggle, "Ensemble earlier stages", "w_ensemble", view.ensemble,
+        lambda v, value: v.replace(ensemble=bool(value)),
+        help="At stage i, average the probabilities of stages 1..i instead of using stage i alone.",
+    )
+    state.bound(
+        st.segmented_control, "Thresholds", "w_mode", view.mode,
+        lambda v, value: v.replace(mode=value or "manual", models=models, thresholds=thresholds),
+        options=list(state.MODES), format_func={"manual": "by hand", "target": "fit for a target"}.get,
+        required=True, disabled=len(models) < 2,
+        help="Move one threshold per stage yourself, or name a target and let the thresholds be fitted on "
+             "the calibration half (metrics then come from the other, held-out half).",
+    )
+
+    if len(models) >= 2 and view.mode == "manual":
+        stages = data.stage_signals(bank_key, split, models, view.criterion, view.temperature, view.ensemble)
+        new_thresholds = list(thresholds)
+        for i in range(len(models) - 1):
+            conf = np.asarray(stages[i].confidence, dtype=float)
+            lo, hi = float(np.min(conf)), float(np.max(conf))
+            step = max((hi - lo) / 1000.0, 1e-6)
+            top = hi + step  # above every confidence: this stage never answers
+            # clamping keeps the result identical (nothing is below lo or above hi)
+            value = float(min(max(thresholds[i], lo), top))
+            new_thresholds[i] = value
+
+            def set_threshold(v: state.ViewState, x, i=i) -> state.ViewState:
+                current = list(v.thresholds) if len(v.thresholds) == len(models) - 1 else list(thresholds)
+                current[i] = float(x)
+                return v.replace(models=models, thresholds=tuple(current))
+
+            state.bound(
+                st.slider, f"Stage {i + 1} exits when confidence ≥", f"w_thr_{i}", value, set_threshold,
+                min_value=lo, max_value=top, step=step, format="%.4f",
+                help=f"{bank.model(models[i]).display_name} answers an image when its confidence is at least "
+                     "this; otherwise the image goes on to the next stage. Far right: it never answers.",
+            )
+        thresholds = tuple(new_thresholds)
+        state.bound(
+            st.segmented_control, "Metrics on", "w_on", view.on, lambda v, value: v.replace(on=value or "all"),
+            options=list(state.EVAL_ON), required=True,
+            format_func={"all": "every image", "eval": "held-out half"}.get,
+            help="Every image of the set, or only the held-out half that target fitting never looks at.",
+        )
+    elif len(models) >= 2:
+        kind = state.bound(
+            st.selectbox, "Target", "w_target_kind", view.target_kind,
+            lambda v, value: v.replace(target_kind=value, target_value=None),
+            options=list(state.TARGET_KINDS), format_func=ui.TARGET_NAMES.get,
+            help="Fit the thresholds so the cascade meets this on the calibration half.",
+        )
+        target_value = view.target_value if view.target_value is not None else ui.default_target(bank, split, kind)
+        if kind == "gmacs":
+            widget_args = dict(min_value=0.0, step=0.01, format="%.4f")
+        else:
+            widget_args = dict(min_value=0.0, max_value=1.0, step=0.001, format="%.3f")
+        state.bound(
+            st.number_input, {"accuracy": "Target accuracy", "gmacs": "Cost budget (average GMACs)",
+                              "escalated": "Largest share escalated to the last stage"}[kind],
+            "w_target_value", float(target_value), lambda v, value: v.replace(target_value=float(value)),
+            help={"accuracy": "The cheapest thresholds reaching this top-1 accuracy on the calibration half.",
+                  "gmacs": "The most accurate thresholds whose average cost stays within this budget.",
+                  "escalated": "The most accurate thresholds sending at most this share to the last model."}[kind],
+            **widget_args,
+        )
+
+    view = state.current()
+    if view.models != models or view.thresholds != thresholds:
+        view = state.update(models=models, thresholds=thresholds if view.mode == "manual" else view.thresholds)
+
+    st.divider()
+    cost_options = ["gmacs"] + (["ms"] if all(bank.model(m).ms() is not None for m in models) else [])
+    cost = view.cost if view.cost in cost_options else "gmacs"
+    state.bound(
+        st.segmented_control, "Cost axis", "w_cost", cost, lambda v, value: v.replace(cost=value or "gmacs"),
+        options=cost_options, required=True, format_func={"gmacs": "GMACs", "ms": "latency (ms)"}.get,
+        help="Compute (multiply-accumulates) or measured latency per image on the chart's x axis.",
+    )
+    state.bound(st.toggle, "Log scale", "w_logx", view.log_x, lambda v, value: v.replace(log_x=bool(value)),
+                help="Logarithmic cost axis: spreads out the cheap models.")
+
+cascade = ui.resolve_cascade(bank, view)
+cascade["models"], cascade["thresholds"] = models, (thresholds if not cascade["fitted"] else cascade["thresholds"])
+cascade, ev = ui.evaluate_current(bank, view, cascade)
+
+with main:
+    if cascade["fitted"]:
+        st.info(f"Thresholds fitted for **{ui.TARGET_NAMES[view.target_kind]}** "
+                f"({cascade['target_value']:g}) on the calibration half: "
+                f"{plots.format_thresholds(cascade['thresholds'])}. Metrics below are on the held-out half.",
+                icon=":material/target:")
+    st.markdown(f"**{ui.chain_text(bank, models)}** · {plots.format_thresholds(cascade['thresholds'])}")
+    ui.metric_cards(bank, ev)
+
+    singles = data.single_models(bank_key, split)
+    curve = data.chain_curve(bank_key, split, models, view.criterion, view.temperature, view.ensemble,
+                             cascade["on"]) if len(models) >= 2 else None
+    frontier = data.frontier(bank_key, split, view.criterion) if len(available) >= 2 else None
+    point = {"accuracy": ev["accuracy"], "avg_gmacs": ev["avg_gmacs"], "avg_ms": ev["avg_ms"],
+             "label": plots.format_thresholds(cascade["thresholds"])}
+    fig = plots.from_tradeoff(singles, hull=data.hull(bank_key, split, cost), curve=curve, frontier=frontier,
+                              point=point, cost=cost, log_x=view.log_x)
+    st.session_state["_explorer_curve"] = (curve, fig, models)
+
+    def on_click() -> None:
+        stored_curve, stored_fig, stored_models = st.session_state["_explorer_curve"]
+        index = plots.clicked_curve_index(st.session_state.get("explorer_chart"), stored_fig)
+        if index is None or stored_curve is None:
+            return
+        picked = tuple(float(t) for t in np.asarray(stored_curve.thresholds)[index])
+        state.update(models=stored_models, thresholds=picked, mode="manual")
+
+    st.plotly_chart(fig, theme="streamlit", key="explorer_chart", on_select=on_click,
+                    selection_mode="points", config={"displaylogo": False})
+    st.caption("Dots: single models; dashed line: the best you can do by switching between single models; "
+               "orange line: this cascade at every threshold (click a point to use it); green: the best "
+               "cascades of any two models; star: the current setting.")
+    ui.export_button(bank, view, ev, models, cascade["thresholds"])

@@ -1,0 +1,237 @@
+"""Shared page pieces: the bank message page, view sanitising against the bank, formatting, export."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import streamlit as st
+
+from cascade_explorer.dashboard import data, state
+
+HOW_TO_GET_A_BANK = """
+**How to fix it**
+
+- Build the shipped default bank (real models on 1,300 ImageNet validation images):
+  see `precomputed/README.md`, e.g. `cascade-explorer precompute --image-list IMAGES/dataset.txt --models SPEC ... --out precomputed/imagenet-val-1300`.
+- Or make a bank from logits you already have (any classification task):
+  `cascade-explorer import --labels labels.npy --logits small=small.npy --logits big=big.npy --costs costs.csv --out my-bank`.
+- Then start the dashboard on it: `cascade-explorer dashboard --bank my-bank`, or pick another bank in the sidebar.
+"""
+
+
+def problem_page(problem: data.BankProblem, choices: dict) -> None:
+    """Shown instead of every page when the chosen bank cannot be used."""
+    st.title("Cascade Explorer")
+    st.error(f"**{problem.title}** — `{problem.path}`\n\n{problem.detail}", icon=":material/folder_off:")
+    st.markdown(HOW_TO_GET_A_BANK)
+    others = [label for label, path in choices.items() if path != problem.path]
+    if others:
+        st.info("Other banks found here: " + ", ".join(f"`{o}`" for o in others) + ". Pick one in the sidebar.")
+
+
+# ------------------------------------------------------------------------------------ formatting
+
+def pct(x) -> str:
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{float(x):.2%}"
+
+
+def num(x, unit: str = "", digits: int = 4) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "–"
+    return f"{float(x):.{digits}g}{(' ' + unit) if unit else ''}"
+
+
+def speedup(x) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "–"
+    return f"{float(x):.2f}×"
+
+
+def ci(interval, fmt=pct) -> str:
+    if not interval or any(v is None for v in interval):
+        return ""
+    lo, hi = interval
+    return f"95% interval {fmt(lo)} – {fmt(hi)}"
+
+
+def model_label(bank, model_id: str) -> str:
+    m = bank.model(model_id)
+    ms = m.ms()
+    cost = f"{m.gmacs:.3g} GMACs" + (f", {ms:.3g} ms" if ms is not None else "")
+    return f"{m.display_name} ({cost})"
+
+
+def chain_text(bank, models) -> str:
+    return " → ".join(bank.model(m).display_name for m in models)
+
+
+# ------------------------------------------------------------------------------------ view vs bank
+
+def sanitize_view(bank, view: state.ViewState) -> state.ViewState:
+    """Make the view valid for this bank (unknown names dropped, chain ordered by cost) and store it."""
+    changes = {}
+    if view.split not in bank.splits:
+        changes["split"] = ""
+    order = {m: i for i, m in enumerate(bank.model_ids)}
+    models = tuple(sorted({m for m in view.models if m in order}, key=order.__getitem__))[: state.MAX_STAGES]
+    if models != view.models:
+        changes["models"] = models
+        if len(models) != len(view.models):
+            changes["thresholds"] = ()
+    shortlist = tuple(m for m in view.shortlist if m in order)
+    if shortlist != view.shortlist:
+        changes["shortlist"] = shortlist
+    if view.gallery_class is not None and not 0 <= view.gallery_class < bank.num_classes:
+        changes["gallery_class"] = None
+    for name in ("shift_fit", "shift_apply"):
+        if getattr(view, name) and getattr(view, name) not in bank.splits:
+            changes[name] = ""
+    if changes:
+        view = state.update(**changes)
+    return view
+
+
+def split_of(bank, view: state.ViewState) -> str:
+    return view.split or bank.default_split
+
+
+def split_picker(bank, view: state.ViewState) -> None:
+    if len(bank.splits) < 2:
+        st.caption(f"Image set: **{bank.default_split}**")
+        return
+    state.bound(
+        st.selectbox, "Image set", "w_split", split_of(bank, view),
+        lambda v, value: v.replace(split="" if value == bank.default_split else value),
+        options=bank.splits,
+        help="Which image set (split) of the bank every page uses, e.g. clean or corrupted images.",
+    )
+
+
+def bank_line(bank) -> None:
+    n = {s: len(bank.labels(s)) for s in bank.splits}
+    sets = ", ".join(f"{s} ({k:,} images)" for s, k in n.items())
+    st.markdown(f"**Bank:** {bank.name} — {len(bank.models)} models, {bank.num_classes:,} classes; image sets: {sets}.")
+    if bank.caveats:
+        st.caption("Caveats: " + " ".join(bank.caveats))
+
+
+# ------------------------------------------------------------------------------------ the cascade in view
+
+def chain_and_thresholds(bank, view: state.ViewState):
+    """The chain to show and its thresholds: the view's, else the headline cascade of the split."""
+    split = split_of(bank, view)
+    models = view.models
+    thresholds = view.thresholds
+    if not models:
+        head = data.headline(data.key(bank), split)
+        if head is not None:
+            models = tuple(head["models"])
+            plain = view.criterion == "max_softmax" and view.temperature == "none" and not view.ensemble
+            thresholds = tuple(float(t) for t in head["thresholds"]) if plain else ()
+        else:
+            models, thresholds = tuple(bank.model_ids[:1]), ()
+    if len(thresholds) != len(models) - 1:
+        thresholds = tuple(data.default_thresholds(data.key(bank), split, models, view.criterion))
+    return models, thresholds
+
+
+def export_button(bank, view: state.ViewState, result: dict, models, thresholds, *, key: str = "export") -> None:
+    """Download the cascade as a core.config.CascadeConfig JSON (what `core`, the CLI and Live load)."""
+    try:
+        config = data.cascade_config(bank, split_of(bank, view), models, view.criterion, thresholds,
+                                     view.ensemble, result)
+        payload = json.dumps(config.to_dict(), indent=2)
+    except Exception as exc:  # the export must never break the page
+        st.warning(f"Could not build the cascade config: {exc}")
+        return
+    st.download_button(
+        "Export cascade (JSON)", payload, file_name="cascade.json", mime="application/json", key=key,
+        icon=":material/download:",
+        help="A config with the models, their weight sources, criterion, temperatures, thresholds and "
+             "expected metrics; `cascade-explorer predict --config cascade.json` and the Live page load it.",
+    )
+
+
+def finite_or_none(x):
+    if x is None:
+        return None
+    x = float(x)
+    return x if np.isfinite(x) else None
+
+
+CRITERION_NAMES = {
+    "max_softmax": "max softmax (top probability)",
+    "softmax_margin": "softmax margin (top-1 minus top-2 probability)",
+    "logit_margin": "logit margin (top-1 minus top-2 logit)",
+    "entropy": "negative entropy (peaked = sure)",
+}
+TARGET_NAMES = {"accuracy": "reach an accuracy", "gmacs": "stay under a cost budget (GMACs)",
+                "escalated": "escalate at most a share of images"}
+
+
+def default_target(bank, split: str, kind: str) -> float:
+    """A sensible starting target: the best single model's accuracy, half the largest cost, 30% escalated."""
+    singles = data.single_models(data.key(bank), split)
+    if kind == "accuracy":
+        return round(float(singles["accuracy"].max()), 3)
+    if kind == "gmacs":
+        return round(float(singles["gmacs"].max()) / 2, 4)
+    return 0.3
+
+
+def resolve_cascade(bank, view: state.ViewState) -> dict:
+    """The cascade every page shows: models, thresholds (given, or fitted for the target on the
+    calibration part), the sample part metrics are reported on, and whether thresholds were fitted."""
+    split = split_of(bank, view)
+    models, thresholds = chain_and_thresholds(bank, view)
+    fitted = False
+    on = view.on
+    target_value = None
+    if view.mode == "target" and len(models) >= 2:
+        target_value = view.target_value if view.target_value is not None else default_target(bank, split, view.target_kind)
+        thresholds = data.fit_for_target(data.key(bank), split, models, view.criterion, view.temperature,
+                                         view.ensemble, view.target_kind, float(target_value))
+        fitted, on = True, "eval"
+    return {"split": split, "models": tuple(models), "thresholds": tuple(thresholds), "on": on, "fitted": fitted,
+            "target_value": target_value}
+
+
+def evaluate_current(bank, view: state.ViewState, cascade: dict | None = None) -> tuple[dict, dict]:
+    cascade = cascade or resolve_cascade(bank, view)
+    ev = data.evaluate(data.key(bank), cascade["split"], cascade["models"], view.criterion, cascade["thresholds"],
+                       view.temperature, view.ensemble, cascade["on"])
+    return cascade, ev
+
+
+def metric_cards(bank, ev: dict) -> None:
+    """Accuracy (95% interval), cost, latency, speed-up and exit fractions of one evaluation."""
+    cols = st.columns(4)
+    cols[0].metric("Accuracy", pct(ev["accuracy"]),
+                   help="Top-1 accuracy of the cascade's final answers on the samples shown below "
+                        "(interval: 95% bootstrap over images).")
+    cols[0].caption(ci(ev.get("accuracy_ci")))
+    cols[1].metric("Average GMACs", num(ev["avg_gmacs"]),
+                   help="Multiply-accumulates per image, averaged: an image that exits at stage i paid for "
+                        "stages 1..i.")
+    cols[1].caption(ci(ev.get("avg_gmacs_ci"), fmt=num) + f" · worst case {num(ev['worst_gmacs'])}")
+    if ev.get("avg_ms") is not None:
+        cols[2].metric("Average latency", num(ev["avg_ms"], "ms"),
+                       help="Measured single-image latency of each model, summed over the stages an image ran.")
+        cols[2].caption(f"worst case {num(ev['worst_ms'], 'ms')}")
+    else:
+        cols[2].metric("Average latency", "–", help="This bank has no latency measurements for these models.")
+    cols[3].metric("Speed-up", speedup(ev.get("speedup")),
+                   help="How many times less compute than the best single models (switching between them at "
+                        "random) need for the same accuracy. '–' when no single model mix is as accurate.")
+    on = "every image" if ev["on"] == "all" else "the held-out half (thresholds chosen on the other half)"
+    cols[3].caption(f"{ev['n_samples']:,} images of {ev['split']}, {on}")
+    stage_cols = st.columns(max(len(ev["models"]), 1))
+    for i, (model_id, fraction) in enumerate(zip(ev["models"], ev["exit_fractions"])):
+        last = i == len(ev["models"]) - 1
+        stage_cols[i].metric(f"Answered by stage {i + 1}", pct(fraction),
+                             help=f"Share of images whose answer comes from {bank.model(model_id).display_name}"
+                                  + (" (the last stage answers everything that reaches it)." if last else
+                                     " because it was confident enough."))
+        stage_cols[i].caption(bank.model(model_id).display_name)
