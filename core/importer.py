@@ -1,0 +1,307 @@
+"""`cascade-explorer import`: build (or extend) a bank from logits a user already has.
+
+Works for any classification task (images, text, audio): it only needs labels (N,), one (N, C)
+logits array per model and each model's cost. Every input is checked before anything is
+written, so a mistake never leaves a half-imported bank.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from .bank import (MANIFEST, Bank, BankError, BankWriter, ID_PATTERN, first_non_finite_row, load_manifest,
+                   read_npy_header, read_samples)
+from .errors import UsageError
+
+COST_COLUMNS = ("model", "gmacs", "params", "latency_ms", "display_name")
+USER_LATENCY_DEVICE = "user-supplied"
+
+
+def parse_logits_args(items) -> dict[str, Path]:
+    """['NAME=PATH', ...] -> {NAME: PATH}, with one-line errors naming --logits."""
+    result: dict[str, Path] = {}
+    for item in items or ():
+        name, sep, path = str(item).partition("=")
+        name, path = name.strip(), path.strip()
+        if not sep or not name or not path:
+            raise UsageError(f"--logits {item!r}: expected NAME=PATH.npy (model name, '=', logits file)")
+        if name in result:
+            raise UsageError(f"--logits: model {name!r} given twice")
+        result[name] = Path(path)
+    if not result:
+        raise UsageError("--logits: give at least one NAME=PATH.npy")
+    return result
+
+
+def _read_lines(path, what: str) -> list[str]:
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"{what} {path}: file not found")
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise UsageError(f"{what} {path}: not UTF-8 text (one entry per line expected)") from None
+    while lines and not lines[-1].strip():
+        lines.pop()   # tolerate trailing blank lines
+    return [line.strip() for line in lines]
+
+
+def _load_npy(path: Path, what: str, *, mmap: bool) -> np.ndarray:
+    if not path.is_file():
+        raise UsageError(f"{what} {path}: file not found")
+    try:
+        read_npy_header(path)
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except BankError as error:
+        raise UsageError(f"{what} {path}: {error.problem} (save it with numpy.save, allow_pickle=False)") from None
+    except ValueError as error:
+        raise UsageError(f"{what} {path}: not a plain .npy array ({error})") from None
+
+
+def _parse_number(text: str, *, column: str, model: str, costs: Path, integer: bool = False):
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise UsageError(f"--costs {costs}: {column} of model {model!r} is not a number: {text!r}") from None
+    if not np.isfinite(value) or value < 0:
+        raise UsageError(f"--costs {costs}: {column} of model {model!r} must be a finite number >= 0, got {text}")
+    if integer:
+        if value != int(value):
+            raise UsageError(f"--costs {costs}: {column} of model {model!r} must be a whole number, got {text}")
+        return int(value)
+    return value
+
+
+def read_costs(path) -> dict[str, dict]:
+    """costs.csv (model,gmacs[,params,latency_ms,display_name]) -> {model: {gmacs, params, latency_ms, ...}}."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"--costs {path}: file not found")
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            columns = [c.strip() for c in (reader.fieldnames or [])]
+            if "model" not in columns or "gmacs" not in columns:
+                raise UsageError(f"--costs {path}: header must include 'model' and 'gmacs' "
+                                 f"(columns model,gmacs[,params,latency_ms]), got {columns}")
+            unknown = [c for c in columns if c not in COST_COLUMNS]
+            if unknown:
+                raise UsageError(f"--costs {path}: unknown column(s) {unknown}; allowed: {', '.join(COST_COLUMNS)}")
+            costs: dict[str, dict] = {}
+            for row in reader:
+                row = {(k or "").strip(): (v or "") for k, v in row.items() if k is not None}
+                if None in row or not any(v.strip() for v in row.values()):
+                    continue   # blank line
+                model = row["model"].strip()
+                if not model:
+                    raise UsageError(f"--costs {path}: line {reader.line_num} has an empty model name")
+                if model in costs:
+                    raise UsageError(f"--costs {path}: model {model!r} listed twice")
+                gmacs = _parse_number(row["gmacs"], column="gmacs", model=model, costs=path)
+                if gmacs is None:
+                    raise UsageError(f"--costs {path}: gmacs of model {model!r} is missing")
+                costs[model] = {
+                    "gmacs": gmacs,
+                    "params": _parse_number(row.get("params", ""), column="params", model=model, costs=path,
+                                            integer=True),
+                    "latency_ms": _parse_number(row.get("latency_ms", ""), column="latency_ms", model=model,
+                                                costs=path),
+                    "display_name": row.get("display_name", "").strip() or None,
+                }
+    except UnicodeDecodeError:
+        raise UsageError(f"--costs {path}: not UTF-8 text") from None
+    except csv.Error as error:
+        raise UsageError(f"--costs {path}: malformed CSV ({error})") from None
+    if not costs:
+        raise UsageError(f"--costs {path}: no model rows")
+    return costs
+
+
+def import_bank(labels_path, logits: dict, costs_csv, out, *, split: str = "val", class_names=None,
+                sample_ids=None, dataset: dict | None = None, force: bool = False) -> Bank:
+    """Create or extend the bank at `out` with one split's labels and the given models' logits.
+
+    logits: {model name: path to (N, C) .npy}. class_names / sample_ids: a list, or a text file
+    with one entry per line (defaults: class_0.., and row numbers). dataset: manifest metadata
+    (name, description, licence, caveats). Returns the bank, opened.
+    """
+    out = Path(out).expanduser()
+    if not ID_PATTERN.match(str(split)):
+        raise UsageError(f"--split {split!r}: use letters, digits and ._+- (it becomes a folder name)")
+    logits = {str(name): Path(path) for name, path in dict(logits).items()}
+    if not logits:
+        raise UsageError("--logits: give at least one NAME=PATH.npy")
+    for name in logits:
+        if not ID_PATTERN.match(name):
+            raise UsageError(f"--logits {name}=...: model name must use letters, digits and ._+- "
+                             "(starting with a letter or digit; it becomes a file name)")
+
+    # -- read and check every input before writing anything
+    labels_path = Path(labels_path)
+    labels = np.asarray(_load_npy(labels_path, "--labels", mmap=False))
+    if labels.ndim != 1:
+        raise UsageError(f"--labels {labels_path}: expected a 1-D array of class indices, got shape {labels.shape}")
+    if labels.dtype == bool or not np.issubdtype(labels.dtype, np.integer):
+        raise UsageError(f"--labels {labels_path}: expected integer class indices, got dtype {labels.dtype} "
+                         "(convert with labels.astype('int64'))")
+    n = len(labels)
+    if n == 0:
+        raise UsageError(f"--labels {labels_path}: no samples")
+
+    arrays: dict[str, np.ndarray] = {}
+    num_classes = None
+    for name, path in logits.items():
+        array = _load_npy(path, f"--logits {name}=", mmap=True)
+        if array.dtype not in (np.float16, np.float32, np.float64):
+            raise UsageError(f"--logits {name}={path}: dtype {array.dtype}; float16/32/64 logits expected")
+        if array.ndim != 2:
+            raise UsageError(f"--logits {name}={path}: expected shape (N, C), got {array.shape}")
+        if array.shape[0] != n:
+            raise UsageError(f"--logits {name}={path}: {array.shape[0]} rows but --labels has {n} samples "
+                             "(N mismatch: one row per sample, same order as the labels)")
+        if num_classes is None:
+            num_classes = array.shape[1]
+        elif array.shape[1] != num_classes:
+            first = next(iter(logits))
+            raise UsageError(f"--logits {name}={path}: {array.shape[1]} classes but {first} has {num_classes} "
+                             "(C mismatch: every model must score the same classes)")
+        bad_row = first_non_finite_row(array)
+        if bad_row is not None:
+            raise UsageError(f"--logits {name}={path}: NaN or inf at row {bad_row}; fix the export first")
+        arrays[name] = array
+
+    if labels.min() < 0 or labels.max() >= num_classes:
+        raise UsageError(f"--labels {labels_path}: labels must be in 0..{num_classes - 1} (logits have "
+                         f"{num_classes} columns), found {int(labels.min())}..{int(labels.max())}")
+
+    costs_path = Path(costs_csv)
+    costs = read_costs(costs_path)
+    missing_costs = [m for m in logits if m not in costs]
+    if missing_costs:
+        raise UsageError(f"--costs {costs_path}: no row for model(s) {', '.join(missing_costs)} given in --logits")
+    extra_costs = [m for m in costs if m not in logits]
+    if extra_costs:
+        raise UsageError(f"--costs {costs_path}: model(s) {', '.join(extra_costs)} have costs but no --logits "
+                         "(remove those rows or add their logits)")
+
+    existing = None
+    if (out / MANIFEST).exists():
+        try:
+            existing = load_manifest(out)
+        except BankError as error:
+            raise UsageError(f"--out {out}: existing bank is unreadable: {error}") from None
+    elif out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UsageError(f"--out {out}: exists and is not a bank (no manifest.json); choose a new or empty folder")
+
+    if class_names is None:
+        if existing is not None:
+            names = list(existing["class_names"])
+        else:
+            names = [f"class_{i}" for i in range(num_classes)]
+    elif isinstance(class_names, (str, Path)):
+        names = _read_lines(class_names, "--class-names")
+    else:
+        names = [str(c) for c in class_names]
+    if len(names) != num_classes:
+        where = f"--class-names {class_names}" if isinstance(class_names, (str, Path)) else "--class-names"
+        if class_names is None:
+            where = f"--out {out} (existing bank)"
+        raise UsageError(f"{where}: {len(names)} class names but the logits have {num_classes} columns")
+    if existing is not None and names != list(existing["class_names"]):
+        raise UsageError(f"--out {out}: the existing bank has different class names "
+                         f"({len(existing['class_names'])} classes); import into a new folder, or pass that "
+                         "bank's class list")
+
+    if sample_ids is None:
+        ids = [str(i) for i in range(n)]
+    elif isinstance(sample_ids, (str, Path)):
+        ids = _read_lines(sample_ids, "--sample-ids")
+    else:
+        ids = [str(s) for s in sample_ids]
+    if len(ids) != n:
+        raise UsageError(f"--sample-ids: {len(ids)} ids but --labels has {n} samples")
+    if any(not s for s in ids):
+        raise UsageError("--sample-ids: empty id (one non-empty id per line)")
+    if len(set(ids)) != n:
+        seen: set[str] = set()
+        raise UsageError(f"--sample-ids: duplicate id {next(s for s in ids if s in seen or seen.add(s))!r}")
+
+    if existing is not None:
+        if split in existing["splits"]:
+            bank_split = Path(out) / "splits" / split
+            try:
+                old_ids, _ = read_samples(bank_split / "samples.csv", split=split)
+                old_labels = np.load(bank_split / "labels.npy", allow_pickle=False)
+            except (BankError, OSError, ValueError) as error:
+                raise UsageError(f"--out {out}: existing split {split!r} is unreadable: {error}") from None
+            if list(old_ids) != ids or not np.array_equal(old_labels, labels):
+                raise UsageError(f"--split {split}: the bank already has this split with different samples or "
+                                 "labels; use another --split name")
+        for name in logits:
+            old = existing["models"].get(name)
+            if old is None:
+                continue
+            if split in old.get("top1", {}) and not force:
+                raise UsageError(f"--logits {name}=...: the bank already has logits for {name!r} on split "
+                                 f"{split!r}; pass --force to overwrite")
+            if old.get("gmacs") != costs[name]["gmacs"] and not force:
+                raise UsageError(f"--costs: gmacs of {name!r} is {costs[name]['gmacs']} but the bank records "
+                                 f"{old.get('gmacs')}; pass --force to update it")
+
+    # -- write: split, then each model's metadata and logits (each step atomic)
+    create = None
+    if existing is None:
+        meta = {"name": out.name, "description": "", "licence": "unknown", "caveats": [], "task": "classification"}
+        meta.update({k: v for k, v in (dataset or {}).items() if v is not None})
+        create = {"dataset": meta, "class_names": names}
+    writer = BankWriter(out, create=create)
+    if existing is not None and dataset:
+        updates = {k: v for k, v in dataset.items() if v not in (None, "")}
+        if updates:
+            writer.set_dataset(**updates)
+    if split not in writer.manifest["splits"]:   # an existing identical split keeps its metadata
+        writer.add_split(split, ids, [""] * n, labels, description=(dataset or {}).get("split_description", ""))
+    for name, array in arrays.items():
+        cost = costs[name]
+        old = writer.manifest["models"].get(name, {})
+        latency = dict(old.get("latency_ms", {}))
+        if cost["latency_ms"] is not None:
+            latency[USER_LATENCY_DEVICE] = {"batch_1": cost["latency_ms"]}
+        writer.add_model(name, display_name=cost["display_name"] or old.get("display_name") or name,
+                         backend=old.get("backend", "external"), source=old.get("source") or {"kind": "user"},
+                         gmacs=cost["gmacs"], params=cost["params"], spec=old.get("spec"),
+                         input_size=old.get("input_size"), preprocessing=old.get("preprocessing"),
+                         latency_ms=latency)
+        writer.add_logits(name, split, array)
+    return Bank.open(out, allow_incomplete=True)
+
+
+def run_import(args) -> int:
+    """CLI handler for `cascade-explorer import`."""
+    logits = parse_logits_args(args.logits)
+    dataset = {"name": getattr(args, "name", None),
+               "description": getattr(args, "description", "") or None,
+               "licence": getattr(args, "licence", None)}
+    if dataset["licence"] == "unknown":
+        dataset["licence"] = None   # the CLI default: keep an existing bank's licence
+    bank = import_bank(args.labels, logits, args.costs, args.out, split=args.split or "val",
+                       class_names=getattr(args, "class_names", None), sample_ids=getattr(args, "sample_ids", None),
+                       dataset=dataset, force=bool(getattr(args, "force", False)))
+    split = args.split or "val"
+    print(f"imported split {split!r}: {bank.n_samples(split)} samples x {bank.num_classes} classes, "
+          f"{len(logits)} model(s) into {bank.path}")
+    for model in bank.models:
+        if split in model.top1:
+            print(f"  {model.id:<32} gmacs={model.gmacs:<10g} top1={model.top1[split]:.4f}")
+    incomplete = [(m.id, s) for m in bank.models for s in bank.splits if s not in m.top1]
+    if incomplete:
+        pairs = ", ".join(f"{m}@{s}" for m, s in incomplete[:10])
+        print(f"note: the bank is incomplete (no logits for {pairs}); import those to open it without "
+              "allow_incomplete")
+    return 0
