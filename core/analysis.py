@@ -34,6 +34,8 @@ from .signals import ModelSignals, chain_signals
 PARTS = ("all", "eval", "calibration")
 TEMPERATURE_MODES = ("none", "fit")
 _CACHE_SIZE = 512
+# Chains hold per-sample arrays (about 13 bytes per sample and stage): keep fewer of them.
+_SIGNALS_CACHE_SIZE = 96
 
 
 # --------------------------------------------------------------------------------------
@@ -208,7 +210,7 @@ def _temperatures(key, models: tuple, mode: str, temperature_split: str, fractio
     return tuple(_temperature(key, m, temperature_split, fraction, seed) for m in models)
 
 
-@lru_cache(maxsize=_CACHE_SIZE)
+@lru_cache(maxsize=_SIGNALS_CACHE_SIZE)
 def _chain(key, split: str, models: tuple, criterion: str, temperatures: tuple, ensemble: bool) -> tuple:
     """Signals of every stage on every sample of the split."""
     bank = _bank(key)
@@ -218,7 +220,7 @@ def _chain(key, split: str, models: tuple, criterion: str, temperatures: tuple, 
     return tuple(chain_signals(logits, bank.labels(split), criterion, temperatures=list(temperatures), ensemble=True))
 
 
-@lru_cache(maxsize=_CACHE_SIZE)
+@lru_cache(maxsize=_SIGNALS_CACHE_SIZE)
 def _chain_part(key, split: str, models: tuple, criterion: str, temperatures: tuple, ensemble: bool,
                 on: str, fraction: float, seed: int) -> tuple:
     stages = _chain(key, split, models, criterion, temperatures, ensemble)
