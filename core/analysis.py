@@ -66,8 +66,9 @@ class CascadeSpec:
 # Bank identity for the caches
 # --------------------------------------------------------------------------------------
 
-# path -> (manifest mtime, Bank). Cached functions take the (path, mtime) key and look the Bank
-# up here, so Bank objects need not be hashable and a rewritten manifest invalidates the caches.
+# path -> (manifest stamp, Bank). Memoised functions take the (path, stamp) key and look the Bank
+# up here, so Bank objects need not be hashable and a rewritten manifest (every bank write
+# rewrites it) starts fresh cache entries. Pass a Bank opened after the last write.
 _BANKS: dict[str, tuple[tuple[int, int], Bank]] = {}
 
 
@@ -103,8 +104,6 @@ def _key(bank: Bank) -> tuple:
     known = _BANKS.get(str(path))
     if known is None or known[0] != stamp or known[1] is not bank:
         _BANKS[str(path)] = (stamp, bank)
-        # a different Bank object for the same files: cached results stay valid only if the
-        # files did not change, which the mtime in the key guarantees.
     return (str(path), stamp)
 
 
