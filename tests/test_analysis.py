@@ -259,3 +259,15 @@ def test_caches_are_reused_and_invalidated_by_a_bank_write(tmp_path):
     writer.add_model("extra", display_name="Extra", backend="external", source={"kind": "user"}, gmacs=9.0)
     writer.add_logits("extra", "val", np.random.default_rng(0).normal(size=(60, N_CLASSES)).astype(np.float32))
     assert "extra" in set(analysis.single_models(path)["id"])
+
+
+def test_frontier_on_the_held_out_part_matches_evaluate(bank_path):
+    front = analysis.frontier(bank_path, on="eval", seed=3)
+    held_out = ~protocol.calibration_mask(raw_ids(bank_path, "val"), 0.5, seed=3)
+    row = front.iloc[len(front) // 2]
+    check = analysis.evaluate(bank_path, analysis.CascadeSpec(models=tuple(row["models"]),
+                                                              thresholds=tuple(row["thresholds"])), on="eval", seed=3)
+    assert check["n_samples"] == held_out.sum()
+    assert check["accuracy"] == pytest.approx(row["accuracy"])
+    assert check["speedup"] == pytest.approx(row["speedup"]) if check["speedup"] is not None \
+        else np.isnan(row["speedup"])

@@ -7,7 +7,6 @@ import io
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from cascade_explorer.core import cli, protocol
