@@ -164,9 +164,20 @@ def fit_for_target(bank_key, split, models, criterion, temperature, ensemble, ta
         _bank(bank_key), spec(models, criterion, (), temperature, ensemble), split=split, **kwargs))
 
 
-def chain_curve(bank_key, split, models, criterion, temperature, ensemble, on="all"):
+def chain_curve(bank_key, split, models, criterion, temperature, ensemble, on="all", temperature_split=None):
     """The chain's accuracy-cost curve over its thresholds (core memoises it)."""
-    return analysis.curve(_bank(bank_key), spec(models, criterion, (), temperature, ensemble), split=split, on=on)
+    return analysis.curve(_bank(bank_key), spec(models, criterion, (), temperature, ensemble), split=split, on=on,
+                          temperature_split=temperature_split)
+
+
+@st.cache_data(show_spinner="Applying the thresholds to the other image set...", max_entries=64)
+def shift(bank_key, source, target, models, criterion, thresholds, temperature, ensemble, on,
+          target_kind=None, target_value=None) -> dict:
+    """core.analysis.shift: the same thresholds (given, or fitted on `source`) on both image sets."""
+    kwargs = {} if target_kind is None else {TARGET_ARGS[target_kind]: target_value}
+    out = analysis.shift(_bank(bank_key), spec(models, criterion, thresholds, temperature, ensemble), source, target,
+                         on=on, n_bootstrap=N_BOOTSTRAP, **kwargs)
+    return {k: (dict(v) if k in ("source", "target") else v) for k, v in out.items()}
 
 
 def stage_signals(bank_key, split, models, criterion, temperature, ensemble, on="all"):

@@ -1,2 +1,174 @@
+"""Exit gallery: which images leave the cascade where, easiest first; the four right/wrong groups."""
+
+from __future__ import annotations
+
+import numpy as np
 import streamlit as st
-st.title("coming")
+
+from cascade_explorer.core import plots
+from cascade_explorer.dashboard import data, state, ui
+
+bank = data.current_bank()
+view = state.current()
+split = ui.split_of(bank, view)
+bank_key = data.key(bank)
+PER_ROW = 6
+SHOW = 12
+
+st.title("Exit gallery")
+cascade, ev = ui.evaluate_current(bank, view)
+models, thresholds = cascade["models"], cascade["thresholds"]
+st.markdown(f"Cascade: **{ui.chain_text(bank, models)}** · {ui.CRITERION_NAMES[view.criterion]} · "
+            f"{plots.format_thresholds(thresholds)}" + (" (fitted for the target)" if cascade["fitted"] else ""))
+st.page_link("pages/explorer.py", label="Change the cascade in the Explorer", icon=":material/tune:")
+
+result = ev["result"]
+stages = ev["stages"]
+rows = np.arange(len(result.exit_stage)) if ev["index"] is None else np.asarray(ev["index"])
+labels = np.asarray(bank.labels(split))[rows]
+n_stages = len(models)
+exit_stage = np.asarray(result.exit_stage)
+final_correct = np.asarray(result.correct, dtype=bool)
+first_correct = np.asarray(stages[0].correct, dtype=bool)
+last = n_stages - 1
+escalated = exit_stage > 0
+groups = {
+    "exited-right": (exit_stage == 0) & final_correct if n_stages > 1 else final_correct,
+    "exited-wrong": (exit_stage == 0) & ~final_correct if n_stages > 1 else ~final_correct,
+    "escalated-fixed": escalated & final_correct & ~first_correct,
+    "escalated-wrong": escalated & ~final_correct,
+}
+GROUP_NAMES = {
+    "stage": "by exit stage",
+    "exited-right": "answered by stage 1, right",
+    "exited-wrong": "answered by stage 1, wrong (over-confident)",
+    "escalated-fixed": "escalated, fixed by a bigger model",
+    "escalated-wrong": "escalated, still wrong",
+}
+
+counts = st.columns(4)
+for col, (name, mask) in zip(counts, groups.items()):
+    col.metric(GROUP_NAMES[name].capitalize(), f"{int(mask.sum()):,}",
+               help=f"{ui.pct(mask.mean() if len(mask) else 0)} of the {len(mask):,} images shown.")
+
+c1, c2 = st.columns([2, 1])
+with c1:
+    group = state.bound(
+        st.segmented_control, "Show", "w_group", view.gallery_group,
+        lambda v, value: v.replace(gallery_group=value or "stage", models=models, thresholds=tuple(thresholds)
+                                   if not cascade["fitted"] else v.thresholds),
+        options=list(state.GALLERY_GROUPS), format_func=GROUP_NAMES.get, required=True,
+        help="Images per exit stage (easiest first), or one of the four outcomes of the first decision.",
+    )
+present = np.unique(labels)
+with c2:
+    class_options = [None] + [int(c) for c in present]
+    chosen_class = view.gallery_class if view.gallery_class in class_options else None
+    state.bound(
+        st.selectbox, "Class", "w_class", chosen_class, lambda v, value: v.replace(gallery_class=value),
+        options=class_options, format_func=lambda c: "all classes" if c is None else f"{c}: {bank.class_names[c]}",
+        help="Only images whose true label is this class.",
+    )
+class_mask = np.ones(len(labels), dtype=bool) if chosen_class is None else labels == chosen_class
+
+# image lookup: local only while rendering (a button fetches missing ones)
+info = bank.split_info(split) if hasattr(bank, "split_info") else bank.manifest["splits"][split]
+source = info.get("image_source") or {}
+paths = bank.image_paths(split)
+transform = info.get("transform")
+
+
+def image_file(row: int, download: bool = False):
+    from cascade_explorer.core import fetch
+
+    rel = paths[row]
+    if not rel:
+        return None
+    try:
+        return fetch.resolve_image(rel, url_base=source.get("url_base"), download=download)
+    except Exception:  # not available locally (or download failed): the card shows text only
+        return None
+
+
+def card(i: int, holder) -> bool:
+    """One image card; returns whether the image file was found."""
+    row = int(rows[i])
+    file = image_file(row)
+    with holder.container(border=True):
+        if file is not None:
+            st.image(str(file), width="stretch")
+        truth = int(labels[i])
+        lines = [f"**true: {bank.class_names[truth]}**"]
+        for s in range(int(exit_stage[i]) + 1):
+            sig = stages[s]
+            pred = int(sig.prediction[i])
+            conf = float(sig.confidence[i])
+            mark = "✓" if pred == truth else "✗"
+            if s < last:
+                rule = f"{'≥' if conf >= thresholds[s] else '<'} {thresholds[s]:.3g}"
+                verdict = "answers" if s == exit_stage[i] else "passes on"
+            else:
+                rule, verdict = "", "answers"
+            lines.append(f"{s + 1}. {mark} {bank.class_names[pred]} · {conf:.3g} {rule} → {verdict}")
+        st.markdown("  \n".join(lines))
+    return file is not None
+
+
+def grid(indices, title: str) -> tuple[int, int]:
+    if len(indices) == 0:
+        return 0, 0
+    st.markdown(f"**{title}**")
+    found = 0
+    for start in range(0, len(indices), PER_ROW):
+        cols = st.columns(PER_ROW)
+        for col, i in zip(cols, indices[start:start + PER_ROW]):
+            found += card(int(i), col)
+    return found, len(indices)
+
+
+shown = found = 0
+visible: list[int] = []
+if group == "stage":
+    for s in range(n_stages):
+        members = np.flatnonzero((exit_stage == s) & class_mask)
+        conf = np.asarray(stages[s].confidence, dtype=float)[members]
+        ordered = members[np.argsort(-conf, kind="stable")]
+        st.subheader(f"Stage {s + 1}: {bank.model(models[s]).display_name} — {len(members):,} images")
+        if len(ordered) == 0:
+            st.caption("No image exits here.")
+            continue
+        easiest = ordered[:SHOW]
+        hardest = ordered[SHOW:][-SHOW:] if len(ordered) > SHOW else ordered[:0]
+        for part, title in ((easiest, "Easiest (most confident)"), (hardest, "Hardest (least confident)")):
+            f, n = grid(part, title)
+            found, shown = found + f, shown + n
+            visible += [int(rows[i]) for i in part]
+else:
+    members = np.flatnonzero(groups[group] & class_mask)
+    conf = np.asarray(stages[0].confidence, dtype=float)[members]
+    ordered = members[np.argsort(-conf, kind="stable")][: 2 * SHOW]
+    st.subheader(f"{GROUP_NAMES[group].capitalize()} — {len(members):,} images")
+    if len(ordered) == 0:
+        st.caption("No image in this group.")
+    f, n = grid(ordered, "Most confident first (stage 1's confidence)")
+    found, shown, visible = found + f, shown + n, [int(rows[i]) for i in ordered]
+
+if transform:
+    st.caption(f"Images are shown as stored; the models saw them with {transform.get('kind', 'a transform')} "
+               f"({', '.join(transform.get('types', []))}, severity {transform.get('severity', '?')}).")
+if shown and found < shown:
+    env = "CASCADE_EXPLORER_IMAGES"
+    where = source.get("url_base")
+    st.info(
+        f"{shown - found} of {shown} images are not available on this machine, so their cards show text only. "
+        f"To see them, set `{env}` to a folder holding the image files (e.g. the bank's image set) and restart, "
+        + (f"or fetch them from `{where}`:" if where else "(this bank names no download location)."),
+        icon=":material/image_not_supported:",
+    )
+    if where and st.button("Download the images on this page", key="gallery_fetch",
+                           help="Downloads (with checksum where known) into the local cache, then re-renders."):
+        failed = [r for r in visible if image_file(r, download=True) is None]
+        if failed:
+            st.warning(f"{len(failed)} images could not be downloaded (no network?).")
+        else:
+            st.rerun()

@@ -1,2 +1,106 @@
+"""Leaderboard: the best cascades over all pairs (or 3-model chains of a shortlist), sortable, downloadable."""
+
+from __future__ import annotations
+
+import pandas as pd
 import streamlit as st
-st.title("coming")
+
+from cascade_explorer.core import plots
+from cascade_explorer.dashboard import data, state, ui
+
+bank = data.current_bank()
+view = state.current()
+split = ui.split_of(bank, view)
+bank_key = data.key(bank)
+available = [m for m in bank.model_ids if split in bank.model(m).top1]
+
+st.title("Leaderboard")
+st.caption("Every ordered pair of models (cheaper first) at every threshold; only cascades that no other "
+           "cascade beats on both accuracy and cost are listed. Click a row to open it in the Explorer.")
+
+if len(available) < 2:
+    st.warning(f"Image set {split!r} has logits for fewer than two models: nothing to combine.")
+    st.stop()
+
+c1, c2, c3 = st.columns([1, 1.3, 2.5])
+with c1:
+    stages = state.bound(
+        st.segmented_control, "Cascade length", "w_stages", view.stages,
+        lambda v, value: v.replace(stages=int(value or 2)), options=[2, 3], required=True,
+        format_func=lambda n: f"{n} models",
+        help="2: all ordered pairs. 3: also every 3-model chain of the shortlist (thresholds on a grid for the "
+             "first stage, exact for the second).", disabled=len(available) < 3,
+    )
+with c2:
+    state.bound(
+        st.selectbox, "Confidence criterion", "w_criterion", view.criterion,
+        lambda v, value: v.replace(criterion=value), options=list(ui.CRITERION_NAMES),
+        format_func=ui.CRITERION_NAMES.get, help="How a stage measures how sure it is; higher = more confident.",
+    )
+shortlist = ()
+if stages == 3 and len(available) >= 3:
+    default_short = view.shortlist or tuple(available[:8])
+    with c3:
+        chosen = state.bound(
+            st.multiselect, "Shortlist for 3-model chains", "w_shortlist", list(default_short),
+            lambda v, value: v.replace(shortlist=tuple(value)), options=available,
+            format_func=lambda m: ui.model_label(bank, m),
+            help="The models combined into 3-model chains (all ordered triples, cheapest first). Keep it short: "
+                 "the number of chains grows with the cube of its length.",
+        )
+    shortlist = tuple(m for m in available if m in chosen)
+    if len(shortlist) < 3:
+        st.info("Pick at least three models for 3-model chains; showing pairs only.")
+        stages = 2
+
+frontier = data.frontier(bank_key, split, view.criterion, stages, shortlist if stages == 3 else ())
+singles = data.single_models(bank_key, split)
+best_single = singles.loc[singles["accuracy"].idxmax()]
+st.markdown(f"{len(frontier)} cascades on the frontier of **{split}** · best single model: "
+            f"{best_single['display_name']} at {ui.pct(best_single['accuracy'])} for {ui.num(best_single['gmacs'])} GMACs.")
+
+table = pd.DataFrame({
+    "cascade": [ui.chain_text(bank, m) for m in frontier["models"]],
+    "thresholds": [plots.format_thresholds(t) for t in frontier["thresholds"]],
+    "accuracy": frontier["accuracy"].astype(float),
+    "avg GMACs": frontier["avg_gmacs"].astype(float),
+    "avg ms": pd.to_numeric(frontier["avg_ms"], errors="coerce") if "avg_ms" in frontier else None,
+    "escalated": frontier["escalated_fraction"].astype(float),
+    "speed-up": pd.to_numeric(frontier["speedup"], errors="coerce"),
+})
+if table["avg ms"].isna().all():
+    table = table.drop(columns=["avg ms"])
+
+
+def open_row() -> None:
+    rows = (st.session_state.get("leaderboard_table") or {}).get("selection", {}).get("rows", [])
+    if not rows:
+        return
+    row = frontier.iloc[int(rows[0])]
+    state.update(models=tuple(row["models"]), thresholds=tuple(float(t) for t in row["thresholds"]),
+                 mode="manual", temperature="none", ensemble=False)
+    st.session_state["_leaderboard_open"] = True
+
+
+st.dataframe(
+    table, hide_index=True, key="leaderboard_table", on_select=open_row, selection_mode="single-row",
+    column_config={
+        "accuracy": st.column_config.NumberColumn("accuracy", format="percent", help="Top-1 accuracy on every image."),
+        "avg GMACs": st.column_config.NumberColumn("avg GMACs", format="%.4g", help="Average compute per image."),
+        "avg ms": st.column_config.NumberColumn("avg ms", format="%.3g", help="Average latency per image."),
+        "escalated": st.column_config.NumberColumn("escalated", format="percent",
+                                                   help="Share of images that reach the last model."),
+        "speed-up": st.column_config.NumberColumn(
+            "speed-up", format="%.2f×",
+            help="Compute of the best single models at the same accuracy divided by the cascade's "
+                 "(empty: more accurate than any single model mix)."),
+    },
+)
+if st.session_state.pop("_leaderboard_open", False):
+    st.switch_page("pages/explorer.py")
+
+csv = table.assign(models=["+".join(m) for m in frontier["models"]],
+                   threshold_values=[";".join(repr(float(t)) for t in ts) for ts in frontier["thresholds"]])
+st.download_button("Download CSV", csv.to_csv(index=False), file_name=f"leaderboard-{split}.csv", mime="text/csv",
+                   icon=":material/download:", key="leaderboard_csv",
+                   help="The table above with model ids and exact thresholds, for a spreadsheet or a script.")

@@ -1,2 +1,61 @@
+"""Model zoo: the bank's models in a table and on an accuracy-cost scatter."""
+
+from __future__ import annotations
+
+import pandas as pd
 import streamlit as st
-st.title("coming")
+
+from cascade_explorer.core import plots
+from cascade_explorer.dashboard import data, state, ui
+
+bank = data.current_bank()
+view = state.current()
+split = ui.split_of(bank, view)
+bank_key = data.key(bank)
+
+st.title("Model zoo")
+ui.bank_line(bank)
+
+singles = data.single_models(bank_key, split)
+rows = []
+for m in bank.models:
+    row = {"id": m.id, "model": m.display_name, "backend": m.backend, "GMACs": m.gmacs,
+           "params (M)": None if m.params is None else m.params / 1e6, "latency ms (batch 1)": m.ms()}
+    for s in bank.splits:
+        row[f"top-1 {s}"] = m.top1.get(s)
+    row["input"] = "×".join(str(v) for v in m.input_size) if m.input_size else ""
+    src = m.source or {}
+    row["weights"] = src.get("url") or src.get("package") or src.get("name") or src.get("kind", "")
+    rows.append(row)
+table = pd.DataFrame(rows)
+pct_cols = {c: st.column_config.NumberColumn(c, format="percent", help=f"Top-1 accuracy on {c[6:]}")
+            for c in table.columns if c.startswith("top-1 ")}
+st.dataframe(
+    table, hide_index=True,
+    column_config={
+        "GMACs": st.column_config.NumberColumn("GMACs", format="%.4g", help="Multiply-accumulates per image (billions)"),
+        "params (M)": st.column_config.NumberColumn("params (M)", format="%.2f"),
+        "latency ms (batch 1)": st.column_config.NumberColumn(
+            "latency ms", format="%.3g",
+            help="Measured single-image latency" + (f" on {bank.latency_devices()[0]}" if bank.latency_devices() else "")),
+        **pct_cols,
+    },
+)
+
+c1, c2 = st.columns(2)
+cost_options = ["gmacs"] + (["ms"] if singles["ms"].notna().any() else [])
+cost = view.cost if view.cost in cost_options else "gmacs"
+with c1:
+    state.bound(
+        st.segmented_control, "Cost axis", "w_cost", cost, lambda v, value: v.replace(cost=value or "gmacs"),
+        options=cost_options, required=True, format_func={"gmacs": "GMACs", "ms": "latency (ms)"}.get,
+        help="Compute (multiply-accumulates) or measured latency per image on the x axis.",
+    )
+with c2:
+    state.bound(st.toggle, "Log scale", "w_logx", view.log_x, lambda v, value: v.replace(log_x=bool(value)),
+                help="Logarithmic cost axis: spreads out the cheap models.")
+fig = plots.from_model_zoo(singles, hull=data.hull(bank_key, split, cost), cost=cost, log_x=view.log_x, split=split)
+st.plotly_chart(fig, theme="streamlit", key="zoo_chart", config={"displaylogo": False})
+st.caption(f"Accuracy on **{split}** ({int(singles['n_samples'].max()) if len(singles) else 0:,} images). "
+           "The dashed line is what you get by running one model or the other at random: a cascade has to "
+           "beat it to be worth anything.")
