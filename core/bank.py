@@ -181,7 +181,7 @@ def _is_number(value) -> bool:
 def load_manifest(path) -> dict:
     """Parse BANK/manifest.json (or the file given) with errors naming line and column."""
     path = Path(path)
-    if path.is_dir():
+    if path.name != MANIFEST or path.is_dir():
         path = path / MANIFEST
     if not path.is_file():
         if not path.parent.exists():
