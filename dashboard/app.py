@@ -10,11 +10,16 @@ from pathlib import Path
 
 import streamlit as st
 
+from cascade_explorer.core.errors import UsageError
 from cascade_explorer.dashboard import data, state, ui
 
 st.set_page_config(page_title="Cascade Explorer", page_icon=":material/stacks:", layout="wide")
 
 HERE = Path(__file__).resolve().parent
+# The page scripts live in views/, NOT pages/: a pages/ folder next to app.py switches Streamlit into its
+# legacy multipage mode until app.py first runs, so a link straight to /explorer on a fresh server would
+# run the page without app.py (no bank opened) and crash.
+bank_errors = (data.bank_mod.BankError, UsageError)
 # (file, title, url path, icon); the order is the sidebar's.
 PAGES = [
     ("overview.py", "Overview", "overview", ":material/home:"),
@@ -60,12 +65,18 @@ else:
     view = ui.sanitize_view(bank, view)
     with st.sidebar:
         ui.split_picker(bank, view)
-    pages = [st.Page(str(HERE / "pages" / file), title=title, url_path=url, icon=icon, default=(i == 0))
+    pages = [st.Page(str(HERE / "views" / file), title=title, url_path=url, icon=icon, default=(i == 0))
              for i, (file, title, url, icon) in enumerate(PAGES)]
 
 page = st.navigation(pages)
 for message in state.url_problems():
     st.toast(message, icon=":material/link_off:")
 st.session_state[state.PROBLEMS_KEY] = []
-page.run()
+try:
+    page.run()
+except bank_errors as exc:  # found only while reading arrays (e.g. NaN logits): message, not traceback
+    if isinstance(exc, data.bank_mod.BankError):
+        ui.problem_page(data.BankProblem(bank_path, "The bank is damaged", str(exc)), choices)
+    else:
+        st.error(f"{exc}", icon=":material/error:")
 state.write_url()

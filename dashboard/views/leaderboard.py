@@ -97,7 +97,7 @@ st.dataframe(
     },
 )
 if st.session_state.pop("_leaderboard_open", False):
-    st.switch_page("pages/explorer.py")
+    st.switch_page("views/explorer.py")
 
 csv = table.assign(models=["+".join(m) for m in frontier["models"]],
                    threshold_values=[";".join(repr(float(t)) for t in ts) for ts in frontier["thresholds"]])

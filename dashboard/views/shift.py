@@ -42,7 +42,7 @@ with c3:
     st.markdown(f"**Cascade:** {ui.chain_text(bank, models)}  \n"
                 + (f"thresholds fitted for {ui.TARGET_NAMES[view.target_kind]}" if target_mode
                    else plots.format_thresholds(thresholds)))
-    st.page_link("pages/explorer.py", label="Change it in the Explorer", icon=":material/tune:")
+    st.page_link("views/explorer.py", label="Change it in the Explorer", icon=":material/tune:")
 
 if len(models) < 2:
     st.info("Pick a cascade of at least two models in the Explorer.")

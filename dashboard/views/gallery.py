@@ -20,7 +20,7 @@ cascade, ev = ui.evaluate_current(bank, view)
 models, thresholds = cascade["models"], cascade["thresholds"]
 st.markdown(f"Cascade: **{ui.chain_text(bank, models)}** · {ui.CRITERION_NAMES[view.criterion]} · "
             f"{plots.format_thresholds(thresholds)}" + (" (fitted for the target)" if cascade["fitted"] else ""))
-st.page_link("pages/explorer.py", label="Change the cascade in the Explorer", icon=":material/tune:")
+st.page_link("views/explorer.py", label="Change the cascade in the Explorer", icon=":material/tune:")
 
 result = ev["result"]
 stages = ev["stages"]

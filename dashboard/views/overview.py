@@ -63,13 +63,13 @@ if st.button("Open this cascade in the Explorer", type="primary", icon=":materia
              help="Load the headline cascade into the Explorer to move its threshold."):
     state.update(models=models, thresholds=thresholds, criterion="max_softmax", temperature="none",
                  ensemble=False, mode="manual")
-    st.switch_page("pages/explorer.py")
+    st.switch_page("views/explorer.py")
 
 st.subheader("Where next")
 links = st.columns(3)
-links[0].page_link("pages/explorer.py", label="Explorer: build and tune a cascade", icon=":material/tune:")
-links[0].page_link("pages/leaderboard.py", label="Leaderboard: best cascades of all pairs", icon=":material/leaderboard:")
-links[1].page_link("pages/gallery.py", label="Exit gallery: which images exit where", icon=":material/photo_library:")
-links[1].page_link("pages/shift.py", label="Distribution shift: do thresholds transfer?", icon=":material/swap_horiz:")
-links[2].page_link("pages/zoo.py", label="Model zoo: the bank's models", icon=":material/grid_view:")
-links[2].page_link("pages/live.py", label="Live: run a cascade on your picture", icon=":material/photo_camera:")
+links[0].page_link("views/explorer.py", label="Explorer: build and tune a cascade", icon=":material/tune:")
+links[0].page_link("views/leaderboard.py", label="Leaderboard: best cascades of all pairs", icon=":material/leaderboard:")
+links[1].page_link("views/gallery.py", label="Exit gallery: which images exit where", icon=":material/photo_library:")
+links[1].page_link("views/shift.py", label="Distribution shift: do thresholds transfer?", icon=":material/swap_horiz:")
+links[2].page_link("views/zoo.py", label="Model zoo: the bank's models", icon=":material/grid_view:")
+links[2].page_link("views/live.py", label="Live: run a cascade on your picture", icon=":material/photo_camera:")
