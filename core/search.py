@@ -1,0 +1,260 @@
+"""Search over cascades: all ordered pairs (exact curves) -> global frontier; 3-model chains; best for a target.
+
+Pair search speed: for one first model its confidences are sorted once; the correctness of every
+candidate second model is then reordered and cumulatively summed as one (M x N) matrix, which gives
+every pair's accuracy at every distinct threshold at once. Each pair keeps only its Pareto points
+(running maximum), and the global frontier is merged after every first model, so memory stays at
+a few (M x N) matrices of signals, never logits.
+"""
+
+from __future__ import annotations
+
+from itertools import combinations
+
+import numpy as np
+import pandas as pd
+
+from .curves import cascade_curve, pareto_front, single_model_hull, speedup_at_equal_accuracy
+from .signals import ModelSignals
+
+N_COST_BINS = 4096   # lookup table that rejects most pair points before the exact frontier test
+COLUMNS = ["models", "thresholds", "accuracy", "avg_gmacs", "avg_ms", "escalated_fraction",
+           "exit_fractions", "speedup"]
+
+
+def _check_inputs(signals: dict, gmacs: dict, ms: dict | None, min_models: int) -> tuple[list[str], int]:
+    if not isinstance(signals, dict) or len(signals) < min_models:
+        raise ValueError(f"need signals of at least {min_models} models as a dict {{model_id: ModelSignals}}, "
+                         f"got {0 if not isinstance(signals, dict) else len(signals)}")
+    ids = list(signals)
+    lengths = {len(signals[m].confidence) for m in ids}
+    if len(lengths) != 1:
+        raise ValueError(f"every model's signals must cover the same samples, got lengths {sorted(lengths)}")
+    n = lengths.pop()
+    if n == 0:
+        raise ValueError("cannot search cascades on 0 samples")
+    for m in ids:
+        if m not in gmacs:
+            raise ValueError(f"no gmacs for model {m!r}: pass a cost for every model")
+        g = float(gmacs[m])
+        if not np.isfinite(g) or g < 0:
+            raise ValueError(f"gmacs of model {m!r} must be finite and >= 0, got {gmacs[m]!r}")
+        if ms is not None and (m not in ms or ms[m] is None or not np.isfinite(float(ms[m]))):
+            raise ValueError(f"no finite latency (ms) for model {m!r}: pass ms for every model or ms=None")
+    return sorted(ids, key=lambda m: (float(gmacs[m]), str(m))), n
+
+
+def _hull(signals, gmacs, ids):
+    return single_model_hull([float(gmacs[m]) for m in ids], [signals[m].correct.mean() for m in ids])
+
+
+def _frame(rows: dict) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=COLUMNS)
+    return frame.sort_values(["avg_gmacs", "accuracy"], ascending=[True, False], kind="stable").reset_index(drop=True)
+
+
+def _pair_points(confidences: list[np.ndarray], correct: np.ndarray, costs: np.ndarray, per_pair: bool):
+    """Pareto points of every ordered pair (costs ascending, first not dearer than second).
+
+    Returns parallel arrays (first, second, exits k, threshold, n_correct); only the global
+    frontier's points unless per_pair. Work per first model: one argsort of its confidences, one
+    gather + one flat cumulative sum of the candidate second models' correctness (in reused
+    buffers: fresh 10 MB arrays cost more in page faults than the arithmetic), one running maximum.
+    """
+    n_models, n = correct.shape
+    totals = correct.sum(axis=1, dtype=np.int64)
+    # column 0 stays False/0 so that column p holds the count over the first p sorted samples
+    gathered = np.zeros((n_models, n + 1), dtype=bool)
+    cumulative = np.empty((n_models, n + 1), dtype=np.int32)
+    running = np.empty((n_models, n + 1), dtype=np.int32)
+    keep = np.empty((n_models, n + 1), dtype=bool)
+    if n_models * (n + 1) >= 2**31:
+        raise ValueError(f"pair search on {n_models} models x {n} samples overflows its int32 counters; "
+                         "split the samples or models")
+    empty = [np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64),
+             np.empty(0), np.empty(0, dtype=np.int64)]
+    kept, chunks = empty, []
+    frontier_cost, frontier_correct = np.empty(0), np.empty(0, dtype=np.int64)
+    top_cost = 2.0 * float(costs.max()) if len(costs) else 0.0
+    bin_scale = N_COST_BINS / top_cost if top_cost > 0 else 0.0
+    bin_edges = np.arange(N_COST_BINS + 1) / bin_scale if bin_scale else np.zeros(N_COST_BINS + 1)
+    for i in range(n_models):
+        # candidate second models: every later model plus earlier ones of equal cost (both orders)
+        lo = int(np.searchsorted(costs, costs[i], side="left"))
+        rows_total = n_models - lo
+        if rows_total <= 1:
+            continue
+        conf = confidences[i]
+        order = np.argsort(conf)                  # ascending; ties are grouped below, so no need for stability
+        sorted_conf = conf[order]
+        starts = np.flatnonzero(np.concatenate([[True], sorted_conf[1:] != sorted_conf[:-1]]))
+        # threshold sorted_conf[p] (p a run start) lets samples p..n-1 exit; p = n means threshold +inf
+        p = np.concatenate([starts, [n]])
+        thresholds = np.concatenate([sorted_conf[starts], [np.inf]])
+        first_cum = np.concatenate([[0], np.cumsum(correct[i, order], dtype=np.int64)])[p]
+        block = gathered[lo:]
+        np.take(correct[lo:], order, axis=1, out=block[:, 1:])
+        flat = cumulative[lo:].reshape(-1)
+        # one flat cumulative sum: row r is offset by the totals of rows before it (undone below)
+        np.cumsum(block.reshape(-1), dtype=np.int32, out=flat)
+        offsets = np.concatenate([[0], np.cumsum(totals[lo:], dtype=np.int64)[:-1]])
+        values = cumulative[lo:] if len(p) == n + 1 else cumulative[lo:][:, p]
+        # n_correct = totals[i] - first_cum + second_cum - offset; the per-row constants do not change
+        # which points beat every cheaper point of their own row (fewer exits = dearer)
+        shifted = np.subtract(values, first_cum.astype(np.int32)[None, :], out=values)
+        width = len(p)
+        run = running[:rows_total, :width]
+        np.maximum.accumulate(shifted, axis=1, out=run)
+        mask = keep[:rows_total, :width]
+        mask[:, 0] = True
+        np.greater(shifted[:, 1:], run[:, :-1], out=mask[:, 1:])
+        for r in np.flatnonzero(costs[lo:] == 0):  # a free second model: every point costs the same
+            mask[r] = False
+            mask[r, int(np.argmax(shifted[r]))] = True
+        mask[i - lo] = False                      # no pair of a model with itself
+        flat_hits = np.flatnonzero(mask)
+        rows, cols = np.divmod(flat_hits, width)
+        n_correct = shifted[rows, cols].astype(np.int64) + totals[i] - offsets[rows]
+        second = lo + rows
+        chunk = [np.full(len(rows), i, dtype=np.int64), second, n - p[cols], thresholds[cols], n_correct]
+        if per_pair:
+            chunks.append(chunk)
+            continue
+        # merge into the running global frontier: first drop points a frontier point already
+        # dominates (cheaper or equal cost, at least as many correct), then re-run Pareto on the rest
+        chunk_cost = costs[i] + p[cols] / n * costs[second]
+        if len(frontier_cost):
+            # cheap lower bound first (frontier value at the start of the point's cost bin), then exact
+            # bin_floor[b] holds the frontier value at edge b-1: safe against rounding of the bin index
+            bins = np.minimum((chunk_cost * bin_scale).astype(np.int64), N_COST_BINS)
+            alive = n_correct > bin_floor[bins]
+            chunk = [a[alive] for a in chunk]
+            chunk_cost = chunk_cost[alive]
+            j = np.searchsorted(frontier_cost, chunk_cost, side="right") - 1
+            alive = (j < 0) | (n_correct[alive] > frontier_correct[np.maximum(j, 0)])
+            chunk = [a[alive] for a in chunk]
+            chunk_cost = chunk_cost[alive]
+        if len(chunk_cost) == 0:
+            continue
+        merged = [np.concatenate([a, b]) for a, b in zip(kept, chunk)]
+        merged_cost = np.concatenate([frontier_cost, chunk_cost])
+        best = pareto_front(merged_cost, merged[4])
+        kept = [a[best] for a in merged]
+        frontier_cost, frontier_correct = merged_cost[best], kept[4]
+        at_edge = np.searchsorted(frontier_cost, bin_edges, side="right") - 1
+        bin_floor = np.concatenate([[-1], np.where(at_edge >= 0, frontier_correct[np.maximum(at_edge, 0)], -1)])
+    if per_pair:
+        return [np.concatenate(parts) for parts in zip(*chunks)] if chunks else empty
+    return kept
+
+
+def pair_frontier(signals: dict[str, ModelSignals], gmacs: dict[str, float], ms: dict | None = None, *,
+                  per_pair: bool = False) -> pd.DataFrame:
+    """The global frontier of all 2-model cascades (first model not more expensive than the second).
+
+    Each pair's curve is exact (every distinct confidence of the first model, plus +inf). Returns
+    one row per frontier point, cost ascending, with COLUMNS. per_pair=True instead returns every
+    pair's own Pareto points, with an extra boolean column "on_frontier".
+    """
+    ids, n = _check_inputs(signals, gmacs, ms, 2)
+    costs = np.array([float(gmacs[m]) for m in ids])
+    latency = None if ms is None else np.array([float(ms[m]) for m in ids])
+    first_idx, second_idx, k_all, t_all, correct_all = _pair_points(
+        [signals[m].confidence for m in ids], np.stack([signals[m].correct for m in ids]), costs, per_pair)
+    inv_n = 1.0 / n
+    exit_first = k_all * inv_n
+    escalated = (n - k_all) * inv_n
+    avg_gmacs = costs[first_idx] + escalated * costs[second_idx]
+    accuracy = correct_all * inv_n
+    avg_ms = (latency[first_idx] + escalated * latency[second_idx]) if latency is not None else np.full(len(k_all), np.nan)
+    speedup = speedup_at_equal_accuracy(avg_gmacs, accuracy, _hull(signals, gmacs, ids))
+    rows = {
+        "models": [(ids[a], ids[b]) for a, b in zip(first_idx, second_idx)],
+        "thresholds": [(float(t),) for t in t_all],
+        "accuracy": accuracy, "avg_gmacs": avg_gmacs,
+        "avg_ms": avg_ms if latency is not None else [None] * len(k_all),
+        "escalated_fraction": escalated,
+        "exit_fractions": [(float(a), float(b)) for a, b in zip(exit_first, escalated)],
+        "speedup": speedup,
+    }
+    frame = _frame(rows)
+    if per_pair:
+        on_front = np.zeros(len(frame), dtype=bool)
+        on_front[pareto_front(frame["avg_gmacs"].to_numpy(), frame["accuracy"].to_numpy())] = True
+        frame["on_frontier"] = on_front
+    return frame
+
+
+def three_model_frontier(signals: dict[str, ModelSignals], gmacs: dict[str, float], shortlist, ms: dict | None = None,
+                         grid_size: int = 64) -> pd.DataFrame:
+    """Global frontier of all 3-model chains (cost order) over `shortlist`, same columns as pair_frontier.
+
+    The first threshold runs on a quantile grid of grid_size values (+inf), the second is exact.
+    """
+    shortlist = list(dict.fromkeys(shortlist))
+    unknown = [m for m in shortlist if m not in signals]
+    if unknown:
+        raise ValueError(f"shortlist names unknown model(s) {unknown}; known: {sorted(signals)}")
+    if len(shortlist) < 3:
+        raise ValueError(f"a 3-model search needs a shortlist of at least 3 distinct models, got {shortlist}")
+    sub = {m: signals[m] for m in shortlist}
+    ids, n = _check_inputs(sub, gmacs, ms, 3)
+    all_ids, _ = _check_inputs(signals, gmacs, None, 1)
+    blocks = []
+    for chain in combinations(ids, 3):   # ids are cost-ordered, so each chain is cheapest first
+        curve = cascade_curve([signals[m] for m in chain], [gmacs[m] for m in chain],
+                              None if ms is None else [ms[m] for m in chain], grid_size, pareto_only=True)
+        blocks.append((chain, curve))
+    cost = np.concatenate([c.avg_gmacs for _, c in blocks])
+    acc = np.concatenate([c.accuracy for _, c in blocks])
+    owner = np.concatenate([np.full(len(c), b) for b, (_, c) in enumerate(blocks)])
+    local = np.concatenate([np.arange(len(c)) for _, c in blocks])
+    best = pareto_front(cost, acc)
+    picked = [(blocks[owner[i]][0], blocks[owner[i]][1], local[i]) for i in best]
+    speedup = speedup_at_equal_accuracy(cost[best], acc[best], _hull(signals, gmacs, all_ids))
+    rows = {
+        "models": [chain for chain, _, _ in picked],
+        "thresholds": [tuple(float(t) for t in c.thresholds[j]) for _, c, j in picked],
+        "accuracy": acc[best], "avg_gmacs": cost[best],
+        "avg_ms": [None if c.avg_ms is None else float(c.avg_ms[j]) for _, c, j in picked],
+        "escalated_fraction": [float(c.exit_fractions[j, -1]) for _, c, j in picked],
+        "exit_fractions": [tuple(float(f) for f in c.exit_fractions[j]) for _, c, j in picked],
+        "speedup": speedup,
+    }
+    return _frame(rows)
+
+
+def best_cascade(frontier_df: pd.DataFrame, *, target_accuracy: float | None = None, max_gmacs: float | None = None,
+                 max_escalated: float | None = None) -> pd.Series | None:
+    """The frontier row that best meets the constraints (all given ones must hold).
+
+    With target_accuracy: the cheapest row reaching it. Otherwise: the most accurate row within
+    max_gmacs / max_escalated. None when no row qualifies.
+    """
+    if target_accuracy is None and max_gmacs is None and max_escalated is None:
+        raise ValueError("best_cascade needs a target: target_accuracy, max_gmacs or max_escalated")
+    for name, value in (("target_accuracy", target_accuracy), ("max_escalated", max_escalated)):
+        if value is not None and not 0 <= value <= 1:
+            raise ValueError(f"{name} is a fraction in [0, 1], got {value}")
+    if max_gmacs is not None and not max_gmacs >= 0:
+        raise ValueError(f"max_gmacs must be >= 0, got {max_gmacs}")
+    missing = {"accuracy", "avg_gmacs", "escalated_fraction"} - set(frontier_df.columns)
+    if missing:
+        raise ValueError(f"frontier table lacks column(s) {sorted(missing)}; pass pair_frontier()'s output")
+    ok = np.ones(len(frontier_df), dtype=bool)
+    accuracy = frontier_df["accuracy"].to_numpy(dtype=float)
+    cost = frontier_df["avg_gmacs"].to_numpy(dtype=float)
+    if target_accuracy is not None:
+        ok &= accuracy >= target_accuracy - 1e-12
+    if max_gmacs is not None:
+        ok &= cost <= max_gmacs + 1e-12
+    if max_escalated is not None:
+        ok &= frontier_df["escalated_fraction"].to_numpy(dtype=float) <= max_escalated + 1e-12
+    candidates = np.flatnonzero(ok)
+    if len(candidates) == 0:
+        return None
+    if target_accuracy is not None:
+        order = np.lexsort((-accuracy[candidates], cost[candidates]))       # cheapest, then most accurate
+    else:
+        order = np.lexsort((cost[candidates], -accuracy[candidates]))       # most accurate, then cheapest
+    return frontier_df.iloc[candidates[order[0]]]

@@ -1,0 +1,161 @@
+"""Pair search, 3-model search and best-for-target against brute force over every threshold."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings, strategies as st
+from hypothesis.extra.numpy import arrays
+
+from cascade_explorer.core.curves import cascade_curve, pareto_front, single_model_hull
+from cascade_explorer.core.engine import evaluate_cascade
+from cascade_explorer.core.search import COLUMNS, best_cascade, pair_frontier, three_model_frontier
+from cascade_explorer.core.signals import ModelSignals
+from reference import ref_pair_curve, ref_pair_frontier, ref_pareto
+
+
+@st.composite
+def banks(draw, min_models=2, max_models=5):
+    n_models = draw(st.integers(min_models, max_models))
+    n = draw(st.integers(1, 25))
+    tied = draw(st.booleans())
+    values = st.sampled_from([0.1, 0.4, 0.5, 0.9]) if tied else st.floats(0, 1)
+    signals, gmacs = {}, {}
+    for m in range(n_models):
+        conf = draw(arrays(np.float64, (n,), elements=values))
+        correct = draw(arrays(bool, (n,)))
+        signals[f"m{m}"] = ModelSignals(conf, np.zeros(n, dtype=np.int32), correct)
+        gmacs[f"m{m}"] = draw(st.sampled_from([0.0, 0.5, 1.0, 2.0, 3.0, 7.5]))
+    return signals, gmacs
+
+
+def _check_rows(frame, signals, gmacs, ms=None):
+    assert list(frame.columns[: len(COLUMNS)]) == COLUMNS
+    for row in frame.itertuples():
+        stages = [signals[m] for m in row.models]
+        result = evaluate_cascade(stages, list(row.thresholds), [gmacs[m] for m in row.models],
+                                  None if ms is None else [ms[m] for m in row.models])
+        assert row.accuracy == pytest.approx(result.accuracy, abs=1e-12)
+        assert row.avg_gmacs == pytest.approx(result.avg_gmacs, rel=1e-12, abs=1e-12)
+        assert row.escalated_fraction == pytest.approx(result.exit_fractions[-1], abs=1e-12)
+        np.testing.assert_allclose(row.exit_fractions, result.exit_fractions, atol=1e-12)
+        if ms is not None:
+            assert row.avg_ms == pytest.approx(result.avg_ms, rel=1e-12)
+        assert gmacs[row.models[0]] <= gmacs[row.models[-1]]
+
+
+@settings(max_examples=120, deadline=None)
+@given(banks())
+def test_pair_frontier_equals_brute_force(bank):
+    signals, gmacs = bank
+    ms = {m: 3 * g + 1 for m, g in gmacs.items()}
+    frame = pair_frontier(signals, gmacs, ms)
+    want = ref_pair_frontier(signals, gmacs)
+    got_points = sorted((round(c, 9), round(a, 9)) for c, a in zip(frame.avg_gmacs, frame.accuracy))
+    want_points = sorted((round(p[0], 9), round(p[1], 9)) for p in want)
+    assert got_points == want_points
+    _check_rows(frame, signals, gmacs, ms)
+    assert np.all(np.diff(frame.avg_gmacs.to_numpy()) > 0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(banks(max_models=4))
+def test_per_pair_points_are_each_pairs_pareto_set(bank):
+    signals, gmacs = bank
+    frame = pair_frontier(signals, gmacs, per_pair=True)
+    _check_rows(frame, signals, gmacs)
+    for a in signals:
+        for b in signals:
+            if a == b or gmacs[a] > gmacs[b]:
+                continue
+            curve = ref_pair_curve(signals[a].confidence, signals[a].correct, signals[b].correct,
+                                   [gmacs[a], gmacs[b]])
+            points = list(curve.values())
+            want = {(round(points[i][1], 9), round(points[i][0], 9))
+                    for i in ref_pareto([p[1] for p in points], [p[0] for p in points])}
+            mine = frame[frame.models == (a, b)]
+            assert {(round(c, 9), round(x, 9)) for c, x in zip(mine.avg_gmacs, mine.accuracy)} == want
+    front = frame[frame.on_frontier]
+    assert len(front) == len(pair_frontier(signals, gmacs))
+
+
+def test_pair_frontier_speedup_and_columns():
+    rng = np.random.default_rng(0)
+    n = 2000
+    difficulty = rng.random(n)
+    signals, gmacs = {}, {}
+    for m, (skill, cost) in enumerate([(0.3, 0.1), (0.6, 0.5), (0.9, 4.0)]):
+        conf = np.clip(skill - difficulty + rng.normal(0, 0.2, n), -1, 2)
+        correct = rng.random(n) < 1 / (1 + np.exp(-6 * (skill - difficulty + 0.2)))
+        signals[f"m{m}"] = ModelSignals(conf, np.zeros(n, np.int32), correct)
+        gmacs[f"m{m}"] = cost
+    frame = pair_frontier(signals, gmacs)
+    hull = single_model_hull(list(gmacs.values()), [s.correct.mean() for s in signals.values()])
+    np.testing.assert_allclose(frame.speedup, hull.cost_at(frame.accuracy) / frame.avg_gmacs)
+    best_single = max(s.correct.mean() for s in signals.values())
+    assert frame.speedup[frame.accuracy > best_single].isna().all()
+    assert frame.speedup.max() > 1.0    # confident-first cascades beat random switching here
+    assert frame.avg_ms.isna().all()
+    assert all(len(t) == 1 for t in frame.thresholds)
+
+
+@settings(max_examples=30, deadline=None)
+@given(banks(min_models=3, max_models=4), st.integers(1, 6))
+def test_three_model_frontier_rows_are_exact_and_undominated(bank, grid_size):
+    signals, gmacs = bank
+    names = list(signals)
+    frame = three_model_frontier(signals, gmacs, names, grid_size=grid_size)
+    _check_rows(frame, signals, gmacs)
+    assert all(len(m) == 3 and len(t) == 2 for m, t in zip(frame.models, frame.thresholds))
+    ordered = sorted(names, key=lambda m: (gmacs[m], m))
+    costs, accs = [], []
+    from itertools import combinations
+    for chain in combinations(ordered, 3):
+        curve = cascade_curve([signals[m] for m in chain], [gmacs[m] for m in chain], grid_size=grid_size)
+        costs.extend(curve.avg_gmacs)
+        accs.extend(curve.accuracy)
+    best = pareto_front(costs, accs)
+    assert sorted(np.round(frame.avg_gmacs, 9)) == sorted(np.round(np.asarray(costs)[best], 9))
+
+
+def test_three_model_frontier_bad_shortlist():
+    s = ModelSignals(np.array([0.5]), np.array([0]), np.array([True]))
+    signals = {"a": s, "b": s, "c": s}
+    with pytest.raises(ValueError, match="unknown model"):
+        three_model_frontier(signals, {"a": 1, "b": 2, "c": 3}, ["a", "b", "zz"])
+    with pytest.raises(ValueError, match="at least 3 distinct"):
+        three_model_frontier(signals, {"a": 1, "b": 2, "c": 3}, ["a", "b", "a"])
+
+
+def test_pair_frontier_bad_input():
+    s = ModelSignals(np.array([0.5, 0.2]), np.array([0, 1]), np.array([True, False]))
+    with pytest.raises(ValueError, match="no gmacs for model 'b'"):
+        pair_frontier({"a": s, "b": s}, {"a": 1})
+    with pytest.raises(ValueError, match="same samples"):
+        pair_frontier({"a": s, "b": s.subset([0])}, {"a": 1, "b": 2})
+    with pytest.raises(ValueError, match="at least 2 models"):
+        pair_frontier({"a": s}, {"a": 1})
+
+
+def _frontier_table():
+    return pd.DataFrame({
+        "models": [("a", "b")] * 4, "thresholds": [(0.1,), (0.5,), (0.8,), (math.inf,)],
+        "accuracy": [0.6, 0.7, 0.8, 0.85], "avg_gmacs": [1.0, 2.0, 3.0, 5.0], "avg_ms": [None] * 4,
+        "escalated_fraction": [0.0, 0.2, 0.5, 1.0], "exit_fractions": [(1, 0), (0.8, 0.2), (0.5, 0.5), (0, 1)],
+        "speedup": [1.0, 1.2, 1.5, 1.0]})
+
+
+def test_best_cascade_targets():
+    table = _frontier_table()
+    assert best_cascade(table, target_accuracy=0.7).avg_gmacs == 2.0
+    assert best_cascade(table, target_accuracy=0.71).avg_gmacs == 3.0
+    assert best_cascade(table, target_accuracy=0.9) is None
+    assert best_cascade(table, max_gmacs=2.5).accuracy == 0.7
+    assert best_cascade(table, max_escalated=0.5).accuracy == 0.8
+    assert best_cascade(table, target_accuracy=0.8, max_escalated=0.4) is None
+    assert best_cascade(table, max_gmacs=0.5) is None
+    with pytest.raises(ValueError, match="needs a target"):
+        best_cascade(table)
+    with pytest.raises(ValueError, match="fraction in"):
+        best_cascade(table, target_accuracy=80)
