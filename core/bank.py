@@ -21,7 +21,6 @@ import io
 import json
 import math
 import numbers
-import os
 import re
 import threading
 from collections import OrderedDict

@@ -9,6 +9,8 @@ import time
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from cascade_explorer.core import bank as bank_module
 from cascade_explorer.core.bank import (DEFAULT_BANK_PATH, SCHEMA_VERSION, Bank, BankError, BankWriter, find_banks,
@@ -191,7 +193,8 @@ def test_default_bank_path_and_find_banks(tmp_path, bank_path):
     found = find_banks(tmp_path)
     assert bank_path.resolve() in found and (tmp_path / "group" / "second").resolve() in found
     assert not any(".hidden" in str(p) for p in found)
-    assert find_banks(bank_path)[0] == bank_path.resolve() or bank_path.resolve() in find_banks(bank_path)
+    assert bank_path.resolve() in find_banks(bank_path)          # a root that is itself a bank
+    assert not any("splits" in p.parts for p in found)
 
 
 # ----------------------------------------------------------------------------- writer behaviour
@@ -577,3 +580,26 @@ def test_readable_with_numpy_json_csv_alone(bank_path):
         logits = np.load(folder / "logits" / f"{model_id}.npy", mmap_mode="r", allow_pickle=False)
         assert (logits.argmax(1) == labels).mean() == pytest.approx(info["top1"][split])
     assert len(samples) == len(labels) and os.path.basename(samples[0]["image_path"]) == "0.JPEG"
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(n=st.integers(1, 30), c=st.integers(2, 8), half=st.booleans(), seed=st.integers(0, 2**16),
+       data=st.data())
+def test_property_round_trip_and_top1(tmp_path_factory, n, c, half, seed, data):
+    rng = np.random.default_rng(seed)
+    dtype = np.float16 if half else np.float32
+    labels = np.array(data.draw(st.lists(st.integers(0, c - 1), min_size=n, max_size=n)))
+    logits = (rng.normal(size=(n, c)) * 5).astype(dtype)
+    logits[rng.random(n) < 0.3] = 0.0                       # all-tie rows: argmax picks the first class
+    path = tmp_path_factory.mktemp("prop") / "bank"
+    writer = BankWriter(path, create={"dataset": {"name": "p"}, "class_names": [f"c{i}" for i in range(c)]})
+    writer.add_split("s", [f"id,{i}" for i in range(n)], [f'dir/"{i}".png' for i in range(n)], labels)
+    writer.add_model("m", display_name="M", backend="external", source={"kind": "user"}, gmacs=1.0)
+    top1 = writer.add_logits("m", "s", logits)
+    bank = Bank.open(path)
+    assert np.array_equal(bank.labels("s"), labels)
+    assert bank.logits("m", "s").dtype == dtype and np.array_equal(bank.logits("m", "s"), logits)
+    assert list(bank.sample_ids("s")) == [f"id,{i}" for i in range(n)]      # csv quoting survives
+    assert bank.image_paths("s") == [f'dir/"{i}".png' for i in range(n)]
+    reference = sum(max(range(c), key=lambda k: (float(row[k]), -k)) == y for row, y in zip(logits, labels)) / n
+    assert top1 == pytest.approx(reference) and bank.model("m").top1["s"] == pytest.approx(reference)
