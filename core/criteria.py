@@ -66,19 +66,23 @@ def confidence(logits, criterion: str, temperature: float = 1.0) -> np.ndarray:
     check_criterion(criterion)
     temperature = check_temperature(temperature)
     z = _as_logits_2d(logits)
-    # float16 -> float32 is exact; the arithmetic then runs in float64.
-    z = _working_float(z).astype(np.float64)
+    # float16 -> float32 is exact; the arithmetic then runs in float64 on one fresh copy
+    shifted = np.array(_working_float(z), dtype=np.float64)
     if criterion == "logit_margin":
-        first, second = _top2(z)
+        first, second = _top2(shifted)
         return (first - second) / temperature
-    shifted = (z - z.max(axis=1, keepdims=True)) / temperature   # row max becomes 0
-    exp = np.exp(shifted)
-    total = exp.sum(axis=1)                                        # >= 1, no underflow to 0
-    if criterion == "max_softmax":
-        return 1.0 / total
-    if criterion == "softmax_margin":
+    shifted -= shifted.max(axis=1, keepdims=True)                  # row max becomes 0
+    if temperature != 1.0:
+        shifted /= temperature
+    if criterion != "entropy":
+        exp = np.exp(shifted, out=shifted)                          # in place: peak memory of one copy
+        total = exp.sum(axis=1)                                     # >= 1, no underflow to 0
+        if criterion == "max_softmax":
+            return 1.0 / total
         first, second = _top2(exp)
         return (first - second) / total
+    exp = np.exp(shifted)
+    total = exp.sum(axis=1)
     # negative Shannon entropy: sum p log p with log p = shifted - log(total); exp()=0 terms add 0
     log_total = np.log(total)
     return (exp * shifted).sum(axis=1) / total - log_total
