@@ -13,7 +13,6 @@ Speed benchmark on the default bank's images:
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import os
@@ -286,8 +285,12 @@ class Cascade:
                                  "live; add the adapter spec the bank recorded for it")
             stages.append(StageSpec(model_id, spec, model.get("display_name") or model_id,
                                     float(model.get("temperature", 1.0) or 1.0)))
-        if bank is None:
+        if bank is None and not (config.class_names_from == "config" and config.class_names):
             bank = _find_config_bank(config.bank or {})
+        if bank is not None:   # the bank's display names where the config has none
+            known = set(bank.model_ids)
+            stages = [StageSpec(s.model_id, s.spec, bank.model(s.model_id).display_name, s.temperature)
+                      if s.display_name == s.model_id and s.model_id in known else s for s in stages]
         class_names = config_class_names(config, bank)
         return cls(stages, config.criterion, config.thresholds, class_names, ensemble=config.ensemble,
                    device=device)
@@ -462,9 +465,9 @@ def _find_config_bank(bank_entry: dict):
 
 
 def config_class_names(config, bank) -> list[str]:
-    names = (config.to_dict() if hasattr(config, "to_dict") else {}).get("class_names")
-    if isinstance(names, list) and names:
-        return [str(n) for n in names]
+    """Class names: the config's own list when it carries one, else its bank's."""
+    if config.class_names:
+        return [str(n) for n in config.class_names]
     if bank is not None:
         return list(bank.class_names)
     warnings.warn(f"cascade config: bank {config.bank!r} not found, so class names are unknown "
@@ -633,7 +636,7 @@ def benchmark(cascade: Cascade, images: Sequence, *, progress: Callable[[int, in
             "speedup_median": statistics.median(alone_ms) / statistics.median(cascade_ms)}
 
 
-DEFAULT_BENCH_MODELS = ("mobilenet_v1_025_128", "tf_efficientnet_lite2")
+DEFAULT_BENCH_MODELS = ("mobilenet_v1_025_128", "efficientnet_lite2")
 
 
 def _bench_main(argv: Sequence[str]) -> int:

