@@ -150,8 +150,8 @@ def device_name(device: str = "cpu") -> str:
     return f"{cpu_name()}, cpu"
 
 
-def measure_latency(adapter, *, batch_sizes=(1, 32), warmup: int = 2, repeats: int | None = None,
-                    budget_s: float = 6.0) -> dict[str, float]:
+def measure_latency(adapter, *, batch_sizes=(1, 32), warmup: int = 1, repeats: int | None = None,
+                    budget_s: float = 3.0) -> dict[str, float]:
     """Median ms per image of adapter.forward at each batch size, after warm-up.
 
     Inputs are random arrays of the adapter's input shape/dtype (preprocessing excluded).

