@@ -185,9 +185,7 @@ def current() -> ViewState:
         view, problems = from_query(ours)
         st.session_state[VIEW_KEY] = view
         st.session_state[PROBLEMS_KEY] = problems
-        # a new view: widgets re-seed from it (drop stale widget values)
-        for key in [k for k in st.session_state.keys() if str(k).startswith("w_")]:
-            del st.session_state[key]
+        # widgets re-seed from the new view in bound() (their values differ from it)
     return st.session_state[VIEW_KEY]
 
 

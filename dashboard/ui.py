@@ -8,6 +8,7 @@ import math
 import numpy as np
 import streamlit as st
 
+from cascade_explorer.core.errors import UsageError
 from cascade_explorer.dashboard import data, state
 
 HOW_TO_GET_A_BANK = """
@@ -189,13 +190,17 @@ def resolve_cascade(bank, view: state.ViewState) -> dict:
     fitted = False
     on = view.on
     target_value = None
+    fit_error = None
     if view.mode == "target" and len(models) >= 2:
         target_value = view.target_value if view.target_value is not None else default_target(bank, split, view.target_kind)
-        thresholds = data.fit_for_target(data.key(bank), split, models, view.criterion, view.temperature,
-                                         view.ensemble, view.target_kind, float(target_value))
-        fitted, on = True, "eval"
+        try:
+            thresholds = data.fit_for_target(data.key(bank), split, models, view.criterion, view.temperature,
+                                             view.ensemble, view.target_kind, float(target_value))
+            fitted, on = True, "eval"
+        except UsageError as exc:  # target out of reach: say so, keep the hand-set thresholds
+            fit_error = str(exc)
     return {"split": split, "models": tuple(models), "thresholds": tuple(thresholds), "on": on, "fitted": fitted,
-            "target_value": target_value}
+            "target_value": target_value, "fit_error": fit_error}
 
 
 def evaluate_current(bank, view: state.ViewState, cascade: dict | None = None) -> tuple[dict, dict]:

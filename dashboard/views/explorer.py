@@ -139,6 +139,9 @@ cascade["models"], cascade["thresholds"] = models, (thresholds if not cascade["f
 cascade, ev = ui.evaluate_current(bank, view, cascade)
 
 with main:
+    if cascade["fit_error"]:
+        st.warning(f"No thresholds meet this target: {cascade['fit_error']}. Showing the hand-set thresholds "
+                   "instead; relax the target.", icon=":material/warning:")
     if cascade["fitted"]:
         st.info(f"Thresholds fitted for **{ui.TARGET_NAMES[view.target_kind]}** "
                 f"({cascade['target_value']:g}) on the calibration half: "

@@ -35,8 +35,8 @@ with c2:
     state.bound(st.selectbox, "Apply them to", "w_shift_apply", apply_to,
                 lambda v, value: v.replace(shift_apply=value), options=apply_options,
                 help="The image set the same thresholds are then used on.")
-fit_view = view.replace(split="" if fit_on == bank.default_split else fit_on)
-models, thresholds = ui.chain_and_thresholds(bank, fit_view)
+# the cascade in view (the Explorer's); with a target, its thresholds are fitted on `fit_on` below
+models, thresholds = ui.chain_and_thresholds(bank, view)
 with c3:
     target_mode = view.mode == "target" and len(models) >= 2
     st.markdown(f"**Cascade:** {ui.chain_text(bank, models)}  \n"
