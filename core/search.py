@@ -17,7 +17,7 @@ import pandas as pd
 from .curves import cascade_curve, pareto_front, single_model_hull, speedup_at_equal_accuracy
 from .signals import ModelSignals
 
-N_COST_BINS = 4096   # lookup table that rejects most pair points before the exact frontier test
+BLOCK = 256   # positions per block in the pair search's block pruning
 COLUMNS = ["models", "thresholds", "accuracy", "avg_gmacs", "avg_ms", "escalated_fraction",
            "exit_fractions", "speedup"]
 
@@ -56,33 +56,38 @@ def _frame(rows: dict) -> pd.DataFrame:
 def _pair_points(confidences: list[np.ndarray], correct: np.ndarray, costs: np.ndarray, per_pair: bool):
     """Pareto points of every ordered pair (costs ascending, first not dearer than second).
 
-    Returns parallel arrays (first, second, exits k, threshold, n_correct); only the global
-    frontier's points unless per_pair. Work per first model: one argsort of its confidences, one
-    gather + one flat cumulative sum of the candidate second models' correctness (in reused
-    buffers: fresh 10 MB arrays cost more in page faults than the arithmetic), one running maximum.
+    Returns parallel arrays (first, second, exits k, threshold, n_correct): every pair's own Pareto
+    points if per_pair, else only the global frontier's points.
+
+    Per first model: one argsort of its confidences; one gather + one flat cumulative sum of the
+    candidate second models' correctness in that order (into reused buffers: fresh 10 MB arrays
+    cost more in page faults than the arithmetic). Along a pair's row, position p (samples below
+    p escalate) costs more as p grows, so p is on the pair's Pareto set iff its count beats every
+    earlier position. Rows are cut into blocks: a block's maximum against the maximum of earlier
+    blocks (and, for the global frontier, against the frontier value at the block's cheapest cost)
+    rules out most blocks; the exact running maximum runs only inside the remaining blocks.
     """
     n_models, n = correct.shape
     totals = correct.sum(axis=1, dtype=np.int64)
-    # column 0 stays False/0 so that column p holds the count over the first p sorted samples
-    gathered = np.zeros((n_models, n + 1), dtype=bool)
-    cumulative = np.empty((n_models, n + 1), dtype=np.int32)
-    running = np.empty((n_models, n + 1), dtype=np.int32)
-    keep = np.empty((n_models, n + 1), dtype=bool)
-    if n_models * (n + 1) >= 2**31:
+    n_blocks = -(-(n + 1) // BLOCK)
+    width_padded = n_blocks * BLOCK
+    if n_models * width_padded >= 2**31:
         raise ValueError(f"pair search on {n_models} models x {n} samples overflows its int32 counters; "
-                         "split the samples or models")
+                         "split the samples or the models")
+    # column 0 stays False so that column p holds the count over the first p sorted samples;
+    # padding columns stay False (the flat cumulative sum passes through them unchanged)
+    gathered = np.zeros((n_models, width_padded), dtype=bool)
+    cumulative = np.empty((n_models, width_padded), dtype=np.int32)
+    lowest = np.iinfo(np.int32).min
     empty = [np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64),
              np.empty(0), np.empty(0, dtype=np.int64)]
     kept, chunks = empty, []
     frontier_cost, frontier_correct = np.empty(0), np.empty(0, dtype=np.int64)
-    top_cost = 2.0 * float(costs.max()) if len(costs) else 0.0
-    bin_scale = N_COST_BINS / top_cost if top_cost > 0 else 0.0
-    bin_edges = np.arange(N_COST_BINS + 1) / bin_scale if bin_scale else np.zeros(N_COST_BINS + 1)
     for i in range(n_models):
         # candidate second models: every later model plus earlier ones of equal cost (both orders)
         lo = int(np.searchsorted(costs, costs[i], side="left"))
-        rows_total = n_models - lo
-        if rows_total <= 1:
+        n_rows = n_models - lo
+        if n_rows <= 1:
             continue
         conf = confidences[i]
         order = np.argsort(conf)                  # ascending; ties are grouped below, so no need for stability
@@ -90,59 +95,74 @@ def _pair_points(confidences: list[np.ndarray], correct: np.ndarray, costs: np.n
         starts = np.flatnonzero(np.concatenate([[True], sorted_conf[1:] != sorted_conf[:-1]]))
         # threshold sorted_conf[p] (p a run start) lets samples p..n-1 exit; p = n means threshold +inf
         p = np.concatenate([starts, [n]])
-        thresholds = np.concatenate([sorted_conf[starts], [np.inf]])
-        first_cum = np.concatenate([[0], np.cumsum(correct[i, order], dtype=np.int64)])[p]
-        block = gathered[lo:]
-        np.take(correct[lo:], order, axis=1, out=block[:, 1:])
-        flat = cumulative[lo:].reshape(-1)
-        # one flat cumulative sum: row r is offset by the totals of rows before it (undone below)
-        np.cumsum(block.reshape(-1), dtype=np.int32, out=flat)
-        offsets = np.concatenate([[0], np.cumsum(totals[lo:], dtype=np.int64)[:-1]])
-        values = cumulative[lo:] if len(p) == n + 1 else cumulative[lo:][:, p]
-        # n_correct = totals[i] - first_cum + second_cum - offset; the per-row constants do not change
-        # which points beat every cheaper point of their own row (fewer exits = dearer)
-        shifted = np.subtract(values, first_cum.astype(np.int32)[None, :], out=values)
         width = len(p)
-        run = running[:rows_total, :width]
-        np.maximum.accumulate(shifted, axis=1, out=run)
-        mask = keep[:rows_total, :width]
-        mask[:, 0] = True
-        np.greater(shifted[:, 1:], run[:, :-1], out=mask[:, 1:])
-        for r in np.flatnonzero(costs[lo:] == 0):  # a free second model: every point costs the same
-            mask[r] = False
-            mask[r, int(np.argmax(shifted[r]))] = True
-        mask[i - lo] = False                      # no pair of a model with itself
-        flat_hits = np.flatnonzero(mask)
-        rows, cols = np.divmod(flat_hits, width)
-        n_correct = shifted[rows, cols].astype(np.int64) + totals[i] - offsets[rows]
+        thresholds = np.concatenate([sorted_conf[starts], [np.inf]])
+        first_cum = np.concatenate([[0], np.cumsum(correct[i, order], dtype=np.int64)])[p].astype(np.int32)
+        block = gathered[lo:]
+        np.take(correct[lo:], order, axis=1, out=block[:, 1:n + 1])
+        # one flat cumulative sum: row r is offset by the totals of rows before it (a per-row constant)
+        np.cumsum(block.reshape(-1), dtype=np.int32, out=cumulative[lo:].reshape(-1))
+        row_const = totals[i] - np.concatenate([[0], np.cumsum(totals[lo:], dtype=np.int64)[:-1]])
+        if width == n + 1:
+            values = cumulative[lo:]
+        else:   # ties: only run starts are thresholds
+            blocks_needed = -(-width // BLOCK)
+            values = np.empty((n_rows, blocks_needed * BLOCK), dtype=np.int32)
+            np.take(cumulative[lo:], p, axis=1, out=values[:, :width])
+        # n_correct = shifted + row_const
+        np.subtract(values[:, :width], first_cum[None, :], out=values[:, :width])
+        values[:, width:] = lowest
+        rows_blocks = values.reshape(n_rows, -1, BLOCK)
+        block_max = rows_blocks.max(axis=2)                                   # (rows, blocks)
+        before = np.full(block_max.shape, lowest, dtype=np.int32)
+        np.maximum.accumulate(block_max[:, :-1], axis=1, out=before[:, 1:])
+        live = block_max > before                                            # the block holds a new record
+        live[i - lo] = False                                                  # no pair of a model with itself
+        if not per_pair and len(frontier_cost):
+            # the frontier's best count at the block's cheapest cost must be beaten
+            start_p = p[np.minimum(np.arange(block_max.shape[1]) * BLOCK, width - 1)]
+            start_cost = costs[i] + start_p[None, :] / n * costs[lo:, None]
+            j = np.searchsorted(frontier_cost, start_cost.ravel(), side="right").reshape(start_cost.shape) - 1
+            floor = np.where(j >= 0, frontier_correct[np.maximum(j, 0)], -1)
+            live &= block_max.astype(np.int64) + row_const[:, None] > floor
+        live_rows, live_blocks = np.nonzero(live)
+        if len(live_rows) == 0:
+            continue
+        sub = rows_blocks[live_rows, live_blocks]                            # (live, BLOCK)
+        prior = np.maximum.accumulate(sub, axis=1)
+        prior[:, 1:] = prior[:, :-1].copy()
+        prior[:, 0] = lowest
+        np.maximum(prior, before[live_rows, live_blocks][:, None], out=prior)
+        hit_live, hit_col = np.nonzero(sub > prior)
+        rows = live_rows[hit_live]
+        cols = live_blocks[hit_live] * BLOCK + hit_col
+        n_correct = sub[hit_live, hit_col].astype(np.int64) + row_const[rows]
+        free = costs[lo + rows] == 0
+        if free.any():
+            # a free second model: every point of the row costs the same, keep its best (last record)
+            last = np.append(rows[1:] != rows[:-1], True)
+            keep = ~free | last
+            rows, cols, n_correct = rows[keep], cols[keep], n_correct[keep]
         second = lo + rows
         chunk = [np.full(len(rows), i, dtype=np.int64), second, n - p[cols], thresholds[cols], n_correct]
         if per_pair:
             chunks.append(chunk)
             continue
-        # merge into the running global frontier: first drop points a frontier point already
-        # dominates (cheaper or equal cost, at least as many correct), then re-run Pareto on the rest
+        # merge into the global frontier: drop points a frontier point already dominates (no dearer,
+        # at least as many correct), then re-run Pareto on the rest
         chunk_cost = costs[i] + p[cols] / n * costs[second]
         if len(frontier_cost):
-            # cheap lower bound first (frontier value at the start of the point's cost bin), then exact
-            # bin_floor[b] holds the frontier value at edge b-1: safe against rounding of the bin index
-            bins = np.minimum((chunk_cost * bin_scale).astype(np.int64), N_COST_BINS)
-            alive = n_correct > bin_floor[bins]
-            chunk = [a[alive] for a in chunk]
-            chunk_cost = chunk_cost[alive]
             j = np.searchsorted(frontier_cost, chunk_cost, side="right") - 1
-            alive = (j < 0) | (n_correct[alive] > frontier_correct[np.maximum(j, 0)])
+            alive = (j < 0) | (n_correct > frontier_correct[np.maximum(j, 0)])
             chunk = [a[alive] for a in chunk]
             chunk_cost = chunk_cost[alive]
-        if len(chunk_cost) == 0:
-            continue
+            if len(chunk_cost) == 0:
+                continue
         merged = [np.concatenate([a, b]) for a, b in zip(kept, chunk)]
         merged_cost = np.concatenate([frontier_cost, chunk_cost])
         best = pareto_front(merged_cost, merged[4])
         kept = [a[best] for a in merged]
         frontier_cost, frontier_correct = merged_cost[best], kept[4]
-        at_edge = np.searchsorted(frontier_cost, bin_edges, side="right") - 1
-        bin_floor = np.concatenate([[-1], np.where(at_edge >= 0, frontier_correct[np.maximum(at_edge, 0)], -1)])
     if per_pair:
         return [np.concatenate(parts) for parts in zip(*chunks)] if chunks else empty
     return kept
