@@ -17,7 +17,8 @@ import pandas as pd
 from .curves import cascade_curve, pareto_front, single_model_hull, speedup_at_equal_accuracy
 from .signals import ModelSignals
 
-BLOCK = 256   # positions per block in the pair search's block pruning
+BLOCK = 256      # positions per block in the pair search's block pruning
+ROW_GROUP = 16   # second models handled (and merged into the frontier) together
 COLUMNS = ["models", "thresholds", "accuracy", "avg_gmacs", "avg_ms", "escalated_fraction",
            "exit_fractions", "speedup"]
 
@@ -116,53 +117,59 @@ def _pair_points(confidences: list[np.ndarray], correct: np.ndarray, costs: np.n
         block_max = rows_blocks.max(axis=2)                                   # (rows, blocks)
         before = np.full(block_max.shape, lowest, dtype=np.int32)
         np.maximum.accumulate(block_max[:, :-1], axis=1, out=before[:, 1:])
-        live = block_max > before                                            # the block holds a new record
-        live[i - lo] = False                                                  # no pair of a model with itself
-        if not per_pair and len(frontier_cost):
-            # the frontier's best count at the block's cheapest cost must be beaten
-            start_p = p[np.minimum(np.arange(block_max.shape[1]) * BLOCK, width - 1)]
-            start_cost = costs[i] + start_p[None, :] / n * costs[lo:, None]
-            j = np.searchsorted(frontier_cost, start_cost.ravel(), side="right").reshape(start_cost.shape) - 1
-            floor = np.where(j >= 0, frontier_correct[np.maximum(j, 0)], -1)
-            live &= block_max.astype(np.int64) + row_const[:, None] > floor
-        live_rows, live_blocks = np.nonzero(live)
-        if len(live_rows) == 0:
-            continue
-        sub = rows_blocks[live_rows, live_blocks]                            # (live, BLOCK)
-        prior = np.maximum.accumulate(sub, axis=1)
-        prior[:, 1:] = prior[:, :-1].copy()
-        prior[:, 0] = lowest
-        np.maximum(prior, before[live_rows, live_blocks][:, None], out=prior)
-        hit_live, hit_col = np.nonzero(sub > prior)
-        rows = live_rows[hit_live]
-        cols = live_blocks[hit_live] * BLOCK + hit_col
-        n_correct = sub[hit_live, hit_col].astype(np.int64) + row_const[rows]
-        free = costs[lo + rows] == 0
-        if free.any():
-            # a free second model: every point of the row costs the same, keep its best (last record)
-            last = np.append(rows[1:] != rows[:-1], True)
-            keep = ~free | last
-            rows, cols, n_correct = rows[keep], cols[keep], n_correct[keep]
-        second = lo + rows
-        chunk = [np.full(len(rows), i, dtype=np.int64), second, n - p[cols], thresholds[cols], n_correct]
-        if per_pair:
-            chunks.append(chunk)
-            continue
-        # merge into the global frontier: drop points a frontier point already dominates (no dearer,
-        # at least as many correct), then re-run Pareto on the rest
-        chunk_cost = costs[i] + p[cols] / n * costs[second]
-        if len(frontier_cost):
-            j = np.searchsorted(frontier_cost, chunk_cost, side="right") - 1
-            alive = (j < 0) | (n_correct > frontier_correct[np.maximum(j, 0)])
-            chunk = [a[alive] for a in chunk]
-            chunk_cost = chunk_cost[alive]
-            if len(chunk_cost) == 0:
+        live_all = block_max > before                                        # the block holds a new record
+        live_all[i - lo] = False                                              # no pair of a model with itself
+        start_p = p[np.minimum(np.arange(block_max.shape[1]) * BLOCK, width - 1)]
+        # second models in groups, merging into the frontier after each, so that early groups prune
+        # later ones and the candidate arrays stay small
+        for g0 in range(0, n_rows, ROW_GROUP):
+            g1 = min(g0 + ROW_GROUP, n_rows)
+            live = live_all[g0:g1]
+            if not per_pair and len(frontier_cost):
+                # the frontier's best count at the block's cheapest cost must be beaten
+                start_cost = costs[i] + start_p[None, :] / n * costs[lo + g0:lo + g1, None]
+                j = np.searchsorted(frontier_cost, start_cost.ravel(), side="right").reshape(start_cost.shape) - 1
+                floor = np.where(j >= 0, frontier_correct[np.maximum(j, 0)], -1)
+                live = live & (block_max[g0:g1].astype(np.int64) + row_const[g0:g1, None] > floor)
+            live_rows, live_blocks = np.nonzero(live)
+            if len(live_rows) == 0:
                 continue
-        merged = [np.concatenate([a, b]) for a, b in zip(kept, chunk)]
-        merged_cost = np.concatenate([frontier_cost, chunk_cost])
-        best = pareto_front(merged_cost, merged[4])
-        kept = [a[best] for a in merged]
-        frontier_cost, frontier_correct = merged_cost[best], kept[4]
+            live_rows += g0
+            sub = rows_blocks[live_rows, live_blocks]                        # (live, BLOCK)
+            prior = np.empty_like(sub)
+            prior[:, 0] = lowest
+            np.maximum.accumulate(sub[:, :-1], axis=1, out=prior[:, 1:])
+            np.maximum(prior, before[live_rows, live_blocks][:, None], out=prior)
+            hit_live, hit_col = np.nonzero(sub > prior)
+            rows = live_rows[hit_live]
+            cols = live_blocks[hit_live] * BLOCK + hit_col
+            n_correct = sub[hit_live, hit_col].astype(np.int64) + row_const[rows]
+            free = costs[lo + rows] == 0
+            if free.any():
+                # a free second model: every point of the row costs the same, keep its best (last record)
+                last = np.append(rows[1:] != rows[:-1], True)
+                keep = ~free | last
+                rows, cols, n_correct = rows[keep], cols[keep], n_correct[keep]
+            second = lo + rows
+            chunk = [np.full(len(rows), i, dtype=np.int64), second, n - p[cols], thresholds[cols], n_correct]
+            if per_pair:
+                chunks.append(chunk)
+                continue
+            # merge into the global frontier: drop points a frontier point already dominates (no
+            # dearer, at least as many correct), then re-run Pareto on the rest
+            chunk_cost = costs[i] + p[cols] / n * costs[second]
+            if len(frontier_cost):
+                j = np.searchsorted(frontier_cost, chunk_cost, side="right") - 1
+                alive = (j < 0) | (n_correct > frontier_correct[np.maximum(j, 0)])
+                chunk = [a[alive] for a in chunk]
+                chunk_cost = chunk_cost[alive]
+                if len(chunk_cost) == 0:
+                    continue
+            merged = [np.concatenate([a, b]) for a, b in zip(kept, chunk)]
+            merged_cost = np.concatenate([frontier_cost, chunk_cost])
+            best = pareto_front(merged_cost, merged[4])
+            kept = [a[best] for a in merged]
+            frontier_cost, frontier_correct = merged_cost[best], kept[4]
     if per_pair:
         return [np.concatenate(parts) for parts in zip(*chunks)] if chunks else empty
     return kept
@@ -174,7 +181,8 @@ def pair_frontier(signals: dict[str, ModelSignals], gmacs: dict[str, float], ms:
 
     Each pair's curve is exact (every distinct confidence of the first model, plus +inf). Returns
     one row per frontier point, cost ascending, with COLUMNS. per_pair=True instead returns every
-    pair's own Pareto points, with an extra boolean column "on_frontier".
+    pair's own Pareto points, with an extra boolean column "on_frontier" (for small banks: that is
+    thousands of rows per pair at N=50,000).
     """
     ids, n = _check_inputs(signals, gmacs, ms, 2)
     costs = np.array([float(gmacs[m]) for m in ids])

@@ -1,6 +1,7 @@
 """Pair search, 3-model search and best-for-target against brute force over every threshold."""
 
 import math
+from unittest.mock import patch
 
 import numpy as np
 import pandas as pd
@@ -10,6 +11,7 @@ from hypothesis.extra.numpy import arrays
 
 from cascade_explorer.core.curves import cascade_curve, pareto_front, single_model_hull
 from cascade_explorer.core.engine import evaluate_cascade
+from cascade_explorer.core import search
 from cascade_explorer.core.search import COLUMNS, best_cascade, pair_frontier, three_model_frontier
 from cascade_explorer.core.signals import ModelSignals
 from reference import ref_pair_curve, ref_pair_frontier, ref_pareto
@@ -57,6 +59,39 @@ def test_pair_frontier_equals_brute_force(bank):
     assert got_points == want_points
     _check_rows(frame, signals, gmacs, ms)
     assert np.all(np.diff(frame.avg_gmacs.to_numpy()) > 0)
+
+
+@settings(max_examples=80, deadline=None)
+@given(banks(min_models=3, max_models=6), st.sampled_from([1, 2, 3, 8]), st.sampled_from([1, 2, 4]))
+def test_pair_frontier_with_small_blocks_and_row_groups(bank, block, row_group):
+    """Block pruning and row groups at sizes that split these small banks many ways."""
+    signals, gmacs = bank
+    with patch.object(search, "BLOCK", block), patch.object(search, "ROW_GROUP", row_group):
+        frame = pair_frontier(signals, gmacs)
+        per_pair = pair_frontier(signals, gmacs, per_pair=True)
+    want = ref_pair_frontier(signals, gmacs)
+    got_points = sorted((round(c, 9), round(a, 9)) for c, a in zip(frame.avg_gmacs, frame.accuracy))
+    assert got_points == sorted((round(p[0], 9), round(p[1], 9)) for p in want)
+    _check_rows(frame, signals, gmacs)
+    reference = pair_frontier(signals, gmacs, per_pair=True)
+    assert sorted(zip(per_pair.models, per_pair.avg_gmacs, per_pair.accuracy)) == \
+        sorted(zip(reference.models, reference.avg_gmacs, reference.accuracy))
+
+
+def test_pair_frontier_on_a_larger_bank_equals_brute_force():
+    rng = np.random.default_rng(5)
+    n = 700   # several blocks of 256 positions
+    signals, gmacs = {}, {}
+    for m in range(4):
+        conf = np.round(rng.random(n), 2 if m == 1 else 6)   # model 1 has many ties
+        correct = rng.random(n) < 0.3 + 0.15 * m + 0.3 * conf
+        signals[f"m{m}"] = ModelSignals(conf, np.zeros(n, np.int32), correct)
+        gmacs[f"m{m}"] = [0.1, 0.3, 0.3, 2.0][m]
+    frame = pair_frontier(signals, gmacs)
+    want = ref_pair_frontier(signals, gmacs)
+    assert sorted(zip(np.round(frame.avg_gmacs, 9), np.round(frame.accuracy, 9))) == \
+        sorted((round(p[0], 9), round(p[1], 9)) for p in want)
+    _check_rows(frame, signals, gmacs)
 
 
 @settings(max_examples=60, deadline=None)
