@@ -158,3 +158,40 @@ def ref_pair_frontier(signals, gmacs):
                 points.append((cost, acc, a, b, t))
     keep = ref_pareto([p[0] for p in points], [p[1] for p in points])
     return [points[i] for i in keep]
+
+
+def ref_hull_accuracy_at(costs, accuracies, budget):
+    """Best expected accuracy within `budget` by running one model or randomly switching between two."""
+    best = -math.inf
+    for i in range(len(costs)):
+        if costs[i] <= budget:
+            best = max(best, accuracies[i])
+        for j in range(len(costs)):
+            lo, hi = costs[i], costs[j]
+            if lo < budget <= hi:
+                share_j = (budget - lo) / (hi - lo)
+                best = max(best, (1 - share_j) * accuracies[i] + share_j * accuracies[j])
+    return math.nan if best == -math.inf else best
+
+
+def ref_best_cascade(rows, target_accuracy=None, max_gmacs=None, max_escalated=None):
+    """rows: list of (accuracy, cost, escalated). Index of the best row under the constraints, or None."""
+    best = None
+    for index, (acc, cost, esc) in enumerate(rows):
+        if target_accuracy is not None and acc < target_accuracy:
+            continue
+        if max_gmacs is not None and cost > max_gmacs:
+            continue
+        if max_escalated is not None and esc > max_escalated:
+            continue
+        if best is None:
+            best = index
+            continue
+        b_acc, b_cost, _ = rows[best]
+        if target_accuracy is not None:
+            better = cost < b_cost or (cost == b_cost and acc > b_acc)
+        else:
+            better = acc > b_acc or (acc == b_acc and cost < b_cost)
+        if better:
+            best = index
+    return best

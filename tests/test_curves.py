@@ -11,7 +11,7 @@ from cascade_explorer.core.curves import (cascade_curve, exact_threshold_sweep, 
                                           single_model_hull, speedup_at_equal_accuracy)
 from cascade_explorer.core.engine import evaluate_cascade
 from cascade_explorer.core.signals import ModelSignals
-from reference import ref_evaluate, ref_hull_cost_at, ref_pair_curve, ref_pareto
+from reference import ref_evaluate, ref_hull_accuracy_at, ref_hull_cost_at, ref_pair_curve, ref_pareto
 
 SETTINGS = settings(max_examples=100, deadline=None)
 
@@ -136,3 +136,34 @@ def test_speedup_at_equal_accuracy():
 def test_exact_threshold_sweep_empty_subset():
     t, n_exit, n_correct = exact_threshold_sweep(np.empty(0), np.empty(0, bool), np.empty(0, bool))
     assert t.tolist() == [np.inf] and n_exit.tolist() == [0] and n_correct.tolist() == [0]
+
+
+@SETTINGS
+@given(st.lists(st.tuples(st.floats(0.01, 20), st.floats(0.0, 1.0)), min_size=1, max_size=8),
+       st.lists(st.floats(0.0, 30.0), min_size=1, max_size=10))
+def test_hull_accuracy_at_is_best_random_switching(models, budgets):
+    costs = [m[0] for m in models]
+    accs = [m[1] for m in models]
+    got = single_model_hull(costs, accs).accuracy_at(budgets)
+    for budget, value in zip(budgets, got):
+        want = ref_hull_accuracy_at(costs, accs, budget)
+        if math.isnan(want):
+            assert math.isnan(value)
+        else:
+            assert value == pytest.approx(want, rel=1e-9, abs=1e-12)
+
+
+@SETTINGS
+@given(st.lists(st.tuples(st.floats(0.01, 20), st.floats(0.0, 1.0)), min_size=1, max_size=6),
+       st.lists(st.tuples(st.floats(0.01, 30), st.floats(0.0, 1.0)), min_size=1, max_size=6))
+def test_speedup_matches_reference(models, cascades):
+    costs = [m[0] for m in models]
+    accs = [m[1] for m in models]
+    hull = single_model_hull(costs, accs)
+    got = speedup_at_equal_accuracy([c[0] for c in cascades], [c[1] for c in cascades], hull)
+    for (cost, acc), value in zip(cascades, got):
+        want = ref_hull_cost_at(costs, accs, acc)
+        if math.isnan(want):
+            assert math.isnan(value)
+        else:
+            assert value == pytest.approx(want / cost, rel=1e-9)

@@ -42,6 +42,7 @@ def test_evaluate_matches_reference(case):
     acc, cost, fractions = ref_evaluate(confs, corrects, thresholds, gmacs)
     want_stage = ref_exit_stages(confs, thresholds)
     np.testing.assert_array_equal(result.exit_stage, want_stage)
+    np.testing.assert_array_equal(exit_stages(np.stack(confs), thresholds), want_stage)
     assert result.accuracy == pytest.approx(acc, abs=1e-12)
     assert result.avg_gmacs == pytest.approx(cost, rel=1e-12, abs=1e-12)
     assert result.avg_ms == pytest.approx(2 * cost, rel=1e-12, abs=1e-12)

@@ -14,7 +14,7 @@ from cascade_explorer.core.engine import evaluate_cascade
 from cascade_explorer.core import search
 from cascade_explorer.core.search import COLUMNS, best_cascade, pair_frontier, three_model_frontier
 from cascade_explorer.core.signals import ModelSignals
-from reference import ref_pair_curve, ref_pair_frontier, ref_pareto
+from reference import ref_best_cascade, ref_pair_curve, ref_pair_frontier, ref_pareto
 
 
 @st.composite
@@ -194,3 +194,25 @@ def test_best_cascade_targets():
         best_cascade(table)
     with pytest.raises(ValueError, match="fraction in"):
         best_cascade(table, target_accuracy=80)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([0.5, 0.6, 0.7, 0.8]), st.sampled_from([1.0, 2.0, 3.0]),
+                          st.sampled_from([0.0, 0.3, 1.0])), min_size=0, max_size=12),
+       st.one_of(st.none(), st.sampled_from([0.55, 0.6, 0.8, 0.9])),
+       st.one_of(st.none(), st.sampled_from([0.5, 1.0, 2.5])),
+       st.one_of(st.none(), st.sampled_from([0.0, 0.3, 0.5])))
+def test_best_cascade_matches_reference(rows, target, budget, escalated):
+    if target is None and budget is None and escalated is None:
+        target = 0.6
+    table = pd.DataFrame({"models": [("a", "b")] * len(rows), "thresholds": [(0.5,)] * len(rows),
+                          "accuracy": [r[0] for r in rows], "avg_gmacs": [r[1] for r in rows],
+                          "avg_ms": [None] * len(rows), "escalated_fraction": [r[2] for r in rows],
+                          "exit_fractions": [(1 - r[2], r[2]) for r in rows], "speedup": [1.0] * len(rows)})
+    got = best_cascade(table, target_accuracy=target, max_gmacs=budget, max_escalated=escalated)
+    want = ref_best_cascade(rows, target, budget, escalated)
+    if want is None:
+        assert got is None
+    else:
+        assert (got.accuracy, got.avg_gmacs) == (rows[want][0], rows[want][1])
+        assert got.escalated_fraction <= (escalated if escalated is not None else 1)
