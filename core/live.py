@@ -600,26 +600,30 @@ def run_predict(args) -> int:
 # ---------------------------------------------------------------------------------------------
 # Speed benchmark
 
-def benchmark(cascade: Cascade, images: Sequence, *, progress: Callable[[int, int], None] | None = None) -> dict:
+def benchmark(cascade: Cascade, images: Sequence, *, labels: Sequence[int] | None = None,
+              progress: Callable[[int, int], None] | None = None) -> dict:
     """Per-image ms of the cascade and of its last model alone, measured in the same run.
 
-    Each image is decoded once (not timed); then the cascade runs (stage ms summed) and the last
-    model runs alone, alternating which goes first so neither always gets a warmer cache.
+    Each image is decoded once (not timed); then the cascade runs (its stages' preprocess + forward
+    summed) and the last model runs alone (preprocess + forward), alternating which goes first so
+    neither always finds the warmer cache. With `labels`, both accuracies are reported too.
     """
     last = get_model(cascade.stages[-1].spec, cascade.device)
     cascade.load()
-    cascade_ms, alone_ms, exit_stage = [], [], []
+    cascade_ms, alone_ms, exit_stage, cascade_pred, alone_pred = [], [], [], [], []
     for k, image in enumerate(images):
         rgb = cascade.decode(image)
         if k % 2:
-            _, pre, fwd = _run_model(last, rgb)
+            alone_logits, pre, fwd = _run_model(last, rgb)
             trace = cascade.predict(rgb, name=str(image), measure_last_alone=False)
         else:
             trace = cascade.predict(rgb, name=str(image), measure_last_alone=False)
-            _, pre, fwd = _run_model(last, rgb)
+            alone_logits, pre, fwd = _run_model(last, rgb)
         cascade_ms.append(trace.total_ms)
         alone_ms.append(pre + fwd)
         exit_stage.append(trace.exit_stage)
+        cascade_pred.append(trace.prediction)
+        alone_pred.append(int(np.argmax(alone_logits)))
         if progress is not None:
             progress(k + 1, len(images))
 
@@ -630,10 +634,25 @@ def benchmark(cascade: Cascade, images: Sequence, *, progress: Callable[[int, in
 
     n = len(cascade.stages)
     fractions = np.bincount(np.asarray(exit_stage, dtype=np.int64), minlength=n) / max(len(exit_stage), 1)
-    return {"cascade": cascade.describe(), "n_images": len(cascade_ms), "device": cascade.device,
-            "cascade_ms": summary(cascade_ms), "last_model_alone_ms": summary(alone_ms),
-            "exit_fractions": [float(f) for f in fractions],
-            "speedup_median": statistics.median(alone_ms) / statistics.median(cascade_ms)}
+    out = {"cascade": cascade.describe(), "n_images": len(cascade_ms), "device": cascade.device,
+           "torch_threads": _torch_threads(), "cascade_ms": summary(cascade_ms),
+           "last_model_alone_ms": summary(alone_ms), "exit_fractions": [float(f) for f in fractions],
+           "speedup_median": statistics.median(alone_ms) / statistics.median(cascade_ms),
+           "speedup_mean": float(np.mean(alone_ms) / np.mean(cascade_ms))}
+    if labels is not None:
+        y = np.asarray(labels[: len(cascade_pred)])
+        out["accuracy"] = {"cascade": float(np.mean(np.asarray(cascade_pred) == y)),
+                           "last_model_alone": float(np.mean(np.asarray(alone_pred) == y))}
+    return out
+
+
+def _torch_threads() -> int | None:
+    try:
+        import torch
+
+        return int(torch.get_num_threads())
+    except ImportError:
+        return None
 
 
 DEFAULT_BENCH_MODELS = ("mobilenet_v1_025_128", "efficientnet_lite2")
@@ -645,43 +664,65 @@ def _bench_main(argv: Sequence[str]) -> int:
     from .bank import DEFAULT_BANK_PATH, Bank
 
     parser = argparse.ArgumentParser(prog="python -m cascade_explorer.core.live --bench",
-                                     description="median / p90 ms per image: a cascade vs its last model alone")
+                                     description="median / p90 ms per image: a cascade vs its last model alone, "
+                                                 "on the bank's images, measured in the same run")
     parser.add_argument("--bench", action="store_true")
     parser.add_argument("--bank", default=str(DEFAULT_BANK_PATH))
-    parser.add_argument("--models", help="comma-separated model ids (default: cheapest -> most accurate)")
-    parser.add_argument("--thresholds", help="comma-separated (default: 0.5)")
+    parser.add_argument("--models", help="comma-separated model ids (default: MobileNet V1 0.25 -> "
+                                         "EfficientNet-Lite2, else cheapest -> most accurate)")
+    parser.add_argument("--thresholds", help="comma-separated (default: fitted on the calibration half for the "
+                                             "last model's accuracy minus --accuracy-drop)")
+    parser.add_argument("--accuracy-drop", type=float, default=0.005)
     parser.add_argument("--criterion", default="max_softmax")
-    parser.add_argument("--images", help="image folder (default: CASCADE_EXPLORER_IMAGES, else ../shared)")
-    parser.add_argument("--limit", type=int, help="only the first N images")
+    parser.add_argument("--images", help="image folder (default: CASCADE_EXPLORER_IMAGES)")
+    parser.add_argument("--limit", type=int, help="only the first N images (e.g. on a busy machine)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+    from .analysis import CascadeSpec, evaluate, fit_for_target
+    from .fetch import resolve_image
+
+    if args.images:
+        os.environ["CASCADE_EXPLORER_IMAGES"] = args.images
     bank = Bank.open(args.bank)
+    split = bank.default_split
     if args.models:
         models = [m.strip() for m in args.models.split(",") if m.strip()]
     else:
-        models = [m for m in DEFAULT_BENCH_MODELS if m in bank.model_ids] or \
-            [bank.model_ids[0], max(bank.models, key=lambda m: m.top1.get(bank.default_split, 0)).id]
-    thresholds = [float(t) for t in args.thresholds.split(",")] if args.thresholds else [0.5] * (len(models) - 1)
-    folder = Path(args.images or os.environ.get("CASCADE_EXPLORER_IMAGES")
-                  or Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet-val-1300" / "data")
-    paths = [folder / p for p in bank.image_paths(bank.default_split)]
-    paths = [p if p.is_file() else folder / Path(p).name for p in paths]
-    if args.limit:
-        paths = paths[: args.limit]
+        models = [m for m in DEFAULT_BENCH_MODELS if m in bank.model_ids]
+        if len(models) != len(DEFAULT_BENCH_MODELS):
+            models = [bank.model_ids[0], max(bank.models, key=lambda m: m.top1.get(split, 0)).id]
+    if args.thresholds:
+        thresholds = [float(t) for t in args.thresholds.split(",")]
+    else:
+        target = bank.model(models[-1]).top1[split] - args.accuracy_drop
+        thresholds = list(fit_for_target(bank, CascadeSpec(tuple(models), args.criterion), target_accuracy=target))
+    expected = evaluate(bank, CascadeSpec(tuple(models), args.criterion, tuple(thresholds)), on="all",
+                        n_bootstrap=0)
+    source = bank.split_info(split).get("image_source") or {}
+    rows = range(len(bank.labels(split)))[: args.limit] if args.limit else range(len(bank.labels(split)))
+    paths = [resolve_image(bank.image_paths(split)[r], url_base=source.get("url_base")) for r in rows]
+    labels = bank.labels(split)[list(rows)]
     cascade = Cascade.from_bank(bank, models, args.criterion, thresholds)
-    result = benchmark(cascade, paths, progress=lambda k, n: print(f"\r{k}/{n}", end="", file=sys.stderr)
-                       if k % 50 == 0 or k == n else None)
+    result = benchmark(cascade, paths, labels=labels,
+                       progress=lambda k, n: print(f"\r{k}/{n}", end="", file=sys.stderr) if k % 50 == 0 or k == n
+                       else None)
     print(file=sys.stderr)
+    result["bank_expected"] = {"accuracy": expected["accuracy"], "exit_fractions": list(expected["exit_fractions"]),
+                               "split": split, "n_samples": expected["n_samples"]}
     if args.json:
         print(json.dumps(result, indent=2))
     else:
         c, a = result["cascade_ms"], result["last_model_alone_ms"]
-        print(f"{' -> '.join(models)} at thresholds {thresholds} on {result['n_images']} images "
-              f"({cascade.device}):")
+        print(f"{' -> '.join(models)} ({args.criterion}, thresholds {[round(t, 4) for t in thresholds]}) on "
+              f"{result['n_images']} images, {cascade.device}, torch threads {result['torch_threads']}:")
         print(f"  cascade:          median {c['median_ms']:.2f} ms, p90 {c['p90_ms']:.2f} ms, mean {c['mean_ms']:.2f} ms")
         print(f"  last model alone: median {a['median_ms']:.2f} ms, p90 {a['p90_ms']:.2f} ms, mean {a['mean_ms']:.2f} ms")
-        print(f"  exit fractions: {[round(f, 3) for f in result['exit_fractions']]}; "
-              f"median speed-up {result['speedup_median']:.2f}x")
+        print(f"  speed-up: {result['speedup_median']:.2f}x median, {result['speedup_mean']:.2f}x mean; "
+              f"exit fractions {[round(f, 3) for f in result['exit_fractions']]}")
+        acc = result["accuracy"]
+        print(f"  accuracy live: cascade {acc['cascade']:.2%}, last model alone {acc['last_model_alone']:.2%}; "
+              f"bank says cascade {expected['accuracy']:.2%} on these {expected['n_samples']} images "
+              f"(exit fractions {[round(f, 3) for f in expected['exit_fractions']]})")
     return 0
 
 

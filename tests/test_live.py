@@ -357,3 +357,30 @@ def test_predict_reproduces_the_default_banks_stored_logits(shared_dir, monkeypa
                                        err_msg=f"{model_id} on {paths[row]}")
             assert int(np.argmax(stage.logits)) == int(np.argmax(stored)) or \
                 np.sort(stored)[-1] - np.sort(stored)[-2] < 1e-2
+
+
+@pytest.mark.slow
+def test_benchmark_measures_cascade_and_last_model_in_one_run(test_images):
+    cascade = lite_cascade("max_softmax", [0.5], False)
+    result = live.benchmark(cascade, test_images, labels=[0] * len(test_images))
+    assert result["n_images"] == len(test_images)
+    for part in ("cascade_ms", "last_model_alone_ms"):
+        s = result[part]
+        assert 0 < s["median_ms"] <= s["p90_ms"] and s["mean_ms"] > 0
+    assert sum(result["exit_fractions"]) == pytest.approx(1.0)
+    assert result["speedup_median"] == pytest.approx(result["last_model_alone_ms"]["median_ms"]
+                                                     / result["cascade_ms"]["median_ms"])
+    assert set(result["accuracy"]) == {"cascade", "last_model_alone"}
+    json.dumps(result)
+
+
+@pytest.mark.slow
+def test_bench_command(shared_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("CASCADE_EXPLORER_IMAGES", str(shared_dir / "data" / "imagenet-val-1300" / "data"))
+    bank = make_bank(tmp_path / "bench-bank", n=8, shared_dir=shared_dir)
+    code = live._bench_main(["--bench", "--bank", str(bank), "--models", "efficientnet_lite0,efficientnet_lite1",
+                             "--limit", "4", "--json"])
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["n_images"] == 4 and result["cascade"]["models"] == ["efficientnet_lite0", "efficientnet_lite1"]
+    assert len(result["cascade"]["thresholds"]) == 1 and result["bank_expected"]["n_samples"] == 8
