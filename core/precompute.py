@@ -201,7 +201,14 @@ def samples_from_folder(folder, labels_file=None) -> SampleList:
         images = {p.name: p for p in folder.iterdir() if _is_image(p)}
         if not images:
             raise UsageError(f"--images {folder} holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
-        by_name = {Path(name).name: label for name, label in pairs}
+        by_stem = {Path(n).stem: n for n in images}
+        by_name = {}
+        for name, label in pairs:
+            name = Path(name).name
+            # Kaggle's LOC_val_solution.csv names images without their extension.
+            if name not in images and not Path(name).suffix and name in by_stem:
+                name = by_stem[name]
+            by_name[name] = label
         no_label = sorted(set(images) - set(by_name), key=_natural_key)
         no_file = sorted(set(by_name) - set(images), key=_natural_key)
         if no_label or no_file:

@@ -1,0 +1,393 @@
+"""precompute: label sources, bad inputs, resume/kill, different-bank errors, reproducibility.
+
+Fast tests use timm's tiny `test_*` architectures with local random weights (real timm code,
+real preprocessing); the reproduction tests use real images and models from ../shared.
+"""
+
+import io
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cascade_explorer.core import precompute as pc
+from cascade_explorer.core.bank import Bank, BankError
+from cascade_explorer.core.cli import main as cli_main
+from cascade_explorer.core.errors import UsageError
+
+SYNSETS = ["n01440764", "n01443537", "n01484850"]  # ImageNet classes 0, 1, 2
+
+
+@pytest.fixture(scope="module")
+def tiny_specs(tmp_path_factory):
+    """Two tiny timm models with different preprocessing, weights saved locally."""
+    import timm
+    import torch
+    from safetensors.torch import save_file
+
+    folder = tmp_path_factory.mktemp("weights")
+    specs = []
+    for arch in ("test_efficientnet", "test_vit"):
+        torch.manual_seed(0)
+        model = timm.create_model(arch)
+        path = folder / f"{arch}.safetensors"
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+        specs.append(f"timm:{arch}={path}")
+    return specs
+
+
+def _photo(seed: int, size=(48, 40)) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8))
+
+
+def _image_folder(root: Path, per_class: int = 3) -> Path:
+    for c, synset in enumerate(SYNSETS):
+        (root / synset).mkdir(parents=True)
+        for i in range(per_class):
+            _photo(10 * c + i).save(root / synset / f"img_{c}_{i}.jpg")
+    return root
+
+
+def _flat_folder(root: Path, n: int = 6) -> tuple[Path, Path]:
+    root.mkdir(parents=True)
+    lines = []
+    for i in range(n):
+        name = f"ILSVRC2012_val_{i + 1:08d}.JPEG"
+        _photo(i).save(root / name, format="JPEG")
+        lines.append(f"{name}, {i % 3}")
+    labels = root.parent / "labels.txt"
+    labels.write_text("\n".join(lines) + "\n")
+    return root, labels
+
+
+def _run(samples, specs, out, **kwargs):
+    kwargs.setdefault("latency", False)
+    kwargs.setdefault("progress", False)
+    kwargs.setdefault("workers", 0)
+    kwargs.setdefault("log", lambda *a: None)
+    return pc.precompute(samples=samples, specs=specs, out=out, batch_size=4, **kwargs)
+
+
+# ------------------------------------------------------------------------------ label sources
+
+def test_image_folder_with_synset_names_maps_to_imagenet_indices(tmp_path):
+    samples = pc.samples_from_folder(_image_folder(tmp_path / "imgs"))
+    assert len(samples) == 9
+    assert samples.labels.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    assert samples.rel_paths[0] == "n01440764/img_0_0.jpg"
+    assert samples.class_names is None  # ImageNet indices: names come from ImageNet
+
+
+def test_image_folder_with_own_class_names_sorted(tmp_path):
+    for name in ("dog", "cat"):
+        (tmp_path / name).mkdir()
+        _photo(1).save(tmp_path / name / "a.png")
+    samples = pc.samples_from_folder(tmp_path)
+    assert samples.class_names == ["cat", "dog"]
+    assert samples.labels.tolist() == [0, 1]
+    assert samples.sample_ids == ["cat/a", "dog/a"]  # same file names: ids keep the folder
+
+
+def test_flat_folder_with_labels_and_list_file(tmp_path):
+    folder, labels = _flat_folder(tmp_path / "val")
+    samples = pc.samples_from_folder(folder, labels)
+    assert samples.sample_ids[0] == "ILSVRC2012_val_00000001"
+    assert samples.labels.tolist() == [0, 1, 2, 0, 1, 2]
+    listing = tmp_path / "list.txt"
+    listing.write_text("".join(f"./val/{p.name},{i % 3}\n" for i, p in enumerate(sorted(folder.iterdir()))))
+    from_list = pc.samples_from_list(listing)
+    assert from_list.rel_paths[0] == "val/ILSVRC2012_val_00000001.JPEG"
+    assert from_list.labels.tolist() == samples.labels.tolist()
+
+
+def test_kaggle_solution_csv_synsets(tmp_path):
+    folder, _ = _flat_folder(tmp_path / "val", n=2)
+    solution = tmp_path / "LOC_val_solution.csv"
+    solution.write_text("ImageId,PredictionString\n"
+                        "ILSVRC2012_val_00000001,n01443537 1 2 3 4\nILSVRC2012_val_00000002,n01484850 5 6 7 8\n")
+    # Kaggle ids carry no extension: match on the stem.
+    samples = pc.samples_from_folder(folder, solution)
+    assert samples.labels.tolist() == [1, 2]
+
+
+@pytest.mark.parametrize("case", ["empty", "flat_without_labels", "labels_missing_file", "image_without_label",
+                                  "list_missing_file", "empty_classes"])
+def test_bad_label_inputs_are_clear_errors(tmp_path, case):
+    if case == "empty":
+        (tmp_path / "e").mkdir()
+        with pytest.raises(UsageError, match="is empty"):
+            pc.samples_from_folder(tmp_path / "e")
+    elif case == "flat_without_labels":
+        folder, _ = _flat_folder(tmp_path / "val")
+        with pytest.raises(UsageError, match="--labels"):
+            pc.samples_from_folder(folder)
+    elif case == "labels_missing_file":
+        folder, labels = _flat_folder(tmp_path / "val")
+        labels.write_text(labels.read_text() + "ILSVRC2012_val_99999999.JPEG, 1\n")
+        with pytest.raises(UsageError, match=r"1 label line\(s\) name files not in the folder.*99999999"):
+            pc.samples_from_folder(folder, labels)
+    elif case == "image_without_label":
+        folder, labels = _flat_folder(tmp_path / "val")
+        labels.write_text("\n".join(labels.read_text().splitlines()[1:]))
+        with pytest.raises(UsageError, match=r"1 image\(s\) have no label.*00000001"):
+            pc.samples_from_folder(folder, labels)
+    elif case == "list_missing_file":
+        listing = tmp_path / "list.txt"
+        listing.write_text("nothere.jpg, 3\n")
+        with pytest.raises(UsageError, match="do not exist.*nothere.jpg"):
+            pc.samples_from_list(listing)
+    else:
+        (tmp_path / "imgs" / "n01440764").mkdir(parents=True)
+        with pytest.raises(UsageError, match="hold no image files"):
+            pc.samples_from_folder(tmp_path / "imgs")
+
+
+# ------------------------------------------------------------------------------ the pipeline
+
+def test_two_models_two_groups_then_resume_and_force(tmp_path, tiny_specs):
+    samples = pc.samples_from_folder(_image_folder(tmp_path / "imgs"))
+    out = tmp_path / "bank"
+    report = _run(samples, tiny_specs, out)
+    assert sorted(t.model_id for t in report.done) == ["test_efficientnet", "test_vit"]
+    bank = Bank.open(out)
+    assert bank.num_classes == 1000 and bank.class_names[0] == "tench"
+    assert bank.labels("val").tolist() == samples.labels.tolist()
+    assert list(bank.sample_ids("val")) == samples.sample_ids
+    logits = np.asarray(bank.logits("test_vit", "val"))
+    assert logits.dtype == np.float16 and logits.shape == (9, 1000)
+    info = bank.model("test_vit")
+    assert info.spec == tiny_specs[1] and info.gmacs > 0 and info.params == 371240
+    assert info.source["kind"] == "user" and len(info.source["sha256"]) == 64
+    # Same logits as running the adapter directly on the decoded images.
+    from cascade_explorer.core.adapters import create_adapter
+    from cascade_explorer.core.images import load_image
+
+    adapter = create_adapter(tiny_specs[1])
+    direct = adapter.forward(np.stack([adapter.preprocess(load_image(f)) for f in samples.files]))
+    np.testing.assert_allclose(logits.astype(np.float32), direct, rtol=2e-3, atol=2e-3)
+
+    files = {p.name: p.stat().st_mtime_ns for p in (out / "splits" / "val" / "logits").iterdir()}
+    again = _run(samples, tiny_specs, out)
+    assert again.done == [] and sorted(again.skipped_models) == ["test_efficientnet", "test_vit"]
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "splits" / "val" / "logits").iterdir()} == files
+    forced = _run(samples, tiny_specs[:1], out, force=True)
+    assert [t.model_id for t in forced.done] == ["test_efficientnet"]
+
+
+def test_interrupted_run_keeps_finished_models_and_resumes(tmp_path, tiny_specs, monkeypatch):
+    from cascade_explorer.core.adapters import TimmAdapter
+
+    samples = pc.samples_from_folder(_image_folder(tmp_path / "imgs"))
+    out = tmp_path / "bank"
+    real_forward = TimmAdapter.forward
+
+    seen = []
+
+    def dies_on_second_model(self, batch):
+        if len(batch) == 4:  # a real batch, not the 1-image output-width probe
+            if self.id not in seen:
+                seen.append(self.id)
+            if len(seen) == 2:
+                raise KeyboardInterrupt  # like Ctrl-C (or a kill) during the second model's pass
+        return real_forward(self, batch)
+
+    monkeypatch.setattr(TimmAdapter, "forward", dies_on_second_model)
+    with pytest.raises(KeyboardInterrupt):
+        _run(samples, tiny_specs, out)
+    monkeypatch.setattr(TimmAdapter, "forward", real_forward)
+    finished, killed = seen
+    partial = Bank.open(out, allow_incomplete=True)
+    assert "val" in partial.model(finished).top1
+    assert "val" not in partial.model(killed).top1
+    assert not any(p.name.startswith(".") for p in out.rglob("*"))  # no half-written file
+    first = (out / f"splits/val/logits/{finished}.npy").stat().st_mtime_ns
+    resumed = _run(samples, tiny_specs, out)
+    assert [t.model_id for t in resumed.done] == [killed]
+    assert (out / f"splits/val/logits/{finished}.npy").stat().st_mtime_ns == first
+    Bank.open(out)  # complete now
+
+
+def test_bad_and_odd_images(tmp_path, tiny_specs):
+    folder = tmp_path / "imgs" / "n01440764"
+    folder.mkdir(parents=True)
+    _photo(0).save(folder / "ok.jpg")
+    _photo(1).convert("L").save(folder / "gray.png")
+    _photo(2).convert("CMYK").save(folder / "cmyk.jpg")
+    rgba = _photo(3).convert("RGBA")
+    rgba.putalpha(128)
+    rgba.save(folder / "rgba.png")
+    Image.fromarray((np.arange(48 * 40, dtype=np.uint16).reshape(40, 48) * 30)).save(folder / "deep16.png")
+    buffer = io.BytesIO()
+    _photo(5, size=(200, 200)).save(buffer, "JPEG")
+    (folder / "truncated.jpg").write_bytes(buffer.getvalue()[:2000])
+    (folder / "zero.jpg").write_bytes(b"")
+    samples = pc.samples_from_folder(tmp_path / "imgs")
+    report = _run(samples, tiny_specs[:1], tmp_path / "bank")
+    bank = Bank.open(tmp_path / "bank")
+    kept = set(bank.image_paths("val"))
+    assert kept == {f"n01440764/{n}" for n in ("ok.jpg", "gray.png", "cmyk.jpg", "rgba.png", "deep16.png")}
+    skipped = bank.manifest["splits"]["val"]["skipped"]
+    assert {s["image_path"] for s in skipped} == {"n01440764/truncated.jpg", "n01440764/zero.jpg"}
+    assert all("truncated" in s["reason"] or "empty" in s["reason"] for s in skipped)
+    assert len(report.skipped_images) == 2
+    # A second run knows the skipped images and does not mistake them for a different split.
+    assert _run(samples, tiny_specs[:1], tmp_path / "bank").done == []
+
+
+def test_out_holding_a_different_bank_is_refused_before_work(tmp_path, tiny_specs, monkeypatch):
+    from cascade_explorer.core.adapters import TimmAdapter
+
+    samples = pc.samples_from_folder(_image_folder(tmp_path / "imgs"))
+    out = tmp_path / "bank"
+    _run(samples, tiny_specs[:1], out)
+    calls = []
+    real_forward = TimmAdapter.forward
+    monkeypatch.setattr(TimmAdapter, "forward", lambda self, b: calls.append(len(b)) or real_forward(self, b))
+    fewer = samples.subset([0, 1, 2, 3])
+    with pytest.raises(BankError, match="already exists with different samples"):
+        _run(fewer, tiny_specs, out)
+    assert calls == [1, 1]  # only the one-image output-width probes ran
+    relabelled = pc.SampleList(samples.root, samples.files, samples.rel_paths, samples.sample_ids,
+                               samples.labels[::-1].copy())
+    with pytest.raises(BankError, match="different labels"):
+        _run(relabelled, tiny_specs[:1], out)
+    # Different classes: a bank built for other class names.
+    with pytest.raises(BankError, match="different class names"):
+        _run(samples, tiny_specs[:1], out, class_names=[f"c{i}" for i in range(1000)])
+    # A folder that is not a bank at all.
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (junk / "notes.txt").write_text("x")
+    with pytest.raises(BankError, match="not empty"):
+        _run(samples, tiny_specs[:1], junk)
+
+
+def test_class_count_mismatch_and_bad_spec_fail_before_work(tmp_path, tiny_specs):
+    for name in ("cat", "dog"):
+        (tmp_path / "imgs" / name).mkdir(parents=True)
+        _photo(1).save(tmp_path / "imgs" / name / "a.png")
+    samples = pc.samples_from_folder(tmp_path / "imgs")
+    with pytest.raises(UsageError, match="2 classes but the models output 1000"):
+        _run(samples, tiny_specs[:1], tmp_path / "bank")
+    with pytest.raises(UsageError, match="unknown backend"):
+        _run(samples, ["onnx:model.onnx"], tmp_path / "bank")
+    assert not (tmp_path / "bank").exists()
+
+
+def test_corrupted_split_is_deterministic_and_recorded(tmp_path, tiny_specs):
+    samples = pc.samples_from_folder(_image_folder(tmp_path / "imgs", per_class=2))
+    corruption = {"types": ["contrast", "gaussian_noise"], "severity": 3, "seed": 0}
+    out = tmp_path / "bank"
+    _run(samples, tiny_specs[:1], out)
+    _run(samples, tiny_specs[:1], out, split="shifted", corruption=corruption)
+    bank = Bank.open(out)
+    transform = bank.manifest["splits"]["shifted"]["transform"]
+    assert transform["kind"] == "corruption" and transform["types"] == ["contrast", "gaussian_noise"]
+    assert "Hendrycks" in transform["implementation"]
+    clean = np.asarray(bank.logits("test_efficientnet", "val"), dtype=np.float32)
+    shifted = np.asarray(bank.logits("test_efficientnet", "shifted"), dtype=np.float32)
+    assert not np.allclose(clean, shifted)
+    second = tmp_path / "bank2"
+    _run(samples, tiny_specs[:1], second, split="shifted", corruption=corruption)
+    np.testing.assert_array_equal(np.asarray(Bank.open(second).logits("test_efficientnet", "shifted")), shifted)
+    # Same split name with another corruption is a different split.
+    with pytest.raises(BankError, match="different corruption"):
+        _run(samples, tiny_specs[:1], out, split="shifted", corruption={**corruption, "severity": 5})
+
+
+def test_cli_precompute_end_to_end_and_errors(tmp_path, tiny_specs, capsys):
+    folder, labels = _flat_folder(tmp_path / "val", n=5)
+    out = tmp_path / "bank"
+    code = cli_main(["precompute", "--images", str(folder), "--labels", str(labels), "--models", tiny_specs[0],
+                     "--out", str(out), "--workers", "0", "--batch-size", "2", "--no-latency",
+                     "--dataset-name", "tiny"])
+    assert code == 0
+    err = capsys.readouterr()
+    assert "forward-only" in err.out and "end-to-end" in err.out
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["dataset"]["name"] == "tiny"
+    assert Bank.open(out).n_samples("val") == 5
+    assert cli_main(["precompute", "--images", str(tmp_path / "nope"), "--models", tiny_specs[0],
+                     "--out", str(out)]) == 2
+    assert "is not a folder" in capsys.readouterr().err
+    assert cli_main(["precompute", "--images", str(folder), "--labels", str(labels), "--models", "timm:not_a_net",
+                     "--out", str(out)]) == 2
+    assert "timm has no architecture 'not_a_net'" in capsys.readouterr().err
+
+
+def test_latency_recorded_with_device_name(tmp_path, tiny_specs):
+    samples = pc.samples_from_folder(_image_folder(tmp_path / "imgs", per_class=1))
+    _run(samples, tiny_specs[:1], tmp_path / "bank", latency=True)
+    info = Bank.open(tmp_path / "bank").model("test_efficientnet")
+    (device, values), = info.latency_ms.items()
+    assert device.endswith(", cpu") and "cores" in device
+    assert set(values) == {"batch_1", "batch_32"} and all(v > 0 for v in values.values())
+
+
+# ------------------------------------------------------------------------ real images and models
+
+def _default_bank():
+    from cascade_explorer.core.bank import DEFAULT_BANK_PATH
+
+    if not (DEFAULT_BANK_PATH / "manifest.json").is_file():
+        pytest.skip("default bank not built yet")
+    return Bank.open(DEFAULT_BANK_PATH)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model_id", ["mobilenet_v1_025_128", "mobilenet_v3_small_224", "efficientnet_lite0"])
+def test_rerunning_a_model_reproduces_the_default_bank(shared_dir, model_id, monkeypatch):
+    """A few real images through the same adapter give the stored float16 logits back."""
+    from cascade_explorer.core.adapters import create_adapter
+    from cascade_explorer.core.corruptions import corrupt_image
+    from cascade_explorer.core.images import load_image
+
+    monkeypatch.setenv("CASCADE_EXPLORER_MODELS", str(shared_dir / "models" / "tflite"))
+    bank = _default_bank()
+    info = bank.model(model_id)
+    adapter = create_adapter(info.spec)
+    root = shared_dir / "data" / "imagenet-val-1300"
+    rows = [0, 7, 500, 1299]
+    for split in bank.splits:
+        paths = bank.image_paths(split)
+        ids = bank.sample_ids(split)
+        transform = bank.manifest["splits"][split]["transform"]
+        batch = []
+        for row in rows:
+            pixels = np.asarray(load_image(root / paths[row]))
+            if transform:
+                pixels = corrupt_image(pixels, transform["types"], severity=transform["severity"],
+                                       seed=transform["seed"], sample_id=ids[row])
+            batch.append(adapter.preprocess(Image.fromarray(pixels)))
+        fresh = adapter.forward(np.stack(batch)).astype(np.float16).astype(np.float32)
+        stored = np.asarray(bank.logits(model_id, split))[rows].astype(np.float32)
+        # float16 keeps ~3 significant digits; torch CPU kernels may differ in the last bits.
+        np.testing.assert_allclose(fresh, stored, rtol=0, atol=0.02 * max(1.0, float(np.abs(stored).max()) / 16))
+        assert (fresh.argmax(1) == stored.argmax(1)).all()
+
+
+@pytest.mark.slow
+def test_default_bank_contents(shared_dir):
+    bank = _default_bank()
+    assert bank.splits == ["val", "val-corrupted"]
+    assert len(bank.models) == 8 and bank.num_classes == 1000
+    assert bank.n_samples("val") == 1300
+    top1 = [m.top1["val"] for m in bank.models]
+    # Sanity range from ../shared (a simple pipeline): about 53, 71, 76, 78, 80, 83, 83, 83 %.
+    assert 0.45 < min(top1) < 0.60 and 0.78 < max(top1) < 0.90
+    for m in bank.models:
+        assert m.top1["val-corrupted"] < m.top1["val"]
+        assert m.latency_ms and m.params
+        assert m.source["kind"] in ("url", "package")
+    source = bank.manifest["splits"]["val"]["image_source"]
+    assert source["url_base"].startswith("https://raw.githubusercontent.com/VeriSilicon/acuity-dataset/")
+    assert len(source["sha256"]) == 1300
+    from cascade_explorer.core.fetch import sha256_file
+
+    first = bank.image_paths("val")[0]
+    assert sha256_file(shared_dir / "data" / "imagenet-val-1300" / first) == source["sha256"][first]
+    assert any("random" in c for c in bank.caveats) and any("227" in c for c in bank.caveats)
