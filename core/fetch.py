@@ -69,11 +69,11 @@ def _env_folder(env: str) -> Path | None:
     return Path(value).expanduser() if value else None
 
 
-def _download(url: str, sha256: str | None, folder: Path, file_name: str) -> Path:
+def _download(url: str, sha256: str | None, folder: Path, file_name: str, env: str) -> Path:
     if os.environ.get(OFFLINE_ENV) or os.environ.get("HF_HUB_OFFLINE") == "1":
         raise FetchError(f"{file_name} is not available locally and downloads are off "
-                         f"({OFFLINE_ENV}/HF_HUB_OFFLINE set); put the file in a folder and point "
-                         f"the matching environment variable ({MODELS_ENV} or {IMAGES_ENV}) at it")
+                         f"({OFFLINE_ENV}/HF_HUB_OFFLINE set); put the file in a folder and set "
+                         f"{env} to that folder")
     import pooch
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -87,8 +87,7 @@ def _download(url: str, sha256: str | None, folder: Path, file_name: str) -> Pat
                          f"corrupted ({error})") from None
     except Exception as error:  # requests/HTTP errors: one clear line for the user
         raise FetchError(f"{file_name}: download from {url} failed ({type(error).__name__}: {error}); "
-                         f"check the connection, or set {MODELS_ENV}/{IMAGES_ENV} to a folder "
-                         "holding the file") from None
+                         f"check the connection, or set {env} to a folder holding the file") from None
     return Path(path)
 
 
@@ -106,7 +105,7 @@ def _resolve(file_name: str, *, env: str, subdir: str, url: str | None, sha256: 
         raise FetchError(f"{name}: not found in {where} nor in the cache {cached.parent}"
                          + ("" if url else " and no download URL is known for it")
                          + f"; set {env} to a folder holding {name}")
-    return _download(url, sha256, cache_dir() / subdir, name)
+    return _download(url, sha256, cache_dir() / subdir, name, env)
 
 
 def resolve_model_file(spec_path: str, *, url: str | None = None, sha256: str | None = None,
@@ -125,9 +124,9 @@ def resolve_model_file(spec_path: str, *, url: str | None = None, sha256: str | 
 
 def resolve_image(image_path: str, *, url_base: str | None = None, sha256: str | None = None,
                   root: str | os.PathLike | None = None, download: bool = True) -> Path:
-    """Local path of a bank image: ROOT/IMAGE_PATH, $CASCADE_EXPLORER_IMAGES/NAME, the cache, or URL_BASE + NAME."""
+    """Local path of a bank image: ROOT/IMAGE_PATH, $CASCADE_EXPLORER_IMAGES/NAME, the cache, or URL_BASE + IMAGE_PATH."""
     if root is not None and (Path(root) / image_path).is_file():
         return Path(root) / image_path
     name = Path(image_path).name
-    url = url_base.rstrip("/") + "/" + name if url_base else None
+    url = url_base.rstrip("/") + "/" + Path(image_path).as_posix().lstrip("/") if url_base else None
     return _resolve(name, env=IMAGES_ENV, subdir="images", url=url, sha256=sha256, download=download)
