@@ -1,10 +1,11 @@
 """Search over cascades: all ordered pairs (exact curves) -> global frontier; 3-model chains; best for a target.
 
-Pair search speed: for one first model its confidences are sorted once; the correctness of every
-candidate second model is then reordered and cumulatively summed as one (M x N) matrix, which gives
-every pair's accuracy at every distinct threshold at once. Each pair keeps only its Pareto points
-(running maximum), and the global frontier is merged after every first model, so memory stays at
-a few (M x N) matrices of signals, never logits.
+Pair search: for one first model its confidences are sorted once; the correctness of every
+candidate second model is reordered and cumulatively summed as one (M x N) matrix, which gives
+every pair's accuracy at every distinct threshold at once. Block maxima rule out most of each
+pair's curve (no new record, or below the global frontier so far), an exact running maximum
+finds the pair's Pareto points in the rest, and they are merged into the global frontier group by
+group. Memory stays at a few (M x N) arrays of signals; logits are never needed.
 """
 
 from __future__ import annotations
@@ -193,7 +194,7 @@ def pair_frontier(signals: dict[str, ModelSignals], gmacs: dict[str, float], ms:
     exit_first = k_all * inv_n
     escalated = (n - k_all) * inv_n
     avg_gmacs = costs[first_idx] + escalated * costs[second_idx]
-    accuracy = correct_all * inv_n
+    accuracy = correct_all / n
     avg_ms = (latency[first_idx] + escalated * latency[second_idx]) if latency is not None else np.full(len(k_all), np.nan)
     speedup = speedup_at_equal_accuracy(avg_gmacs, accuracy, _hull(signals, gmacs, ids))
     rows = {
