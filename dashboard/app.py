@@ -13,7 +13,20 @@ import streamlit as st
 from cascade_explorer.core.errors import UsageError
 from cascade_explorer.dashboard import data, state, ui
 
-st.set_page_config(page_title="Cascade Explorer", page_icon=":material/stacks:", layout="wide")
+
+
+def _icon():
+    """A small stair-step favicon drawn locally (material icons would be fetched from Google's CDN)."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGBA", (64, 64), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(image)
+    for i, colour in enumerate(("#0072B2", "#E69F00", "#009E73")):
+        draw.rounded_rectangle((4 + 20 * i, 44 - 20 * i, 22 + 20 * i, 60), radius=3, fill=colour)
+    return image
+
+
+st.set_page_config(page_title="Cascade Explorer", page_icon=_icon(), layout="wide")
 
 HERE = Path(__file__).resolve().parent
 # The page scripts live in views/, NOT pages/: a pages/ folder next to app.py switches Streamlit into its

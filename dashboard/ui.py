@@ -147,9 +147,11 @@ def export_button(bank, view: state.ViewState, result: dict, models, thresholds,
     except Exception as exc:  # the export must never break the page
         st.warning(f"Could not build the cascade config: {exc}")
         return
+    # a callable: the file is made on click, not stored as a media file on every rerun (a slider drag
+    # would otherwise leave the browser pointing at deleted files: 404s)
     st.download_button(
-        "Export cascade (JSON)", payload, file_name="cascade.json", mime="application/json", key=key,
-        icon=":material/download:",
+        "Export cascade (JSON)", lambda: payload, file_name="cascade.json", mime="application/json", key=key,
+        icon=":material/download:", on_click="ignore",
         help="A config with the models, their weight sources, criterion, temperatures, thresholds and "
              "expected metrics; `cascade-explorer predict --config cascade.json` and the Live page load it.",
     )

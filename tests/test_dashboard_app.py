@@ -189,7 +189,7 @@ def test_export_config_round_trips_through_core(app, bank_path, monkeypatch, tmp
     original = streamlit.download_button
 
     def recorder(label, data, *args, **kwargs):
-        captured[kwargs.get("key") or label] = data
+        captured[kwargs.get("key") or label] = data() if callable(data) else data
         return original(label, data, *args, **kwargs)
 
     monkeypatch.setattr(streamlit, "download_button", recorder)

@@ -101,6 +101,7 @@ if st.session_state.pop("_leaderboard_open", False):
 
 csv = table.assign(models=["+".join(m) for m in frontier["models"]],
                    threshold_values=[";".join(repr(float(t)) for t in ts) for ts in frontier["thresholds"]])
-st.download_button("Download CSV", csv.to_csv(index=False), file_name=f"leaderboard-{split}.csv", mime="text/csv",
-                   icon=":material/download:", key="leaderboard_csv",
+csv_text = csv.to_csv(index=False)
+st.download_button("Download CSV", lambda: csv_text, file_name=f"leaderboard-{split}.csv", mime="text/csv",
+                   icon=":material/download:", key="leaderboard_csv", on_click="ignore",
                    help="The table above with model ids and exact thresholds, for a spreadsheet or a script.")
