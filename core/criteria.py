@@ -91,7 +91,7 @@ def confidence(logits, criterion: str, temperature: float = 1.0) -> np.ndarray:
 def confidence_from_probs(probs, criterion: str) -> np.ndarray:
     """Confidence of probability rows (e.g. an ensemble's mean softmax), float64 (N,).
 
-    logit_margin uses log(probs) as logits: log p1 - log p2 (inf when p2 underflowed to 0).
+    logit_margin uses log(probs) as logits: log p1 - log p2 (p2 = 0 counts as the smallest float).
     """
     check_criterion(criterion)
     p = _working_float(_as_logits_2d(probs, "probs")).astype(np.float64)
@@ -101,8 +101,10 @@ def confidence_from_probs(probs, criterion: str) -> np.ndarray:
     if criterion == "softmax_margin":
         return first - second
     if criterion == "logit_margin":
-        with np.errstate(divide="ignore"):
-            return np.log(first) - np.log(second)
+        # an underflowed runner-up (p = 0) counts as the smallest positive float, so the margin
+        # stays finite and a threshold of +inf still means "never exit"
+        tiny = np.finfo(np.float64).tiny
+        return np.log(np.maximum(first, tiny)) - np.log(np.maximum(second, tiny))
     with np.errstate(divide="ignore", invalid="ignore"):
         terms = p * np.log(p)
     terms[p <= 0] = 0.0   # 0 log 0 = 0

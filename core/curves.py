@@ -59,8 +59,14 @@ def exact_threshold_sweep(confidence, correct_exit, correct_next):
     cum_exit = np.concatenate([[0], np.cumsum(np.asarray(correct_exit, dtype=bool)[order], dtype=np.int64)])
     cum_next = np.concatenate([[0], np.cumsum(np.asarray(correct_next, dtype=bool)[order], dtype=np.int64)])
     n_correct = cum_exit[n_exit] + (cum_next[-1] - cum_next[n_exit])
-    thresholds = np.concatenate([[np.inf], sorted_conf[ends]])
+    thresholds = np.concatenate([[np.inf], finite_threshold(sorted_conf[ends])])
     return thresholds[::-1], n_exit[::-1], n_correct[::-1]
+
+
+def finite_threshold(values: np.ndarray) -> np.ndarray:
+    """Confidences as thresholds: +inf (a threshold that never exits) becomes the largest float,
+    which lets exactly the +inf confidences exit."""
+    return np.where(values == np.inf, np.finfo(np.float64).max, values)
 
 
 def _grid(conf: np.ndarray, size: int) -> np.ndarray:

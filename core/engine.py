@@ -84,6 +84,8 @@ def check_costs(costs, n_stages: int, name: str = "gmacs") -> np.ndarray:
 def exit_stages(confidences, thresholds) -> np.ndarray:
     """0-based exit stage of each sample: the first stage i < n-1 with confidence_i >= t_i, else n-1.
 
+    t_i = +inf never exits and -inf always exits.
+
     confidences: (n, N) array or a list of n arrays of length N.
     """
     conf = [np.asarray(c, dtype=np.float64) for c in confidences]
@@ -97,6 +99,8 @@ def exit_stages(confidences, thresholds) -> np.ndarray:
     stage = np.full(conf[0].shape[0], n_stages - 1, dtype=np.int64)
     # Walk backwards so the earliest qualifying stage is written last and wins.
     for i in range(n_stages - 2, -1, -1):
+        if t[i] == np.inf:   # +inf means "never exit here", even for a confidence of +inf
+            continue
         stage[conf[i] >= t[i]] = i
     return stage
 

@@ -15,7 +15,7 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 
-from .curves import cascade_curve, pareto_front, single_model_hull, speedup_at_equal_accuracy
+from .curves import cascade_curve, finite_threshold, pareto_front, single_model_hull, speedup_at_equal_accuracy
 from .signals import ModelSignals
 
 BLOCK = 256      # positions per block in the pair search's block pruning
@@ -98,7 +98,7 @@ def _pair_points(confidences: list[np.ndarray], correct: np.ndarray, costs: np.n
         # threshold sorted_conf[p] (p a run start) lets samples p..n-1 exit; p = n means threshold +inf
         p = np.concatenate([starts, [n]])
         width = len(p)
-        thresholds = np.concatenate([sorted_conf[starts], [np.inf]])
+        thresholds = np.concatenate([finite_threshold(sorted_conf[starts]), [np.inf]])
         first_cum = np.concatenate([[0], np.cumsum(correct[i, order], dtype=np.int64)])[p].astype(np.int32)
         block = gathered[lo:]
         np.take(correct[lo:], order, axis=1, out=block[:, 1:n + 1])

@@ -23,9 +23,8 @@ def ref_confidence_from_probs_row(probs, criterion):
     if criterion == "softmax_margin":
         return ordered[0] - ordered[1]
     if criterion == "logit_margin":
-        if ordered[1] == 0.0:
-            return math.inf
-        return math.log(ordered[0]) - math.log(ordered[1])
+        tiny = 2.2250738585072014e-308   # smallest normal float64: an underflowed runner-up
+        return math.log(max(ordered[0], tiny)) - math.log(max(ordered[1], tiny))
     if criterion == "entropy":
         return sum(p * math.log(p) for p in ordered if p > 0)
     raise ValueError(criterion)
@@ -82,7 +81,7 @@ def ref_exit_stages(confidences, thresholds):
     for n in range(len(confidences[0])):
         exit_at = n_stages - 1
         for i in range(n_stages - 1):
-            if confidences[i][n] >= thresholds[i]:
+            if thresholds[i] != math.inf and confidences[i][n] >= thresholds[i]:
                 exit_at = i
                 break
         stages.append(exit_at)

@@ -167,3 +167,21 @@ def test_speedup_matches_reference(models, cascades):
             assert math.isnan(value)
         else:
             assert value == pytest.approx(want / cost, rel=1e-9)
+
+
+def test_curve_with_infinite_confidences_matches_evaluate():
+    first = ModelSignals(np.array([np.inf, np.inf, 0.5, 0.2]), np.zeros(4), np.array([True, False, True, False]))
+    second = ModelSignals(np.zeros(4), np.zeros(4), np.array([False, True, False, True]))
+    curve = cascade_curve([first, second], [1.0, 2.0])
+    assert curve.thresholds[-1, 0] == np.inf and np.isfinite(curve.thresholds[:-1]).all()
+    for t, acc, fractions in zip(curve.thresholds[:, 0], curve.accuracy, curve.exit_fractions):
+        result = evaluate_cascade([first, second], [t], [1.0, 2.0])
+        assert result.accuracy == acc
+        np.testing.assert_allclose(result.exit_fractions, fractions)
+    assert len(curve) == 4
+
+
+def test_ensemble_logit_margin_is_finite_when_runner_up_underflows():
+    from cascade_explorer.core.criteria import confidence_from_probs
+    conf = confidence_from_probs(np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.0]]), "logit_margin")
+    assert np.isfinite(conf).all() and conf[0] > 700 and conf[1] == 0

@@ -132,3 +132,11 @@ def test_bad_cascades_raise_clear_errors():
 def test_exit_stages_accepts_matrix():
     conf = np.array([[0.9, 0.1, 0.5], [0.9, 0.9, 0.1], [0, 0, 0]])
     np.testing.assert_array_equal(exit_stages(conf, [0.5, 0.5]), [0, 1, 0])
+
+
+def test_infinite_confidence_never_exits_at_infinite_threshold():
+    stages = [ModelSignals(np.array([np.inf, 0.5, -np.inf]), np.zeros(3), np.array([True, False, False])),
+              ModelSignals(np.zeros(3), np.zeros(3), np.array([False, True, True]))]
+    np.testing.assert_array_equal(evaluate_cascade(stages, [np.inf], [1, 2]).exit_stage, [1, 1, 1])
+    np.testing.assert_array_equal(evaluate_cascade(stages, [-np.inf], [1, 2]).exit_stage, [0, 0, 0])
+    np.testing.assert_array_equal(evaluate_cascade(stages, [np.finfo(float).max], [1, 2]).exit_stage, [0, 1, 1])
