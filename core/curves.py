@@ -43,15 +43,17 @@ class CascadeCurve:
         return self.take(pareto_front(self.avg_gmacs, self.accuracy))
 
 
-def exact_threshold_sweep(confidence, correct_exit, correct_next):
+def exact_threshold_sweep(confidence, correct_exit, correct_next, order=None):
     """Every distinct threshold on one stage, by one sort and cumulative sums.
 
     Returns (thresholds, n_exit, n_correct), thresholds ascending and ending with +inf; at threshold
     t the samples with confidence >= t exit (correct_exit counts) and the rest go on (correct_next).
+    order: indices sorting `confidence` descending, when the caller already has them.
     """
     conf = np.asarray(confidence, dtype=np.float64)
     m = len(conf)
-    order = np.argsort(-conf, kind="stable")
+    if order is None:
+        order = np.argsort(-conf, kind="stable")
     sorted_conf = conf[order]
     # last index of each run of equal confidences: a threshold there lets the whole run exit
     ends = np.flatnonzero(np.append(sorted_conf[1:] != sorted_conf[:-1], True)) if m else np.empty(0, int)
@@ -105,6 +107,9 @@ def cascade_curve(stages: list[ModelSignals], gmacs, ms=None, grid_size: int = 6
     per_stage = max(2, int(round(grid_size ** (1.0 / (n_stages - 2))))) if n_stages > 2 else 1
     grids = [_grid(stages[i].confidence, per_stage) for i in range(n_stages - 2)]
     last_free = n_stages - 2
+    # sort the last free stage once; each block's subset keeps that order (no re-sort per block)
+    order_last = np.argsort(-stages[last_free].confidence, kind="stable")
+    cum_cost = np.cumsum(g)
     blocks = []
     for early in product(*grids):
         remaining = np.ones(n, dtype=bool)
@@ -115,9 +120,10 @@ def cascade_curve(stages: list[ModelSignals], gmacs, ms=None, grid_size: int = 6
             counts[i] = np.count_nonzero(exits)
             early_correct += np.count_nonzero(exits & stages[i].correct)
             remaining &= ~exits
+        subset = order_last[remaining[order_last]] if early else order_last
         thresholds, n_exit, n_correct = exact_threshold_sweep(
-            stages[last_free].confidence[remaining], stages[last_free].correct[remaining],
-            stages[-1].correct[remaining])
+            stages[last_free].confidence[subset], stages[last_free].correct[subset],
+            stages[-1].correct[subset], order=np.arange(len(subset)))
         fractions = np.empty((len(thresholds), n_stages))
         fractions[:, :last_free] = counts[:last_free] / n
         fractions[:, last_free] = n_exit / n
@@ -126,10 +132,18 @@ def cascade_curve(stages: list[ModelSignals], gmacs, ms=None, grid_size: int = 6
             thresholds=np.column_stack([np.tile(np.asarray(early, dtype=np.float64), (len(thresholds), 1)),
                                         thresholds]) if early else thresholds[:, None],
             accuracy=(early_correct + n_correct) / n,
-            avg_gmacs=fractions @ np.cumsum(g),
+            avg_gmacs=fractions @ cum_cost,
             avg_ms=None if ms_values is None else fractions @ np.cumsum(ms_values),
             exit_fractions=fractions)
-        blocks.append(block.pareto() if pareto_only else block)
+        if pareto_only:
+            if g[-1] > 0:
+                # cost rises strictly with the threshold here: Pareto = beats every cheaper point
+                best_before = np.maximum.accumulate(block.accuracy)
+                keep = np.concatenate([[True], block.accuracy[1:] > best_before[:-1]])
+                block = block.take(keep)
+            else:
+                block = block.pareto()
+        blocks.append(block)
     if len(blocks) == 1:
         return blocks[0]
     return CascadeCurve(

@@ -16,7 +16,7 @@ from .criteria import (_as_logits_2d, _check_labels, _working_float, check_crite
 DEFAULT_CHUNK_ROWS = 8192
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)   # eq=False: identity semantics (array fields have no plain ==)
 class ModelSignals:
     """What a cascade needs from one stage: confidence (float64), prediction (int32), correct (bool)."""
 
