@@ -19,6 +19,7 @@ MODES = ("manual", "target")
 TARGET_KINDS = ("accuracy", "gmacs", "escalated")
 EVAL_ON = ("all", "eval")
 COSTS = ("gmacs", "ms")
+RANKS = ("speedup", "accuracy", "cost")
 GALLERY_GROUPS = ("stage", "exited-right", "exited-wrong", "escalated-fixed", "escalated-wrong")
 MAX_STAGES = 4
 
@@ -40,6 +41,8 @@ class ViewState:
     log_x: bool = False
     stages: int = 2                     # leaderboard: 2 = all pairs, 3 = three-model over the shortlist
     shortlist: tuple[str, ...] = ()
+    rank: str = "speedup"               # leaderboard order
+    per_pair: bool = True               # leaderboard: only each chain's best row
     gallery_class: int | None = None
     gallery_group: str = "stage"
     shift_fit: str = ""                 # split the thresholds are fitted on
@@ -53,7 +56,7 @@ class ViewState:
 PARAMS = {
     "bank": "bank", "split": "split", "models": "models", "criterion": "crit", "temperature": "temp",
     "ensemble": "ens", "thresholds": "thr", "mode": "mode", "target_kind": "target", "target_value": "tval",
-    "on": "on", "cost": "cost", "log_x": "logx", "stages": "stages", "shortlist": "short",
+    "on": "on", "cost": "cost", "log_x": "logx", "stages": "stages", "shortlist": "short", "rank": "rank", "per_pair": "per_pair",
     "gallery_class": "cls", "gallery_group": "group", "shift_fit": "fit_on", "shift_apply": "apply_to",
 }
 DEFAULT = ViewState()
@@ -140,6 +143,7 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "thresholds": lambda t: tuple(_parse_float(x) for x in _names(t)), "mode": _choice(MODES),
     "target_kind": _choice(TARGET_KINDS), "target_value": _parse_float, "on": _choice(EVAL_ON),
     "cost": _choice(COSTS), "log_x": _parse_bool, "stages": _stages, "shortlist": _names,
+    "rank": _choice(RANKS), "per_pair": _parse_bool,
     "gallery_class": _class, "gallery_group": _choice(GALLERY_GROUPS), "shift_fit": str, "shift_apply": str,
 }
 

@@ -227,18 +227,34 @@ def test_overview_headline_matches_core_and_opens_explorer(app, bank_path):
 
 def test_leaderboard_lists_core_frontier(app, bank_path):
     at = app("leaderboard")
-    table = at.dataframe[0].value
     frontier = analysis.frontier(str(bank_path))
+    # default: each chain's best speed-up, best first
+    table = at.dataframe[0].value
+    chains = {tuple(m) for m in frontier["models"]}
+    assert len(table) == len(chains)
+    speedups = table["speed-up"].to_numpy(dtype=float)
+    finite = speedups[np.isfinite(speedups)]
+    assert np.all(np.diff(finite) <= 0)
+    best = frontier.assign(key=[tuple(m) for m in frontier["models"]]).groupby("key")["speedup"].max()
+    np.testing.assert_allclose(np.sort(finite)[::-1], np.sort(best.dropna().to_numpy(dtype=float))[::-1])
+
+    # every frontier point, cheapest first: the same numbers as core
+    at.toggle(key="w_per_pair").set_value(False).run()
+    at.selectbox(key="w_rank").set_value("cost").run()
+    assert_clean(at)
+    table = at.dataframe[0].value
     assert len(table) == len(frontier)
-    np.testing.assert_allclose(table["accuracy"].to_numpy(), frontier["accuracy"].to_numpy())
-    np.testing.assert_allclose(table["avg GMACs"].to_numpy(), frontier["avg_gmacs"].to_numpy())
+    np.testing.assert_allclose(np.sort(table["accuracy"].to_numpy()), np.sort(frontier["accuracy"].to_numpy()))
+    np.testing.assert_allclose(table["avg GMACs"].to_numpy(), np.sort(frontier["avg_gmacs"].to_numpy()))
+    assert at.download_button(key="leaderboard_csv")
+
     at.segmented_control(key="w_stages").set_value(3).run()
     assert_clean(at)
     at.multiselect(key="w_shortlist").set_value(["tiny", "small", "large"]).run()
     assert_clean(at)
     three = analysis.frontier(str(bank_path), max_stages=3, shortlist=["tiny", "small", "large"])
     assert len(at.dataframe[0].value) == len(three)
-    assert at.download_button(key="leaderboard_csv")
+    assert view(at).shortlist == ("tiny", "small", "large")
 
 
 def test_gallery_groups_match_core_result(app, bank_path, monkeypatch):
@@ -260,13 +276,19 @@ def test_gallery_groups_match_core_result(app, bank_path, monkeypatch):
         assert metric(at, label) == f"{count:,}"
     if (SHARED_IMAGES / "data").is_dir():
         assert len(at.get("image")) > 0
-    at.segmented_control(key="w_group").set_value("exited-wrong").run()
+    at.selectbox(key="w_group").set_value("exited-wrong").run()
     assert_clean(at)
     labels = analysis.open_bank(str(bank_path)).labels("val")
     cls = int(labels[0])
     at.selectbox(key="w_class").set_value(cls).run()
     assert_clean(at)
     assert view(at).gallery_class == cls
+    in_class = int((exited & ~result.correct & (np.asarray(labels) == cls)).sum())
+    assert any(h.value.endswith(f"— {in_class:,} images") for h in at.subheader), [h.value for h in at.subheader]
+    at.selectbox(key="w_class").set_value(-1).run()  # back to all classes
+    assert view(at).gallery_class is None
+    assert any(h.value.endswith(f"— {expected['Answered by stage 1, wrong (over-confident)']:,} images")
+               for h in at.subheader)
 
 
 def test_gallery_without_images_says_how_to_get_them(app, monkeypatch, tmp_path):

@@ -27,6 +27,8 @@ views = st.builds(
     log_x=st.booleans(),
     stages=st.sampled_from([2, 3]),
     shortlist=st.lists(names, max_size=5).map(tuple),
+    rank=st.sampled_from(state.RANKS),
+    per_pair=st.booleans(),
     gallery_class=st.one_of(st.none(), st.integers(0, 999)),
     gallery_group=st.sampled_from(state.GALLERY_GROUPS),
     shift_fit=st.one_of(st.just(""), names),

@@ -54,19 +54,21 @@ for col, (name, mask) in zip(counts, groups.items()):
 c1, c2 = st.columns([2, 1])
 with c1:
     group = state.bound(
-        st.segmented_control, "Show", "w_group", view.gallery_group,
+        st.selectbox, "Show", "w_group", view.gallery_group,
         lambda v, value: v.replace(gallery_group=value or "stage", models=models, thresholds=tuple(thresholds)
                                    if not cascade["fitted"] else v.thresholds),
-        options=list(state.GALLERY_GROUPS), format_func=GROUP_NAMES.get, required=True,
+        options=list(state.GALLERY_GROUPS), format_func=GROUP_NAMES.get,
         help="Images per exit stage (easiest first), or one of the four outcomes of the first decision.",
     )
 present = np.unique(labels)
 with c2:
-    class_options = [None] + [int(c) for c in present]
+    ALL = -1  # selectbox value for "all classes" (None would read as "nothing chosen")
+    class_options = [ALL] + [int(c) for c in present]
     chosen_class = view.gallery_class if view.gallery_class in class_options else None
     state.bound(
-        st.selectbox, "Class", "w_class", chosen_class, lambda v, value: v.replace(gallery_class=value),
-        options=class_options, format_func=lambda c: "all classes" if c is None else f"{c}: {bank.class_names[c]}",
+        st.selectbox, "Class", "w_class", ALL if chosen_class is None else chosen_class,
+        lambda v, value: v.replace(gallery_class=None if value in (None, ALL) else int(value)),
+        options=class_options, format_func=lambda c: "all classes" if c == ALL else f"{c}: {bank.class_names[c]}",
         help="Only images whose true label is this class.",
     )
 class_mask = np.ones(len(labels), dtype=bool) if chosen_class is None else labels == chosen_class
@@ -109,7 +111,8 @@ def card(i: int, holder) -> bool:
                 verdict = "answers" if s == exit_stage[i] else "passes on"
             else:
                 rule, verdict = "", "answers"
-            lines.append(f"{s + 1}. {mark} {bank.class_names[pred]} · {conf:.3g} {rule} → {verdict}")
+            lines.append(f"stage {s + 1}: {mark} {bank.class_names[pred]} ({conf:.3g}{' ' + rule if rule else ''}, "
+                         f"{verdict})")
         st.markdown("  \n".join(lines))
     return file is not None
 

@@ -56,9 +56,10 @@ if stages == 3 and len(available) >= 3:
 frontier = data.frontier(bank_key, split, view.criterion, stages, shortlist if stages == 3 else ())
 singles = data.single_models(bank_key, split)
 best_single = singles.loc[singles["accuracy"].idxmax()]
-st.markdown(f"{len(frontier)} cascades on the frontier of **{split}** · best single model: "
+st.markdown(f"{len(frontier):,} cascades on the frontier of **{split}** · best single model: "
             f"{best_single['display_name']} at {ui.pct(best_single['accuracy'])} for {ui.num(best_single['gmacs'])} GMACs.")
 
+frontier = frontier.reset_index(drop=True)
 table = pd.DataFrame({
     "cascade": [ui.chain_text(bank, m) for m in frontier["models"]],
     "thresholds": [plots.format_thresholds(t) for t in frontier["thresholds"]],
@@ -71,19 +72,41 @@ table = pd.DataFrame({
 if table["avg ms"].isna().all():
     table = table.drop(columns=["avg ms"])
 
+o1, o2 = st.columns([1, 2])
+with o1:
+    rank = state.bound(
+        st.selectbox, "Rank by", "w_rank", view.rank, lambda v, value: v.replace(rank=value),
+        options=list(state.RANKS),
+        format_func={"speedup": "speed-up at equal accuracy", "accuracy": "accuracy", "cost": "lowest cost"}.get,
+        help="The order of the table (click a column header to re-sort it in place).",
+    )
+with o2:
+    per_pair = state.bound(
+        st.toggle, "Best row per model chain only", "w_per_pair", view.per_pair,
+        lambda v, value: v.replace(per_pair=bool(value)),
+        help="On: each chain's single best operating point under the ranking. Off: every frontier point "
+             "(one per threshold).",
+    )
+sort_keys = {"speedup": (["speed-up", "accuracy"], [False, False]), "accuracy": (["accuracy", "avg GMACs"], [False, True]),
+             "cost": (["avg GMACs", "accuracy"], [True, False])}[rank]
+table = table.sort_values(sort_keys[0], ascending=sort_keys[1], na_position="last", kind="stable")
+if per_pair:
+    table = table.drop_duplicates(subset="cascade", keep="first")
+shown = table  # its index = row of `frontier`
+
 
 def open_row() -> None:
     rows = (st.session_state.get("leaderboard_table") or {}).get("selection", {}).get("rows", [])
     if not rows:
         return
-    row = frontier.iloc[int(rows[0])]
+    row = frontier.loc[shown.index[int(rows[0])]]
     state.update(models=tuple(row["models"]), thresholds=tuple(float(t) for t in row["thresholds"]),
-                 mode="manual", temperature="none", ensemble=False)
+                 criterion=view.criterion, mode="manual", temperature="none", ensemble=False)
     st.session_state["_leaderboard_open"] = True
 
 
 st.dataframe(
-    table, hide_index=True, key="leaderboard_table", on_select=open_row, selection_mode="single-row",
+    shown, hide_index=True, key="leaderboard_table", on_select=open_row, selection_mode="single-row",
     column_config={
         "accuracy": st.column_config.NumberColumn("accuracy", format="percent", help="Top-1 accuracy on every image."),
         "avg GMACs": st.column_config.NumberColumn("avg GMACs", format="%.4g", help="Average compute per image."),
@@ -99,8 +122,8 @@ st.dataframe(
 if st.session_state.pop("_leaderboard_open", False):
     st.switch_page("views/explorer.py")
 
-csv = table.assign(models=["+".join(m) for m in frontier["models"]],
-                   threshold_values=[";".join(repr(float(t)) for t in ts) for ts in frontier["thresholds"]])
+csv = shown.assign(models=["+".join(frontier.loc[i, "models"]) for i in shown.index],
+                   threshold_values=[";".join(repr(float(t)) for t in frontier.loc[i, "thresholds"]) for i in shown.index])
 csv_text = csv.to_csv(index=False)
 st.download_button("Download CSV", lambda: csv_text, file_name=f"leaderboard-{split}.csv", mime="text/csv",
                    icon=":material/download:", key="leaderboard_csv", on_click="ignore",
