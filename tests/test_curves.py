@@ -46,11 +46,11 @@ def test_pair_curve_has_every_distinct_threshold(stages, g0, g1):
 
 
 @settings(max_examples=40, deadline=None)
-@given(stage_signals(3), st.integers(1, 8))
-def test_three_stage_curve_points_match_evaluate(stages, grid_size):
-    gmacs = [0.5, 1.0, 4.0]
+@given(st.one_of(stage_signals(3), stage_signals(4)), st.integers(1, 8))
+def test_multi_stage_curve_points_match_evaluate(stages, grid_size):
+    gmacs = [0.5, 1.0, 4.0, 9.0][: len(stages)]
     curve = cascade_curve(stages, gmacs, grid_size=grid_size)
-    assert curve.thresholds.shape[1] == 2
+    assert curve.thresholds.shape[1] == len(stages) - 1
     for row in range(len(curve)):
         t = list(curve.thresholds[row])
         acc, cost, fractions = ref_evaluate([s.confidence for s in stages], [s.correct for s in stages], t, gmacs)
@@ -58,10 +58,12 @@ def test_three_stage_curve_points_match_evaluate(stages, grid_size):
         assert curve.avg_gmacs[row] == pytest.approx(cost, rel=1e-12)
         np.testing.assert_allclose(curve.exit_fractions[row], fractions, atol=1e-12)
     # the last threshold is exact: for each early threshold every distinct remaining confidence appears
-    for t0 in np.unique(curve.thresholds[:, 0]):
-        remaining = stages[0].confidence < t0
-        block = curve.thresholds[curve.thresholds[:, 0] == t0, 1]
-        assert set(block) == set(stages[1].confidence[remaining]) | {math.inf}
+    for early in np.unique(curve.thresholds[:, :-1], axis=0):
+        remaining = np.ones(len(stages[0].confidence), dtype=bool)
+        for i, t in enumerate(early):
+            remaining &= ~((stages[i].confidence >= t) & (t != math.inf))
+        block = curve.thresholds[(curve.thresholds[:, :-1] == early).all(axis=1), -1]
+        assert set(block) == set(stages[-2].confidence[remaining]) | {math.inf}
     pruned = cascade_curve(stages, gmacs, grid_size=grid_size, pareto_only=True)
     assert len(pruned) <= len(curve)
     best = pareto_front(curve.avg_gmacs, curve.accuracy)
