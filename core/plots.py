@@ -51,6 +51,18 @@ def format_fractions(fractions: Sequence[float]) -> str:
     return " / ".join(f"stage {i + 1} {float(f):.1%}" for i, f in enumerate(np.asarray(fractions, dtype=float)))
 
 
+def thin(n: int, max_points: int | None) -> np.ndarray:
+    """Indices of at most ``max_points`` of ``n`` ordered points, evenly spread, first and last kept.
+
+    A curve over every distinct threshold has one point per image; a few hundred draw the same line
+    and keep the page light (every point still carries its own exact thresholds)."""
+    if max_points is None or n <= max_points:
+        return np.arange(n)
+    if max_points < 2:
+        raise ValueError(f"max_points must be at least 2, got {max_points}")
+    return np.unique(np.round(np.linspace(0, n - 1, max_points)).astype(int))
+
+
 def _layout(fig: go.Figure, *, x_title: str, log_x: bool, y_title: str = "top-1 accuracy",
             height: int = 480, title: str | None = None) -> go.Figure:
     fig.update_layout(
@@ -83,6 +95,7 @@ def from_tradeoff(
     log_x: bool = False,
     chain_name: str = CHAIN_TRACE,
     height: int = 480,
+    max_points: int | None = 400,
 ) -> go.Figure:
     """The Explorer's accuracy-against-cost chart.
 
@@ -90,7 +103,7 @@ def from_tradeoff(
     hull: object with ``costs`` / ``accuracies`` (core.curves.SingleModelHull) in the same cost unit.
     curve: core.curves.CascadeCurve (``thresholds`` (P, n-1), ``accuracy``, ``avg_gmacs``, ``avg_ms``,
         ``exit_fractions`` (P, n)); its trace carries the point index as customdata so a click can
-        set the thresholds.
+        set the thresholds. Curve and frontier are thinned to ``max_points`` evenly spread points.
     frontier: DataFrame with ``models``, ``thresholds``, ``accuracy``, ``avg_gmacs`` / ``avg_ms``.
     point: the current operating point: ``accuracy``, ``avg_gmacs`` / ``avg_ms``, optional ``label``.
     """
@@ -109,6 +122,7 @@ def from_tradeoff(
     if frontier is not None and len(frontier) > 0:
         f_cost = frontier["avg_gmacs" if cost == "gmacs" else "avg_ms"].to_numpy(dtype=float)
         order = np.argsort(f_cost, kind="stable")
+        order = order[thin(len(order), max_points)]
         text = [
             f"{' → '.join(map(str, m))}<br>{format_thresholds(t)}"
             for m, t in zip(frontier["models"].to_numpy()[order], frontier["thresholds"].to_numpy()[order])
@@ -125,11 +139,12 @@ def from_tradeoff(
         if c_cost is not None and len(c_cost) > 0:
             thresholds = np.asarray(curve.thresholds, dtype=float).reshape(len(c_cost), -1)
             fractions = np.asarray(curve.exit_fractions, dtype=float).reshape(len(c_cost), -1)
-            text = [f"{format_thresholds(t)}<br>exits: {format_fractions(f)}" for t, f in zip(thresholds, fractions)]
             order = np.argsort(c_cost, kind="stable")
+            order = order[thin(len(order), max_points)]
+            text = [f"{format_thresholds(thresholds[i])}<br>exits: {format_fractions(fractions[i])}" for i in order]
             fig.add_trace(go.Scatter(
                 x=c_cost[order], y=_pct(curve.accuracy)[order], mode="lines+markers", name=chain_name,
-                text=[text[i] for i in order], customdata=order.reshape(-1, 1),
+                text=text, customdata=order.reshape(-1, 1),
                 line=dict(color=COLOURS["chain"], width=2), marker=dict(size=5),
                 hovertemplate="%{text}<br>cost %{x:.4g}<br>accuracy %{y:.2%}"
                               "<extra>click to use these thresholds</extra>",
@@ -186,7 +201,8 @@ def from_exit_fractions(fractions: Mapping[str, Sequence[float]], stage_names: S
 
 
 def from_shift(curves: Mapping[str, Any], points: Mapping[str, Mapping] | None = None, *,
-               hulls: Mapping[str, Any] | None = None, cost: str = "gmacs", log_x: bool = False) -> go.Figure:
+               hulls: Mapping[str, Any] | None = None, cost: str = "gmacs", log_x: bool = False,
+               max_points: int | None = 400) -> go.Figure:
     """Distribution shift: one cascade curve (and optional hull / operating point) per image set."""
     label = _cost_label(cost)
     fig = go.Figure()
@@ -204,6 +220,7 @@ def from_shift(curves: Mapping[str, Any], points: Mapping[str, Mapping] | None =
             continue
         thresholds = np.asarray(curve.thresholds, dtype=float).reshape(len(c_cost), -1)
         order = np.argsort(c_cost, kind="stable")
+        order = order[thin(len(order), max_points)]
         fig.add_trace(go.Scatter(
             x=c_cost[order], y=_pct(curve.accuracy)[order], mode="lines", name=f"{name}: cascade",
             text=[format_thresholds(thresholds[j]) for j in order], line=dict(color=colour, width=2),

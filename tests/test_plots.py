@@ -117,3 +117,26 @@ def test_format_helpers():
     assert plots.format_thresholds([0.5, float("inf")]) == "t1=0.5, t2=never exit"
     assert plots.format_thresholds([]) == "none"
     assert plots.format_fractions([0.25, 0.75]) == "stage 1 25.0% / stage 2 75.0%"
+
+
+def test_thin_keeps_ends_and_spreads_evenly():
+    np.testing.assert_array_equal(plots.thin(5, 10), np.arange(5))
+    np.testing.assert_array_equal(plots.thin(5, None), np.arange(5))
+    idx = plots.thin(1301, 400)
+    assert idx[0] == 0 and idx[-1] == 1300 and len(idx) == 400
+    assert np.all(np.diff(idx) > 0) and np.diff(idx).max() <= 4
+    with pytest.raises(ValueError):
+        plots.thin(10, 1)
+
+
+def test_thinned_curve_points_keep_their_own_thresholds():
+    curve = _curve(p=1000)
+    fig = plots.from_tradeoff(_singles(), curve=curve, max_points=50)
+    chain = _trace(fig, plots.CHAIN_TRACE)
+    assert len(chain.x) == 50
+    rows = np.asarray(chain.customdata).ravel()
+    np.testing.assert_allclose(chain.x, curve.avg_gmacs[rows])
+    np.testing.assert_allclose(chain.y, curve.accuracy[rows])
+    assert np.all(np.diff(chain.x) >= 0)
+    for k in (0, 17, 49):
+        assert f"t1={curve.thresholds[rows[k], 0]:.4g}" in chain.text[k]

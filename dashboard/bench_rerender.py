@@ -1,0 +1,84 @@
+"""How long the server takes to re-render the Explorer after a threshold slider move.
+
+    python -m cascade_explorer.dashboard.bench_rerender [--bank PATH] [--repeats 30]
+
+Runs the real app in Streamlit's AppTest (same process, no browser), warms it up, then moves the
+first threshold slider to a new value each time (so no cached evaluation is reused) and times the
+full script rerun: callbacks, core evaluation with bootstrap interval, figure building, element
+serialisation. Prints median / p90 / max in ms. Target: median <= 300 ms on the default bank.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+APP = Path(__file__).resolve().parent / "app.py"
+
+
+def measure(bank: Path, repeats: int = 30, page: str = "explorer") -> dict:
+    from streamlit.testing.v1 import AppTest
+
+    os.environ["CASCADE_EXPLORER_BANK"] = str(bank)
+    at = AppTest.from_file(str(APP), default_timeout=300)
+    t0 = time.perf_counter()
+    at.run()
+    at.switch_page(f"views/{page}.py").run()
+    cold_s = time.perf_counter() - t0
+    if at.exception:
+        raise RuntimeError(f"the app failed: {at.exception[0].value}")
+    slider = at.slider(key="w_thr_0")
+    lo, hi = float(slider.min), float(slider.max)
+    # distinct values across the range: every rerun evaluates a new threshold
+    values = [lo + (hi - lo) * ((i * 0.618033988749895) % 1.0) for i in range(1, repeats + 3)]
+    for v in values[:2]:  # warm-up (imports, first figure)
+        at.slider(key="w_thr_0").set_value(v).run()
+    times = []
+    for v in values[2:]:
+        start = time.perf_counter()
+        at.slider(key="w_thr_0").set_value(v).run()
+        times.append((time.perf_counter() - start) * 1000)
+        if at.exception:
+            raise RuntimeError(f"the app failed: {at.exception[0].value}")
+    times.sort()
+    models = at.session_state["_view"].models
+    return {
+        "bank": str(bank), "page": page, "models": list(models), "repeats": repeats,
+        "first_render_s": round(cold_s, 3),
+        "rerender_ms_median": round(statistics.median(times), 1),
+        "rerender_ms_p90": round(times[int(0.9 * (len(times) - 1))], 1),
+        "rerender_ms_max": round(times[-1], 1),
+        "target_ms": 300,
+    }
+
+
+def main(argv=None) -> int:
+    from cascade_explorer.core.bank import DEFAULT_BANK_PATH
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bank", default=str(DEFAULT_BANK_PATH), help="bank folder (default: the shipped bank)")
+    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    bank = Path(args.bank)
+    if not (bank / "manifest.json").is_file():
+        print(f"bench_rerender: no bank at {bank} (build it, or pass --bank)", file=sys.stderr)
+        return 2
+    result = measure(bank, args.repeats)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"Explorer re-render after a slider move on {result['bank']} ({' -> '.join(result['models'])}), "
+              f"{result['repeats']} moves: median {result['rerender_ms_median']} ms, "
+              f"p90 {result['rerender_ms_p90']} ms, max {result['rerender_ms_max']} ms "
+              f"(target <= {result['target_ms']} ms); first render {result['first_render_s']} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
