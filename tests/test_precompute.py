@@ -391,3 +391,48 @@ def test_default_bank_contents(shared_dir):
     first = bank.image_paths("val")[0]
     assert sha256_file(shared_dir / "data" / "imagenet-val-1300" / first) == source["sha256"][first]
     assert any("random" in c for c in bank.caveats) and any("227" in c for c in bank.caveats)
+
+
+# ------------------------------------------------------------------------------ corruptions
+
+def test_corruptions_follow_the_definitions():
+    import colorsys
+
+    from cascade_explorer.core import corruptions as c
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (12, 10, 3), dtype=np.uint8)
+    x = image / 255.0
+    # contrast: (x - mean) * c + mean per channel, c = 0.2 at severity 3.
+    means = x.mean(axis=(0, 1))
+    np.testing.assert_array_equal(c.contrast(image, 3, None),
+                                  np.rint(np.clip((x - means) * 0.2 + means, 0, 1) * 255).astype(np.uint8))
+    # brightness: V + 0.3 in HSV, checked pixel by pixel with the standard library's colorsys.
+    out = c.brightness(image, 3, None)
+    for (i, j) in [(0, 0), (5, 7), (11, 9)]:
+        h, s, v = colorsys.rgb_to_hsv(*x[i, j])
+        expected = np.array(colorsys.hsv_to_rgb(h, s, min(v + 0.3, 1.0)))
+        np.testing.assert_allclose(out[i, j] / 255.0, expected, atol=0.5 / 255 + 1e-9)
+    # defocus blur keeps a flat image flat (normalised kernel, reflecting border).
+    flat = np.full((30, 30, 3), 77, np.uint8)
+    assert (c.defocus_blur(flat, 3, None) == 77).all() and (c.motion_blur(flat, 3, rng) == 77).all()
+    # gaussian noise: sd 0.18 * 255 at severity 3 (away from clipping).
+    grey = np.full((200, 200, 3), 128, np.uint8)
+    assert c.gaussian_noise(grey, 3, np.random.default_rng(1)).std() == pytest.approx(0.18 * 255, rel=0.05)
+
+
+def test_corruption_is_seeded_per_image_id():
+    from cascade_explorer.core.corruptions import corrupt_image, corruption_for
+
+    image = np.asarray(_photo(3, size=(64, 64)))
+    types = ["gaussian_noise", "motion_blur", "jpeg_compression"]
+    a = corrupt_image(image, types, severity=3, seed=0, sample_id="img_1")
+    assert np.array_equal(a, corrupt_image(image, types, severity=3, seed=0, sample_id="img_1"))
+    ids = [f"img_{i}" for i in range(300)]
+    chosen = [corruption_for(i, types, 0) for i in ids]
+    assert {t: chosen.count(t) for t in types} == pytest.approx({t: 100 for t in types}, abs=30)
+    assert chosen != [corruption_for(i, types, 1) for i in ids]
+    with pytest.raises(UsageError, match="unknown corruption"):
+        corrupt_image(image, ["fog"], severity=3, seed=0, sample_id="x")
+    with pytest.raises(UsageError, match="severity must be 1..5"):
+        corrupt_image(image, types, severity=6, seed=0, sample_id="x")
