@@ -61,7 +61,7 @@ def model_label(bank, model_id: str) -> str:
     m = bank.model(model_id)
     ms = m.ms()
     cost = f"{m.gmacs:.3g} GMACs" + (f", {ms:.3g} ms" if ms is not None else "")
-    return f"{m.display_name} ({cost})"
+    return f"{m.display_name} · {cost}"
 
 
 def chain_text(bank, models) -> str:

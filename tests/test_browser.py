@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from cascade_explorer.core import analysis
+from cascade_explorer.core import analysis, plots
 from cascade_explorer.core.bank import DEFAULT_BANK_PATH
 from cascade_explorer.core.launch import dashboard_command
 from cascade_explorer.dashboard import demo_bank
@@ -204,13 +204,41 @@ def test_every_page_in_a_real_browser(browser_bank):
         assert page.locator('[data-testid="stException"]').count() == 0
         page.screenshot(path=str(ARTIFACTS / "browser-explorer-moved.png"), full_page=True)
 
+        # clicking a point of the chain's curve sets exactly that point's thresholds
+        page.wait_for_selector(".js-plotly-plot .scatterlayer g.trace path.point", timeout=60_000)
+        chain = page.evaluate("name => document.querySelector('.js-plotly-plot').data.findIndex(t => t.name === name)",
+                              plots.CHAIN_TRACE)
+        assert chain >= 0
+        points = page.locator(".js-plotly-plot .scatterlayer g.trace").nth(chain).locator("path.point")
+        before_click = url_params(page)["thr"]
+        points.nth(points.count() // 4).click(force=True)
+        page.wait_for_function(f"() => !window.location.search.includes('thr={before_click}')", timeout=30_000)
+        clicked, params_click = wait_accuracy_matches_core(page, browser_bank, moved=False)
+        models = tuple(params_click["models"].split(","))
+        curve = analysis.curve(str(browser_bank), analysis.CascadeSpec(models=models))
+        assert float(params_click["thr"]) in set(curve.thresholds[:, 0].tolist())
+        assert page.locator('[data-testid="stException"]').count() == 0
+        page.screenshot(path=str(ARTIFACTS / "browser-explorer-clicked.png"), full_page=True)
+
         # the URL holds the view: a fresh tab with it shows the same numbers
         page.goto(page.url)
         page.wait_for_selector('[data-testid="stMetric"]', timeout=60_000)
         again, _ = wait_accuracy_matches_core(page, browser_bank, moved=False)
-        assert again == after_arrows
+        assert again == clicked
 
         assert console_errors == [], console_errors
+
+    # dark theme (the app follows the system setting): renders without errors; screenshot for a look
+    with dashboard_server(browser_bank, ARTIFACTS / "browser-server-dark.log", images) as base, \
+            chromium_page(color_scheme="dark") as page:
+        page.goto(f"{base}/explorer")
+        page.wait_for_selector(".js-plotly-plot .scatterlayer g.trace path.point", timeout=60_000)
+        wait_idle(page)
+        background = page.evaluate(
+            "() => getComputedStyle(document.querySelector('[data-testid=\"stApp\"]')).backgroundColor")
+        assert background != "rgb(255, 255, 255)", "dark system theme not followed"
+        assert page.locator('[data-testid="stException"]').count() == 0
+        page.screenshot(path=str(ARTIFACTS / "browser-explorer-dark.png"), full_page=True)
 
 
 def save_readme_screenshot(out: Path = REPO / "docs" / "screenshot-explorer.png") -> Path:

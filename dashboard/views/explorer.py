@@ -24,7 +24,7 @@ models = tuple(m for m in models if m in available) or tuple(available[:1])
 if len(thresholds) != len(models) - 1:
     thresholds = tuple(data.default_thresholds(bank_key, split, models, view.criterion))
 
-controls, main = st.columns([1, 2.6], gap="large")
+controls, main = st.columns([1.3, 2.7], gap="medium")
 
 with controls:
     order = {m: i for i, m in enumerate(bank.model_ids)}
