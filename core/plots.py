@@ -123,9 +123,13 @@ def from_tradeoff(
         f_cost = frontier["avg_gmacs" if cost == "gmacs" else "avg_ms"].to_numpy(dtype=float)
         order = np.argsort(f_cost, kind="stable")
         order = order[thin(len(order), max_points)]
+        fractions = (frontier["exit_fractions"].to_numpy()[order] if "exit_fractions" in frontier
+                     else [None] * len(order))
         text = [
             f"{' → '.join(map(str, m))}<br>{format_thresholds(t)}"
-            for m, t in zip(frontier["models"].to_numpy()[order], frontier["thresholds"].to_numpy()[order])
+            + ("" if f is None else f"<br>exits: {format_fractions(f)}")
+            for m, t, f in zip(frontier["models"].to_numpy()[order], frontier["thresholds"].to_numpy()[order],
+                               fractions)
         ]
         fig.add_trace(go.Scatter(
             x=f_cost[order], y=frontier["accuracy"].to_numpy(dtype=float)[order], mode="lines+markers",

@@ -226,6 +226,21 @@ def test_every_page_in_a_real_browser(browser_bank):
         again, _ = wait_accuracy_matches_core(page, browser_bank, moved=False)
         assert again == clicked
 
+        # a leaderboard row opens that cascade in the Explorer
+        page.goto(f"{base}/leaderboard")
+        grid = page.locator('[data-testid="stDataFrame"]').first
+        grid.wait_for(timeout=60_000)
+        wait_idle(page)
+        page.wait_for_timeout(500)
+        box = grid.bounding_box()
+        page.mouse.click(box["x"] + 20, box["y"] + 35 + 18)  # first data row's selection cell
+        page.get_by_role("heading", name="Explorer", level=1).first.wait_for(timeout=60_000)
+        opened, params_open = wait_accuracy_matches_core(page, browser_bank, moved=False)
+        frontier = analysis.frontier(str(browser_bank))
+        row = [(tuple(m), tuple(t)) for m, t in zip(frontier["models"], frontier["thresholds"])]
+        assert (tuple(params_open["models"].split(",")), (float(params_open["thr"]),)) in row
+        assert page.locator('[data-testid="stException"]').count() == 0
+
         assert console_errors == [], console_errors
 
     # dark theme (the app follows the system setting): renders without errors; screenshot for a look

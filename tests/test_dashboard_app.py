@@ -122,6 +122,20 @@ def test_explorer_chain_criterion_temperature_ensemble(app, bank_path):
     assert_cards_match(at, ev)
 
 
+def test_single_model_chain_on_every_page(app, bank_path):
+    at = app("explorer")
+    at.multiselect(key="w_models").set_value(["medium"]).run()
+    assert_clean(at)
+    assert len(at.slider) == 0
+    ev = core_eval(bank_path, ("medium",), ())
+    assert metric(at, "Accuracy") == pct(ev["accuracy"])
+    for page in ("gallery", "shift", "overview", "leaderboard", "zoo"):
+        at.switch_page(f"views/{page}.py").run()
+        assert_clean(at)
+    at.switch_page("views/gallery.py").run()
+    assert metric(at, "Answered by stage 1, right") == f"{int(ev.result.correct.sum()):,}"
+
+
 def test_explorer_models_are_ordered_by_cost(app):
     at = app("explorer")
     at.multiselect(key="w_models").set_value(["huge", "small"]).run()

@@ -35,7 +35,8 @@ def test_tradeoff_has_every_layer_with_given_numbers():
     curve = _curve()
     hull = SimpleNamespace(costs=np.array([0.1, 0.5, 2.0]), accuracies=np.array([0.5, 0.7, 0.8]))
     frontier = pd.DataFrame({"models": [("a", "b"), ("a", "c")], "thresholds": [(0.3,), (0.6,)],
-                             "accuracy": [0.72, 0.79], "avg_gmacs": [0.9, 0.3], "avg_ms": [2.0, 3.0]})
+                             "accuracy": [0.72, 0.79], "avg_gmacs": [0.9, 0.3], "avg_ms": [2.0, 3.0],
+                             "exit_fractions": [(0.5, 0.5), (0.8, 0.2)]})
     point = {"accuracy": 0.71, "avg_gmacs": 0.4, "avg_ms": 2.5}
     fig = plots.from_tradeoff(_singles(), hull=hull, curve=curve, frontier=frontier, point=point)
     assert isinstance(fig, go.Figure)
@@ -49,7 +50,7 @@ def test_tradeoff_has_every_layer_with_given_numbers():
     front = _trace(fig, "best cascades over all pairs")
     np.testing.assert_allclose(front.x, [0.3, 0.9])  # sorted by cost
     np.testing.assert_allclose(front.y, [0.79, 0.72])
-    assert "a → c" in front.text[0]
+    assert "a → c" in front.text[0] and "stage 1 80.0% / stage 2 20.0%" in front.text[0]
     cur = _trace(fig, "current setting")
     assert (cur.x[0], cur.y[0]) == (0.4, 0.71)
     singles = _trace(fig, "single models")
