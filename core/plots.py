@@ -105,7 +105,8 @@ def from_tradeoff(
         ``exit_fractions`` (P, n)); its trace carries the point index as customdata so a click can
         set the thresholds. Curve and frontier are thinned to ``max_points`` evenly spread points.
     frontier: DataFrame with ``models``, ``thresholds``, ``accuracy``, ``avg_gmacs`` / ``avg_ms``.
-    point: the current operating point: ``accuracy``, ``avg_gmacs`` / ``avg_ms``, optional ``label``.
+    point: the current operating point: ``accuracy``, ``avg_gmacs`` / ``avg_ms``, optional ``label`` (hover)
+        and ``name`` (legend).
     """
     label = _cost_label(cost)
     fig = go.Figure()
@@ -168,7 +169,8 @@ def from_tradeoff(
         p_cost = point.get("avg_gmacs" if cost == "gmacs" else "avg_ms")
         if p_cost is not None:
             fig.add_trace(go.Scatter(
-                x=[float(p_cost)], y=[float(point["accuracy"])], mode="markers", name="current setting",
+                x=[float(p_cost)], y=[float(point["accuracy"])], mode="markers",
+                name=point.get("name", "current setting"),
                 text=[point.get("label", "current setting")],
                 marker=dict(color=COLOURS["point"], size=16, symbol="star", line=dict(width=1, color="#333")),
                 hovertemplate="%{text}<br>cost %{x:.4g}<br>accuracy %{y:.2%}<extra>current</extra>",

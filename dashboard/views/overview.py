@@ -53,7 +53,7 @@ curve = data.chain_curve(bank_key, split, models, "max_softmax", "none", False)
 frontier = data.frontier(bank_key, split)
 fig = plots.from_tradeoff(singles, hull=data.hull(bank_key, split), curve=curve, frontier=frontier,
                           point={"accuracy": ev["accuracy"], "avg_gmacs": ev["avg_gmacs"], "avg_ms": ev["avg_ms"],
-                                 "label": "headline cascade"},
+                                 "label": "headline cascade", "name": "headline cascade"},
                           chain_name=f"{ui.chain_text(bank, models)}, every threshold", log_x=True)
 st.plotly_chart(fig, theme="streamlit", key="overview_chart", config={"displaylogo": False})
 st.caption("Up and to the left is better. Blue dots are single models; the dashed line is the best you can do "
