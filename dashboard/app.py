@@ -78,6 +78,7 @@ else:
     view = ui.sanitize_view(bank, view)
     with st.sidebar:
         ui.split_picker(bank, view)
+        ui.incomplete_note(bank)
     pages = [st.Page(str(HERE / "views" / file), title=title, url_path=url, icon=icon, default=(i == 0))
              for i, (file, title, url, icon) in enumerate(PAGES)]
 

@@ -77,7 +77,9 @@ def resolve_bank(key: str, choices: dict[str, Path]) -> tuple[str, Path]:
 
 @st.cache_resource(show_spinner="Opening the bank...", max_entries=8)
 def _open(path: str, stamp: str):
-    return bank_mod.Bank.open(path)
+    # allow_incomplete: a bank whose precompute is still running (or stopped) is still worth exploring;
+    # models without logits for a split are simply left out on that split.
+    return bank_mod.Bank.open(path, allow_incomplete=True)
 
 
 @dataclass(frozen=True)
@@ -98,7 +100,12 @@ def open_bank(path: Path):
         return None, BankProblem(path, "The bank folder is empty or incomplete",
                                  f"{path} has no manifest.json, so it holds no bank (yet).")
     try:
-        return _open(str(path), _stamp(path)), None
+        bank = _open(str(path), _stamp(path))
+        if not bank.splits or not bank.models:
+            return None, BankProblem(path, "The bank is empty",
+                                     f"{path / 'manifest.json'} lists {len(bank.splits)} image sets and "
+                                     f"{len(bank.models)} models; the dashboard needs at least one of each.")
+        return bank, None
     except bank_mod.BankError as exc:
         return None, BankProblem(path, "The bank is damaged", str(exc))
     except (OSError, ValueError, KeyError, TypeError) as exc:  # unreadable JSON / arrays the validator did not name

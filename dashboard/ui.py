@@ -75,7 +75,8 @@ def sanitize_view(bank, view: state.ViewState) -> state.ViewState:
     changes = {}
     if view.split not in bank.splits:
         changes["split"] = ""
-    order = {m: i for i, m in enumerate(bank.model_ids)}
+    split = view.split if view.split in bank.splits else bank.default_split
+    order = {m: i for i, m in enumerate(bank.model_ids) if split in bank.model(m).top1}
     models = tuple(sorted({m for m in view.models if m in order}, key=order.__getitem__))[: state.MAX_STAGES]
     if models != view.models:
         changes["models"] = models
@@ -96,6 +97,15 @@ def sanitize_view(bank, view: state.ViewState) -> state.ViewState:
 
 def split_of(bank, view: state.ViewState) -> str:
     return view.split or bank.default_split
+
+
+def incomplete_note(bank) -> None:
+    """Say which models lack logits for which image set (an unfinished precompute)."""
+    missing = [(m.display_name, s) for m in bank.models for s in bank.splits if s not in m.top1]
+    if missing:
+        listing = "; ".join(f"{name} on {split}" for name, split in missing[:6]) + ("; ..." if len(missing) > 6 else "")
+        st.caption(f":material/warning: Incomplete bank — no outputs for {listing}. Those models are left out "
+                   "on those image sets.")
 
 
 def split_picker(bank, view: state.ViewState) -> None:

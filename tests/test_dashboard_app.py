@@ -383,6 +383,14 @@ def _bad_bank(kind: str, tmp_path: Path) -> Path:
         path.mkdir()
         (path / "manifest.json").write_text('{"schema_version": 1, "dataset": ')
         return path
+    if kind == "no-models":
+        from cascade_explorer.core.bank import BankWriter
+
+        writer = BankWriter(path, create={"dataset": {"name": "x", "description": "", "licence": "CC0",
+                                                      "caveats": [], "task": "image-classification"},
+                                          "class_names": ["a", "b"]})
+        writer.add_split("val", ["s1", "s2"], ["", ""], np.array([0, 1]))
+        return path
     demo_bank.write_demo_bank(path, n_samples=100, n_classes=10, shifted_split=False)
     if kind == "nan-logits":
         f = path / "splits" / "val" / "logits" / "medium.npy"
@@ -396,7 +404,8 @@ def _bad_bank(kind: str, tmp_path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("kind", ["missing", "empty", "corrupt-json", "nan-logits", "missing-logits", "wrong-shape"])
+@pytest.mark.parametrize("kind", ["missing", "empty", "corrupt-json", "no-models", "nan-logits", "missing-logits",
+                                  "wrong-shape"])
 def test_bad_bank_gives_a_message_page(kind, tmp_path, monkeypatch):
     path = _bad_bank(kind, tmp_path)
     monkeypatch.setenv("CASCADE_EXPLORER_BANK", str(path))
@@ -407,7 +416,7 @@ def test_bad_bank_gives_a_message_page(kind, tmp_path, monkeypatch):
     text = at.error[0].value
     assert str(path) in text
     assert "How to fix" in " ".join(m.value for m in at.markdown)
-    if kind != "missing" and kind != "empty" and kind != "corrupt-json":
+    if kind not in ("missing", "empty", "corrupt-json", "no-models"):
         for page in ("explorer", "leaderboard", "gallery", "shift", "zoo"):
             try:
                 at.switch_page(f"views/{page}.py").run()
@@ -415,6 +424,36 @@ def test_bad_bank_gives_a_message_page(kind, tmp_path, monkeypatch):
                 break
             assert_clean(at)
             assert at.error or page == "shift"  # one image set: the shift page only explains that
+
+
+def test_incomplete_bank_leaves_missing_models_out(tmp_path, monkeypatch):
+    """A model without outputs on one image set (unfinished precompute): pages still work there."""
+    path = demo_bank.write_demo_bank(tmp_path / "partial", n_samples=200, n_classes=10)
+    manifest = json.loads((path / "manifest.json").read_text())
+    del manifest["models"]["huge"]["top1"]["val-shifted"]
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    (path / "splits" / "val-shifted" / "logits" / "huge.npy").unlink()
+    monkeypatch.setenv("CASCADE_EXPLORER_BANK", str(path))
+    monkeypatch.setenv("CASCADE_EXPLORER_BANKS", str(tmp_path / "none"))
+    at = AppTest.from_file(str(APP), default_timeout=120).run()
+    assert_clean(at)
+    assert not at.error
+    assert any("Incomplete bank" in c.value and "Huge net on val-shifted" in c.value for c in at.sidebar.caption)
+    at.switch_page("views/explorer.py").run()
+    at.multiselect(key="w_models").set_value(["small", "huge"]).run()
+    at.switch_page("views/shift.py").run()
+    assert_clean(at)
+    assert any("needs two" in i.value for i in at.info)
+    at.switch_page("views/explorer.py").run()
+    at.selectbox(key="w_split").set_value("val-shifted").run()
+    assert_clean(at)
+    assert "huge" not in view(at).models
+    assert not any(o.startswith("Huge net") for o in at.multiselect(key="w_models").options)
+    assert any(o.startswith("Large net") for o in at.multiselect(key="w_models").options)
+    for page in ("overview", "leaderboard", "gallery", "zoo"):
+        at.switch_page(f"views/{page}.py").run()
+        assert_clean(at)
+        assert not at.error
 
 
 def test_page_scripts_are_not_in_a_pages_folder():

@@ -51,6 +51,12 @@ c[3].caption(f"{ui.pct(ev['exit_fractions'][0])} of images answered by {bank.mod
 
 curve = data.chain_curve(bank_key, split, models, "max_softmax", "none", False)
 frontier = data.frontier(bank_key, split)
+with_speedup = frontier[frontier["speedup"].notna()]
+if len(with_speedup):
+    top = with_speedup.loc[with_speedup["speedup"].astype(float).idxmax()]
+    st.caption(f"Largest speed-up anywhere on the frontier: **{ui.speedup(top['speedup'])}** with "
+               f"{ui.chain_text(bank, top['models'])} ({plots.format_thresholds(top['thresholds'])}) at "
+               f"{ui.pct(top['accuracy'])} accuracy and {ui.num(top['avg_gmacs'])} GMACs — see the Leaderboard.")
 fig = plots.from_tradeoff(singles, hull=data.hull(bank_key, split), curve=curve, frontier=frontier,
                           point={"accuracy": ev["accuracy"], "avg_gmacs": ev["avg_gmacs"], "avg_ms": ev["avg_ms"],
                                  "label": "headline cascade", "name": "headline cascade"},

@@ -22,21 +22,28 @@ if len(bank.splits) < 2:
             "logits for a second set.", icon=":material/info:")
     st.stop()
 
-fit_on = view.shift_fit or ui.split_of(bank, view)
-apply_options = [s for s in bank.splits if s != fit_on]
+# the cascade in view (the Explorer's); with a target, its thresholds are fitted on `fit_on` below
+models, thresholds = ui.chain_and_thresholds(bank, view)
+usable = [s for s in bank.splits if all(s in bank.model(m).top1 for m in models)]
+if len(usable) < 2:
+    st.info(f"The cascade {ui.chain_text(bank, models)} has outputs on {len(usable)} image set(s) of this bank; "
+            "a shift needs two. Pick models that have outputs on every set in the Explorer.",
+            icon=":material/info:")
+    st.stop()
+fit_on = view.shift_fit if view.shift_fit in usable else (
+    ui.split_of(bank, view) if ui.split_of(bank, view) in usable else usable[0])
+apply_options = [s for s in usable if s != fit_on]
 apply_to = view.shift_apply if view.shift_apply in apply_options else apply_options[0]
 c1, c2, c3 = st.columns(3)
 with c1:
     state.bound(st.selectbox, "Choose thresholds on", "w_shift_fit", fit_on,
                 lambda v, value: v.replace(shift_fit=value, shift_apply="" if value == v.shift_apply else v.shift_apply),
-                options=bank.splits,
+                options=usable,
                 help="The image set the thresholds are fitted on (its calibration half) or were tuned on.")
 with c2:
     state.bound(st.selectbox, "Apply them to", "w_shift_apply", apply_to,
                 lambda v, value: v.replace(shift_apply=value), options=apply_options,
                 help="The image set the same thresholds are then used on.")
-# the cascade in view (the Explorer's); with a target, its thresholds are fitted on `fit_on` below
-models, thresholds = ui.chain_and_thresholds(bank, view)
 with c3:
     target_mode = view.mode == "target" and len(models) >= 2
     st.markdown(f"**Cascade:** {ui.chain_text(bank, models)}  \n"
