@@ -156,11 +156,13 @@ def from_tradeoff(
             ))
 
     if singles is not None and len(singles) > 0 and cost_col in singles:
-        s = singles[singles[cost_col].notna()]
+        s = singles[singles[cost_col].notna()].sort_values(cost_col, kind="stable")
         fig.add_trace(go.Scatter(
             x=s[cost_col].to_numpy(dtype=float), y=s["accuracy"].to_numpy(dtype=float),
             mode="markers+text", name="single models", text=s["display_name"].tolist(),
-            textposition="top center", textfont=dict(size=10),
+            # alternate label sides so neighbours in cost do not overwrite each other
+            textposition=["top center" if i % 2 == 0 else "bottom center" for i in range(len(s))],
+            textfont=dict(size=10), cliponaxis=False,
             marker=dict(color=COLOURS["single"], size=9, symbol="circle"),
             hovertemplate="%{text}<br>cost %{x:.4g}<br>accuracy %{y:.2%}<extra>single model</extra>",
         ))

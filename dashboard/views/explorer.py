@@ -24,22 +24,24 @@ models = tuple(m for m in models if m in available) or tuple(available[:1])
 if len(thresholds) != len(models) - 1:
     thresholds = tuple(data.default_thresholds(bank_key, split, models, view.criterion))
 
-controls, main = st.columns([1.3, 2.7], gap="medium")
+order = {m: i for i, m in enumerate(bank.model_ids)}
+
+
+def set_models(v: state.ViewState, chosen) -> state.ViewState:
+    chosen = tuple(sorted(chosen, key=order.__getitem__))
+    keep = v.thresholds if len(chosen) == len(models) and v.thresholds else ()
+    return v.replace(models=chosen, thresholds=keep if chosen == models else ())
+
+
+state.bound(
+    st.multiselect, "Models in the cascade (they run cheapest first)", "w_models", list(models), set_models,
+    options=available, format_func=lambda m: ui.model_label(bank, m), max_selections=state.MAX_STAGES,
+    help="Pick 1-4 models. They always run cheapest first (cost in GMACs per image beside each name); "
+         "a single model is shown for comparison.",
+)
+controls, main = st.columns([1.2, 2.8], gap="medium")
 
 with controls:
-    order = {m: i for i, m in enumerate(bank.model_ids)}
-
-    def set_models(v: state.ViewState, chosen) -> state.ViewState:
-        chosen = tuple(sorted(chosen, key=order.__getitem__))
-        keep = v.thresholds if len(chosen) == len(models) and v.thresholds else ()
-        return v.replace(models=chosen, thresholds=keep if chosen == models else ())
-
-    state.bound(
-        st.multiselect, "Models, cheapest first", "w_models", list(models), set_models,
-        options=available, format_func=lambda m: ui.model_label(bank, m), max_selections=state.MAX_STAGES,
-        help="Pick 1-4 models. They always run cheapest first (cost in GMACs per image beside each name); "
-             "a single model is shown for comparison.",
-    )
     state.bound(
         st.selectbox, "Confidence criterion", "w_criterion", view.criterion,
         lambda v, value: v.replace(criterion=value, models=models, thresholds=()),
