@@ -216,14 +216,6 @@ def default_thresholds(bank_key, split, models, criterion) -> list[float]:
     return [float(np.median(s.confidence)) for s in stages[:-1]]
 
 
-def best_for(frontier_df: pd.DataFrame, **target):
-    return search.best_cascade(frontier_df, **target)
-
-
-def labels(bank_key, split) -> np.ndarray:
-    return _bank(bank_key).labels(split)
-
-
 def cascade_config(bank, split, models, criterion, thresholds, ensemble, ev: dict):
     """core.config.CascadeConfig of the cascade in view (what `predict` and the Live page load)."""
     from cascade_explorer.core.config import CascadeConfig

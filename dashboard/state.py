@@ -10,7 +10,7 @@ view. Parsing and encoding are pure functions, tested without Streamlit.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any, Callable, Mapping
 
 CRITERIA = ("max_softmax", "softmax_margin", "logit_margin", "entropy")
