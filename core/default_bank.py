@@ -106,8 +106,69 @@ def build_default_bank(shared=DEFAULT_SHARED, out=DEFAULT_OUT, *, device: str = 
             workers=workers, force=force, corruption=CORRUPTION if corrupted else None, latency=latency,
             dataset=DATASET, class_names=_class_names(shared), split_description=description,
             image_source=image_source, progress=progress, log=log))
-    log(f"default bank built in {time.perf_counter() - started:.0f} s: {out}")
+    wall = time.perf_counter() - started
+    log(f"default bank built in {wall:.0f} s: {out}")
+    write_readme(out, reports, wall_s=wall)
     return reports
+
+
+def write_readme(bank_path, reports=(), *, wall_s: float | None = None) -> Path:
+    """README.md of the bank: models, accuracy, costs, caveats, sources, and how to rebuild it."""
+    from .atomic import atomic_write_text
+    from .bank import Bank
+
+    bank = Bank.open(bank_path, allow_incomplete=True)
+    lines = [f"# {bank.name}: the default bank", "", bank.description, "",
+             "**Caveats** (shown wherever results from this bank are shown):", ""]
+    lines += [f"- {c}" for c in bank.caveats]
+    lines += ["", f"Licence: {bank.licence}.", "", "## Models", "",
+              "| id | model | GMACs (counted) | params | top-1 " + " | top-1 ".join(bank.splits)
+              + " | ms/image batch 1 | ms/image batch 32 | source |",
+              "|---|---|---|---|" + "---|" * len(bank.splits) + "---|---|---|"]
+    for m in bank.models:
+        (device, ms), = list(m.latency_ms.items())[:1] or [(None, {})]
+        source = m.source.get("url") or m.source.get("package") or m.source.get("kind")
+        lines.append(f"| `{m.id}` | {m.display_name} | {m.gmacs:.3f} | {m.params / 1e6:.2f} M | "
+                     + " | ".join(f"{m.top1[s]:.1%}" if s in m.top1 else "-" for s in bank.splits)
+                     + f" | {ms.get('batch_1', float('nan')):.2f} | {ms.get('batch_32', float('nan')):.2f} | {source} |")
+    devices = bank.latency_devices()
+    lines += ["", f"Latency device: {', '.join(devices) or 'not measured'} (median after warm-up, "
+              "model forward only, shared machine: expect noise).", "",
+              "GMACs are counted by the tool: TFLite = MACs of CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED "
+              "from the graph; torch = FlopCounterMode FLOPs / 2 plus one MAC per normalisation/activation "
+              "element (timm's convention: EfficientNet-Lite0/1/2 read 0.398/0.620/0.884 vs 0.40/0.62/0.89 "
+              "published)."]
+    if reports:
+        lines += ["", "## Throughput measured while building", "",
+                  "| split | model | forward-only img/s | end-to-end img/s |", "|---|---|---|---|"]
+        for report in reports:
+            for t in report.done:
+                lines.append(f"| {report.split} | `{t.model_id}` | {t.forward_images_per_s:.1f} | "
+                             f"{t.end_to_end_images_per_s:.1f} |")
+        for report in reports:
+            if report.done:
+                lines.append(f"\n{report.split}: image passes {report.passes_s:.0f} s vs sum of forward-only times "
+                             f"{report.forward_s:.0f} s ({report.passes_s / report.forward_s:.2f}x; target <= 1.5x).")
+        if wall_s is not None:
+            forward = sum(r.forward_s for r in reports)
+            lines.append(f"\nWhole build (incl. model loading, MAC counting, latency measurement): {wall_s:.0f} s "
+                         f"= {wall_s / forward:.2f}x the sum of all forward-only times ({forward:.0f} s; "
+                         "target <= 1.5x).")
+    lines += ["", "## Splits", ""]
+    for split in bank.splits:
+        info = bank.manifest["splits"][split]
+        lines.append(f"- `{split}` ({bank.n_samples(split)} images): {info.get('description', '')}"
+                     + (f"; {len(info.get('skipped', []))} skipped" if info.get("skipped") else ""))
+    lines += ["", "Images are not stored here. `image_source` in manifest.json gives their URL base "
+              f"({IMAGES_URL_BASE}) and a sha256 per file; `{IMAGES_ENV}` may point at a local folder "
+              "holding them (looked up by file name).", "",
+              "## Rebuild", "", "From the repository root, with ../shared present and the `[test]` extras installed:",
+              "", "```", f"{MODELS_ENV}=../shared/models/tflite nice python -m cascade_explorer.core.default_bank "
+              "--shared ../shared --out precomputed/imagenet-val-1300 --force", "```", "",
+              "Without `--force` a re-run only computes what is missing (resumable).", ""]
+    path = Path(bank_path) / "README.md"
+    atomic_write_text(path, "\n".join(lines))
+    return path
 
 
 def main(argv=None) -> int:
