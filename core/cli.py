@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -175,6 +176,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"cascade-explorer {args.command}: error: missing optional dependency {error.name!r}: "
               f"pip install 'cascade-explorer[test]' installs every backend", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # `cascade-explorer pareto --csv | head`: the reader left; nothing is wrong.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print(f"cascade-explorer {args.command}: interrupted (finished work is kept)", file=sys.stderr)
         return 130
