@@ -297,11 +297,11 @@ def _collate(items):
     return indices, [item[0] for item in good], arrays, errors, decoded
 
 
-def _loader(dataset, *, batch_size: int, workers: int, pin: bool):
+def _loader(dataset, *, batch_size: int, workers: int):
     import torch.utils.data
 
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
-                                       collate_fn=_collate, pin_memory=False,
+                                       collate_fn=_collate,
                                        persistent_workers=False, prefetch_factor=4 if workers else None)
 
 
@@ -479,7 +479,7 @@ def _run_passes(writer, pending, samples: SampleList, split, split_entry, *, bat
         cached_bytes = sum(v.nbytes for v in cache.values())
         t_group = time.perf_counter()
         for batch_indices, good, arrays, batch_errors, decoded in _loader(dataset, batch_size=batch_size,
-                                                                          workers=workers, pin=pin):
+                                                                          workers=workers):
             errors.update(batch_errors)
             good_rows.extend(good)
             for local, pixels in decoded.items():

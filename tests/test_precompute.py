@@ -6,7 +6,6 @@ real preprocessing); the reproduction tests use real images and models from ../s
 
 import io
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -436,3 +435,24 @@ def test_corruption_is_seeded_per_image_id():
         corrupt_image(image, ["fog"], severity=3, seed=0, sample_id="x")
     with pytest.raises(UsageError, match="severity must be 1..5"):
         corrupt_image(image, types, severity=6, seed=0, sample_id="x")
+
+
+def test_each_image_decoded_once_per_run_across_groups(tmp_path, tiny_specs, monkeypatch):
+    from cascade_explorer.core import images
+
+    samples = pc.samples_from_folder(_image_folder(tmp_path / "imgs", per_class=2))
+    decoded = []
+    real = images.load_image
+    monkeypatch.setattr(images, "load_image", lambda path, **kw: decoded.append(Path(path).name) or real(path, **kw))
+    report = _run(samples, tiny_specs, tmp_path / "bank")  # two preprocessing groups -> two passes
+    assert len(report.done) == 2
+    assert sorted(decoded) == sorted(Path(f).name for f in samples.files)
+
+
+def test_worker_processes_give_the_same_logits(tmp_path, tiny_specs):
+    samples = pc.samples_from_folder(_image_folder(tmp_path / "imgs", per_class=2))
+    _run(samples, tiny_specs[:1], tmp_path / "a", workers=0)
+    _run(samples, tiny_specs[:1], tmp_path / "b", workers=2)
+    a = np.asarray(Bank.open(tmp_path / "a").logits("test_efficientnet", "val"))
+    b = np.asarray(Bank.open(tmp_path / "b").logits("test_efficientnet", "val"))
+    np.testing.assert_array_equal(a, b)
