@@ -456,3 +456,18 @@ def test_worker_processes_give_the_same_logits(tmp_path, tiny_specs):
     a = np.asarray(Bank.open(tmp_path / "a").logits("test_efficientnet", "val"))
     b = np.asarray(Bank.open(tmp_path / "b").logits("test_efficientnet", "val"))
     np.testing.assert_array_equal(a, b)
+
+
+def test_default_bank_command_errors_and_readme(tmp_path, capsys):
+    from cascade_explorer.core import default_bank
+
+    assert default_bank.main(["--shared", str(tmp_path / "nowhere"), "--out", str(tmp_path / "b")]) == 2
+    assert "dataset.txt not found" in capsys.readouterr().err
+    bank = _default_bank()
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(bank.path, copy)
+    text = default_bank.write_readme(copy).read_text()
+    assert "python -m cascade_explorer.core.default_bank" in text
+    assert all(f"`{m}`" in text for m in bank.model_ids) and "not a random sample" in text.lower()
