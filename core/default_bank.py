@@ -112,6 +112,25 @@ def build_default_bank(shared=DEFAULT_SHARED, out=DEFAULT_OUT, *, device: str = 
     return reports
 
 
+def remeasure_latency(shared=DEFAULT_SHARED, out=DEFAULT_OUT, *, device: str = "cpu", log=print) -> dict:
+    """Measure every model's latency again (e.g. on a quieter machine) without recomputing logits."""
+    from .adapters import create_adapter
+    from .bank import BankWriter
+    from .macs import device_name, measure_latency
+
+    os.environ.setdefault(MODELS_ENV, str(Path(shared).expanduser().resolve() / "models" / "tflite"))
+    writer = BankWriter(out)
+    results = {}
+    for spec in MODEL_SPECS:
+        adapter = create_adapter(spec, device=device)
+        values = measure_latency(adapter)
+        writer.set_latency(adapter.id, device_name(device), values)
+        results[adapter.id] = values
+        log(f"  {adapter.id:<24} " + "  ".join(f"{k} {v:.2f} ms" for k, v in values.items()))
+    write_readme(out)
+    return results
+
+
 def write_readme(bank_path, reports=(), *, wall_s: float | None = None) -> Path:
     """README.md of the bank: models, accuracy, costs, caveats, sources, and how to rebuild it."""
     from .atomic import atomic_write_text
@@ -138,8 +157,14 @@ def write_readme(bank_path, reports=(), *, wall_s: float | None = None) -> Path:
               "from the graph; torch = FlopCounterMode FLOPs / 2 plus one MAC per normalisation/activation "
               "element (timm's convention: EfficientNet-Lite0/1/2 read 0.398/0.620/0.884 vs 0.40/0.62/0.89 "
               "published)."]
+    throughput_header = "## Throughput measured while building"
+    previous = Path(bank_path) / "README.md"
+    if not reports and previous.is_file() and throughput_header in previous.read_text():
+        # Re-written without a build (e.g. after re-measuring latency): keep the build's figures.
+        kept = previous.read_text().split(throughput_header, 1)[1].split("\n## ", 1)[0]
+        lines += ["", throughput_header + kept.rstrip("\n")]
     if reports:
-        lines += ["", "## Throughput measured while building", "",
+        lines += ["", throughput_header, "",
                   "| split | model | forward-only img/s | end-to-end img/s |", "|---|---|---|---|"]
         for report in reports:
             for t in report.done:
@@ -182,8 +207,13 @@ def main(argv=None) -> int:
     parser.add_argument("--force", action="store_true", help="recompute finished model x split pairs")
     parser.add_argument("--splits", default="val,val-corrupted")
     parser.add_argument("--no-latency", action="store_true")
+    parser.add_argument("--latency-only", action="store_true",
+                        help="only measure latency again (logits untouched), e.g. on a quieter machine")
     args = parser.parse_args(argv)
     try:
+        if args.latency_only:
+            remeasure_latency(args.shared, args.out, device=args.device)
+            return 0
         build_default_bank(args.shared, args.out, device=args.device, batch_size=args.batch_size,
                            workers=args.workers, force=args.force, splits=args.splits.split(","),
                            latency=not args.no_latency)
