@@ -477,3 +477,26 @@ def test_all_pages_registered_and_exist():
 
 def test_nan_speedup_formats():
     assert ui.speedup(None) == "–" and ui.speedup(math.inf) == "–" and ui.speedup(2.0) == "2.00×"
+
+
+def test_default_bank_every_page(monkeypatch):
+    """The shipped bank (real models): every page renders and the Explorer shows core's numbers."""
+    from cascade_explorer.core.bank import DEFAULT_BANK_PATH
+
+    bank = Path(DEFAULT_BANK_PATH)
+    if not (bank / "manifest.json").is_file():
+        pytest.skip(f"default bank not built at {bank}")
+    monkeypatch.delenv("CASCADE_EXPLORER_BANK", raising=False)
+    monkeypatch.delenv("CASCADE_EXPLORER_BANKS", raising=False)
+    at = AppTest.from_file(str(APP), default_timeout=300).run()
+    assert_clean(at)
+    for page in ("explorer", "leaderboard", "gallery", "shift", "zoo", "overview"):
+        at.switch_page(f"views/{page}.py").run()
+        assert_clean(at)
+        assert not at.error, [e.value for e in at.error]
+        if page == "explorer":
+            v = view(at)
+            assert_cards_match(at, core_eval(bank, v.models, v.thresholds))
+            at.slider(key="w_thr_0").set_value(float(at.slider(key="w_thr_0").min)).run()
+            v = view(at)
+            assert_cards_match(at, core_eval(bank, v.models, v.thresholds))
