@@ -377,6 +377,7 @@ def precompute(*, samples: SampleList, specs: list[str], out, split: str = "val"
     # 2. The output bank: new, or the same classes and (for an existing split) the same samples.
     out = Path(out).expanduser()
     dataset = dict(dataset or {"name": out.name})
+    _remove_leftover_temp_files(out, log)
     writer = BankWriter(out, create={"dataset": dataset, "class_names": names})
     transform = None
     if corruption:
@@ -430,6 +431,21 @@ def precompute(*, samples: SampleList, specs: list[str], out, split: str = "val"
     for line in report.lines():
         log(line)
     return report
+
+
+def _remove_leftover_temp_files(out: Path, log) -> None:
+    """Delete temp files a killed writer left (never data: atomic writes only rename complete files).
+
+    Assumes one writer per bank at a time, as precompute does.
+    """
+    from .atomic import is_temp_name
+
+    if not out.is_dir():
+        return
+    for path in [out, *out.rglob("*")]:
+        if path.is_file() and is_temp_name(path.name):
+            path.unlink()
+            log(f"removed a temp file left by an interrupted run: {path}")
 
 
 def _add_model(writer, adapter) -> None:

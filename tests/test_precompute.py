@@ -471,3 +471,48 @@ def test_default_bank_command_errors_and_readme(tmp_path, capsys):
     text = default_bank.write_readme(copy).read_text()
     assert "python -m cascade_explorer.core.default_bank" in text
     assert all(f"`{m}`" in text for m in bank.model_ids) and "not a random sample" in text.lower()
+
+
+def test_sigkill_mid_run_keeps_finished_models(tmp_path, tiny_specs):
+    """A real `kill -9` of the CLI: finished model x split pairs survive, a re-run completes the rest."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    folder = tmp_path / "imgs" / "n01440764"
+    folder.mkdir(parents=True)
+    for i in range(40):
+        _photo(i).save(folder / f"{i}.png")
+    out = tmp_path / "bank"
+    # A leftover temp file from an earlier killed write is cleaned up, never read as data.
+    command = [sys.executable, "-m", "cascade_explorer.core.cli", "precompute", "--images", str(tmp_path / "imgs"),
+               "--models", *tiny_specs, "--out", str(out), "--batch-size", "1", "--workers", "0", "--no-latency"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    logits = out / "splits" / "val" / "logits"
+
+    def finished_models() -> set:
+        try:
+            models = json.loads((out / "manifest.json").read_text())["models"]
+        except (FileNotFoundError, KeyError):
+            return set()
+        return {m for m, info in models.items() if "val" in info["top1"]}
+
+    deadline = time.time() + 240
+    while time.time() < deadline and process.poll() is None and not finished_models():
+        time.sleep(0.02)
+    assert process.poll() is None, process.stderr.read().decode()[-2000:]
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    finished = finished_models()
+    assert len(finished) == 1, "exactly the first model should have finished before the kill"
+    unfinished = ({"test_efficientnet", "test_vit"} - finished).pop()
+    (logits / f".{unfinished}.npy.tmp-leftover").write_bytes(b"half")
+    # Killed between saving the logits and recording them: an unrecorded file gets recomputed.
+    np.save(logits / f"{unfinished}.npy", np.zeros((3, 3), np.float16))
+    stamps = {m: (logits / f"{m}.npy").stat().st_mtime_ns for m in finished}
+    report = _run(pc.samples_from_folder(tmp_path / "imgs"), tiny_specs, out)
+    assert {t.model_id for t in report.done} == {"test_efficientnet", "test_vit"} - finished
+    assert {m: (logits / f"{m}.npy").stat().st_mtime_ns for m in finished} == stamps
+    bank = Bank.open(out)  # complete and valid: no temp file left
+    assert bank.n_samples("val") == 40
