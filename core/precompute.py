@@ -159,6 +159,11 @@ def read_label_file(path: Path) -> list[tuple[str, str]]:
                                                                   "path,label", "filename,label", "image,label"):
                 continue
             parts = [p.strip() for p in (line.split(",") if "," in line else line.split())]
+            if len(parts) == 1 and parts[0].isdigit():
+                raise UsageError(f"{path}, line {number}: a bare number; this looks like the ILSVRC devkit "
+                                 "ground truth (one ILSVRC2012_ID per line, in the devkit's own class order). "
+                                 "Give 'FILE, LABEL' lines with 0-based timm/torchvision indices or WordNet ids "
+                                 "(n01440764), e.g. Kaggle's LOC_val_solution.csv")
             if len(parts) < 2 or not parts[0] or not parts[1]:
                 raise UsageError(f"{path}, line {number}: expected 'FILE, LABEL', got {line!r}")
             label = parts[1].split()[0]   # LOC_val_solution: "n01751748 x y x y ..." -> the synset

@@ -114,7 +114,7 @@ def test_kaggle_solution_csv_synsets(tmp_path):
 
 
 @pytest.mark.parametrize("case", ["empty", "flat_without_labels", "labels_missing_file", "image_without_label",
-                                  "list_missing_file", "empty_classes"])
+                                  "list_missing_file", "empty_classes", "devkit_ground_truth"])
 def test_bad_label_inputs_are_clear_errors(tmp_path, case):
     if case == "empty":
         (tmp_path / "e").mkdir()
@@ -139,6 +139,11 @@ def test_bad_label_inputs_are_clear_errors(tmp_path, case):
         listing.write_text("nothere.jpg, 3\n")
         with pytest.raises(UsageError, match="do not exist.*nothere.jpg"):
             pc.samples_from_list(listing)
+    elif case == "devkit_ground_truth":
+        folder, labels = _flat_folder(tmp_path / "val", n=2)
+        labels.write_text("490\n361\n")
+        with pytest.raises(UsageError, match="ILSVRC devkit ground truth"):
+            pc.samples_from_folder(folder, labels)
     else:
         (tmp_path / "imgs" / "n01440764").mkdir(parents=True)
         with pytest.raises(UsageError, match="hold no image files"):
