@@ -321,6 +321,13 @@ def test_cli_precompute_end_to_end_and_errors(tmp_path, tiny_specs, capsys):
     assert cli_main(["precompute", "--images", str(folder), "--labels", str(labels), "--models", "timm:not_a_net",
                      "--out", str(out)]) == 2
     assert "timm has no architecture 'not_a_net'" in capsys.readouterr().err
+    assert cli_main(["precompute", "--images", str(folder), "--labels", str(labels), "--models", tiny_specs[0],
+                     "--out", str(out), "--corruptions", "fog"]) == 2
+    assert "unknown corruption type(s) ['fog']" in capsys.readouterr().err
+    assert cli_main(["precompute", "--images", str(folder), "--labels", str(labels), "--models", tiny_specs[0],
+                     "--out", str(out), "--split", "noisy", "--corruptions", "gaussian_noise", "--workers", "0",
+                     "--no-latency"]) == 0
+    assert Bank.open(out).manifest["splits"]["noisy"]["transform"]["types"] == ["gaussian_noise"]
 
 
 def test_latency_recorded_with_device_name(tmp_path, tiny_specs):
