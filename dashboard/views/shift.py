@@ -18,7 +18,7 @@ st.caption("Thresholds (and temperatures) are chosen on one image set and then u
 
 if len(bank.splits) < 2:
     st.info(f"This bank has one image set ({bank.default_split}); a shift needs two. Add a corrupted copy with "
-            "`cascade-explorer precompute ... --split val-corrupted --corruptions gaussian_noise,blur` or import "
+            "`cascade-explorer precompute ... --split val-corrupted --corruptions gaussian_noise,defocus_blur` or import "
             "logits for a second set.", icon=":material/info:")
     st.stop()
 
