@@ -87,7 +87,8 @@ def image_file(row: int, download: bool = False):
     if not rel:
         return None
     try:
-        return fetch.resolve_image(rel, url_base=source.get("url_base"), download=download)
+        return fetch.resolve_image(rel, url_base=source.get("url_base"),
+                                   sha256=(source.get("sha256") or {}).get(rel), download=download)
     except Exception:  # not available locally (or download failed): the card shows text only
         return None
 
