@@ -694,7 +694,12 @@ def _bench_main(argv: Sequence[str]) -> int:
     if args.thresholds:
         thresholds = [float(t) for t in args.thresholds.split(",")]
     else:
-        target = bank.model(models[-1]).top1[split] - args.accuracy_drop
+        # the last model's accuracy on the calibration half (where thresholds are fitted), minus the drop
+        from .protocol import calibration_mask
+
+        part = calibration_mask(bank.sample_ids(split))
+        last_right = np.asarray(bank.logits(models[-1], split)).argmax(axis=1) == bank.labels(split)
+        target = float(last_right[part].mean()) - args.accuracy_drop
         thresholds = list(fit_for_target(bank, CascadeSpec(tuple(models), args.criterion), target_accuracy=target))
     expected = evaluate(bank, CascadeSpec(tuple(models), args.criterion, tuple(thresholds)), on="all",
                         n_bootstrap=0)
