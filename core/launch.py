@@ -5,6 +5,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
+import time
+import urllib.request
+import webbrowser
 from pathlib import Path
 
 from .errors import UsageError
@@ -14,7 +18,7 @@ APP_PATH = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
 BANK_ENV = "CASCADE_EXPLORER_BANK"
 
 
-def dashboard_command(*, port: int = 8501, address: str = "127.0.0.1", headless: bool = False) -> list[str]:
+def dashboard_command(*, port: int = 8501, address: str = "127.0.0.1") -> list[str]:
     """The command that serves the dashboard (also used by the browser tests)."""
     app = APP_PATH
     if not app.is_file():  # installed non-editably: dashboard/ sits beside core/ in the package
@@ -25,7 +29,9 @@ def dashboard_command(*, port: int = 8501, address: str = "127.0.0.1", headless:
         sys.executable, "-m", "streamlit", "run", str(app),
         "--server.port", str(port),
         "--server.address", address,
-        "--server.headless", "true" if headless else "false",
+        # Always headless: a non-headless first run asks for an e-mail address on stdin and
+        # hangs a fresh machine; run_dashboard opens the browser itself instead.
+        "--server.headless", "true",
         "--browser.gatherUsageStats", "false",
         # Uploads for the Live page: images only, so a small limit (MB) keeps the server safe.
         "--server.maxUploadSize", "25",
@@ -40,6 +46,27 @@ def run_dashboard(args) -> int:
             raise UsageError(f"--bank {args.bank}: no manifest.json there; pass a bank folder "
                              "(build one with `cascade-explorer import` or `precompute`)")
         env[BANK_ENV] = str(bank)
-    command = dashboard_command(port=args.port, address=args.address, headless=args.headless)
-    print(f"Cascade Explorer on http://{args.address}:{args.port}  (Ctrl+C stops it)", file=sys.stderr)
-    return subprocess.call(command, env=env)
+    command = dashboard_command(port=args.port, address=args.address)
+    url = f"http://{args.address}:{args.port}"
+    print(f"Cascade Explorer on {url}  (Ctrl+C stops it)", file=sys.stderr)
+    server = subprocess.Popen(command, env=env)
+    if not args.headless:
+        threading.Thread(target=_open_browser_when_up, args=(url, server), daemon=True).start()
+    try:
+        return server.wait()
+    except KeyboardInterrupt:
+        server.terminate()
+        return server.wait()
+
+
+def _open_browser_when_up(url: str, server: subprocess.Popen, timeout_s: float = 60.0) -> None:
+    """Open the user's browser once the server answers its health check (no-op without a browser)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and server.poll() is None:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.status == 200:
+                    webbrowser.open(url)
+                    return
+        except OSError:
+            time.sleep(0.5)

@@ -51,7 +51,7 @@ def dashboard_server(bank: Path, log_path: Path, extra_env: dict | None = None):
     env = dict(os.environ, CASCADE_EXPLORER_BANK=str(bank), **(extra_env or {}))
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w") as log:
-        server = subprocess.Popen(dashboard_command(port=port, headless=True), env=env, stdout=log,
+        server = subprocess.Popen(dashboard_command(port=port), env=env, stdout=log,
                                   stderr=subprocess.STDOUT, cwd=REPO)
         try:
             base = f"http://127.0.0.1:{port}"

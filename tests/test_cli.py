@@ -44,3 +44,34 @@ def test_console_script_runs_as_a_module():
     done = subprocess.run([sys.executable, "-m", "cascade_explorer.core.cli", "--version"],
                           capture_output=True, text=True, check=True)
     assert done.stdout.startswith("cascade-explorer ")
+
+
+def test_dashboard_command_serves_the_default_bank_without_prompting(tmp_path):
+    """A fresh machine: no ~/.streamlit credentials, stdin closed; the server must come up."""
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    # No Streamlit credentials file (HOME is empty), and "open the browser" runs `true`.
+    env = dict(__import__("os").environ, HOME=str(tmp_path), BROWSER="true")
+    server = subprocess.Popen([sys.executable, "-m", "cascade_explorer.core.cli", "dashboard",
+                               "--port", str(port)],
+                              env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as answer:
+                    assert answer.status == 200
+                    break
+            except OSError:
+                assert server.poll() is None, server.stdout.read().decode(errors="replace")
+                assert time.monotonic() < deadline, "dashboard did not answer within 60 s"
+                time.sleep(0.5)
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
