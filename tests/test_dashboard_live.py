@@ -104,6 +104,12 @@ def test_bank_image_with_stored_comparison(live_page, bank_path):
 
 
 def test_model_without_weights_shows_how_to_get_them(live_page, tmp_path, monkeypatch):
+    from cascade_explorer.core import live
+    from cascade_explorer.dashboard import live_view
+
+    # a fresh process as far as models go (other tests may have loaded the MobileNet already)
+    monkeypatch.setattr(live, "_CACHE", {})
+    live_view._model.clear()
     monkeypatch.setenv("CASCADE_EXPLORER_MODELS", str(tmp_path / "empty-models"))
     at = live_page(models="mobilenet_v1_025_128,efficientnet_lite0", thr="0.5")
     [error] = texts(at.error)
