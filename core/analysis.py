@@ -29,6 +29,7 @@ from .criteria import CRITERIA
 from .curves import CascadeCurve, SingleModelHull, cascade_curve, single_model_hull, speedup_at_equal_accuracy
 from .engine import CascadeResult, evaluate_cascade
 from .errors import UsageError
+from .jsonsafe import jsonable
 from .signals import ModelSignals, chain_signals
 
 PARTS = ("all", "eval", "calibration")
@@ -290,26 +291,6 @@ class Evaluation(dict):
 
     def to_json(self) -> str:
         return json.dumps(jsonable(dict(self)), allow_nan=False)
-
-
-def jsonable(value):
-    """Plain JSON types: numpy -> Python, NaN -> None, +-inf -> "inf"/"-inf" (strict JSON)."""
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, np.ndarray)):
-        return [jsonable(v) for v in (value.tolist() if isinstance(value, np.ndarray) else value)]
-    if isinstance(value, (np.bool_, bool)):
-        return bool(value)
-    if isinstance(value, (np.integer, int)):
-        return int(value)
-    if isinstance(value, (np.floating, float)):
-        value = float(value)
-        if math.isnan(value):
-            return None
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return value
-    return value
 
 
 def _finite_or_none(value) -> float | None:

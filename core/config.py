@@ -20,6 +20,7 @@ from pathlib import Path
 
 from .atomic import atomic_write_json
 from .criteria import CRITERIA
+from .jsonsafe import json_float
 
 CONFIG_FORMAT = "cascade-explorer/cascade"
 CONFIG_VERSION = 1
@@ -56,10 +57,6 @@ def _number(value, name: str, *, minimum=None, exclusive_min=False, maximum=None
     if maximum is not None and value > maximum:
         raise ConfigError(name, f"must be <= {maximum}, got {value!r}")
     return value
-
-
-def _json_threshold(value: float):
-    return ("inf" if value > 0 else "-inf") if math.isinf(value) else value
 
 
 @dataclass
@@ -166,7 +163,7 @@ class CascadeConfig:
             "bank": dict(self.bank),
             "models": [dict(m) for m in self.models],
             "criterion": self.criterion,
-            "thresholds": [_json_threshold(t) for t in self.thresholds],
+            "thresholds": [json_float(t) for t in self.thresholds],
             "ensemble": self.ensemble,
             "class_names_from": self.class_names_from,
             "expected": dict(self.expected),

@@ -11,17 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .jsonsafe import json_float
 from .signals import ModelSignals
-
-
-def _json_float(value: float):
-    """JSON-safe float: +-inf become the strings "inf"/"-inf" (strict JSON has no Infinity)."""
-    value = float(value)
-    if np.isnan(value):
-        return None
-    if np.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    return value
 
 
 @dataclass
@@ -49,7 +40,7 @@ class CascadeResult:
         """JSON-ready summary without per-sample arrays (infinite thresholds as "inf"/"-inf")."""
         return {
             "models": list(self.models),
-            "thresholds": [_json_float(t) for t in self.thresholds],
+            "thresholds": [json_float(t) for t in self.thresholds],
             "accuracy": float(self.accuracy),
             "avg_gmacs": float(self.avg_gmacs),
             "worst_gmacs": float(self.worst_gmacs),

@@ -29,6 +29,7 @@ import numpy as np
 
 from .criteria import check_criterion, softmax
 from .errors import UsageError
+from .jsonsafe import json_float
 from .images import DEFAULT_MAX_PIXELS, ImageError, load_image
 from .signals import chain_signals
 
@@ -183,8 +184,8 @@ class StageTrace:
         if include_logits and self.logits is not None:
             out["logits"] = [float(v) for v in self.logits]
         out["top5"] = [{"class": int(c), "class_name": n, "probability": float(p)} for c, n, p in self.top5]
-        out["threshold"] = _json_float(self.threshold)
-        out["confidence"] = _json_float(self.confidence)
+        out["threshold"] = json_float(self.threshold)
+        out["confidence"] = json_float(self.confidence)
         out["decision"] = self.decision
         return out
 
@@ -215,21 +216,10 @@ class Trace:
             "n_stages": int(self.n_stages),
             "total_ms": float(self.total_ms),
             "decode_ms": float(self.decode_ms),
-            "last_model_alone_ms": _json_float(self.last_model_alone_ms),
+            "last_model_alone_ms": json_float(self.last_model_alone_ms),
             "last_model_id": self.last_model_id,
             "stages": [s.to_dict(include_logits=include_logits) for s in self.stages],
         }
-
-
-def _json_float(value):
-    if value is None:
-        return None
-    value = float(value)
-    if math.isnan(value):
-        return None
-    if math.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    return value
 
 
 # ---------------------------------------------------------------------------------------------
