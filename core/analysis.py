@@ -518,13 +518,7 @@ def shift(bank, spec: CascadeSpec, source_split, target_split, *, on="eval", tar
                   n_bootstrap=n_bootstrap, temperature_split=source_split)
     source = evaluate(bank, spec, split=source_split, **common)
     target = evaluate(bank, spec, split=target_split, **common)
-    delta = {
-        "accuracy": target["accuracy"] - source["accuracy"],
-        "avg_gmacs": target["avg_gmacs"] - source["avg_gmacs"],
-        "exit_fractions": [t - s for s, t in zip(source["exit_fractions"], target["exit_fractions"])],
-        "speedup": (None if source["speedup"] is None or target["speedup"] is None
-                    else target["speedup"] - source["speedup"]),
-    }
+    delta = protocol.shift_delta(source, target)
     return {"models": list(spec.models), "criterion": spec.criterion, "thresholds": list(spec.thresholds),
             "temperatures": source["temperatures"], "source_split": source_split, "target_split": target_split,
             "on": on, "fitted": fitted, "source": source, "target": target, "delta": delta}

@@ -56,7 +56,7 @@ def _open_bytes(source) -> tuple[bytes, str]:
     return data, name
 
 
-def _to_rgb(image: Image.Image) -> Image.Image:
+def to_rgb(image: Image.Image) -> Image.Image:
     """Any PIL mode -> 8-bit RGB; transparency is composited on white."""
     mode = image.mode
     if mode == "RGB":
@@ -113,7 +113,7 @@ def load_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> 
                 image.load()
                 upright = ImageOps.exif_transpose(image)
                 image = upright if upright is not None else image
-                rgb = _to_rgb(image)
+                rgb = to_rgb(image)
                 # Detach from the file buffer: a copy owns its pixels.
                 return rgb.copy() if rgb is image else rgb
         except ImageError:

@@ -343,14 +343,14 @@ class Cascade:
             if image.width * image.height > self.max_pixels:
                 raise ImageError(f"{name or 'image'}: {image.width}x{image.height} pixels is more than the "
                                  f"limit of {self.max_pixels:,}")
-            from .images import _to_rgb   # same conversion load_image applies
+            from .images import to_rgb   # the same conversion load_image applies
 
             if isinstance(image, ImageFile.ImageFile):
                 # Straight from Image.open: its EXIF orientation is still to apply. A derived image
                 # (rotated, converted, ...) keeps the EXIF block in .info, so it is used as is.
                 upright = ImageOps.exif_transpose(image)
                 image = upright if upright is not None else image
-            return _to_rgb(image)
+            return to_rgb(image)
         return load_image(image, max_pixels=self.max_pixels)
 
     def predict(self, image, *, name: str | None = None, measure_last_alone: bool = True) -> Trace:

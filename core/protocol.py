@@ -249,15 +249,19 @@ class ShiftReport:
 
         source = side(self.source, self.speedup_source)
         target = side(self.target, self.speedup_target)
-        delta = {
-            "accuracy": target["accuracy"] - source["accuracy"],
-            "avg_gmacs": target["avg_gmacs"] - source["avg_gmacs"],
-            "exit_fractions": [t - s for s, t in zip(source["exit_fractions"], target["exit_fractions"])],
-            "speedup": (None if source["speedup"] is None or target["speedup"] is None
-                        else target["speedup"] - source["speedup"]),
-        }
         return {"thresholds": [float(t) for t in self.thresholds], "source": source, "target": target,
-                "delta": delta}
+                "delta": shift_delta(source, target)}
+
+
+def shift_delta(source: dict, target: dict) -> dict:
+    """target - source for accuracy, avg_gmacs, each exit fraction and speed-up (None when unknown)."""
+    return {
+        "accuracy": target["accuracy"] - source["accuracy"],
+        "avg_gmacs": target["avg_gmacs"] - source["avg_gmacs"],
+        "exit_fractions": [t - s for s, t in zip(source["exit_fractions"], target["exit_fractions"])],
+        "speedup": (None if source["speedup"] is None or target["speedup"] is None
+                    else target["speedup"] - source["speedup"]),
+    }
 
 
 def shift_report(stages_source: list[ModelSignals], stages_target: list[ModelSignals], thresholds, gmacs,
