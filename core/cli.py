@@ -160,9 +160,24 @@ def _version() -> str:
     return f"cascade-explorer {__version__}"
 
 
+def _join_negative_values(argv: list[str]) -> list[str]:
+    """`--thresholds -inf` / `--thresholds -0.5,1` -> `--thresholds=...`: argparse would read
+    a value starting with '-' (other than a plain negative number) as an option name."""
+    joined: list[str] = []
+    i = 0
+    while i < len(argv):
+        if argv[i] == "--thresholds" and i + 1 < len(argv) and argv[i + 1].startswith("-"):
+            joined.append(f"--thresholds={argv[i + 1]}")
+            i += 2
+        else:
+            joined.append(argv[i])
+            i += 1
+    return joined
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_join_negative_values(list(sys.argv[1:] if argv is None else argv)))
     module_name, handler_name = HANDLERS[args.command]
     try:
         module = importlib.import_module(f".{module_name}", __package__)

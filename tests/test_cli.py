@@ -34,6 +34,13 @@ def test_usage_errors_exit_2_with_one_line(argv, fragment, capsys):
     assert len(err.splitlines()) == 1
 
 
+@pytest.mark.parametrize("value, expected", [("-inf", [float("-inf")]), ("-0.5,inf", [-0.5, float("inf")])])
+def test_thresholds_may_start_with_a_minus(value, expected):
+    args = cli.build_parser().parse_args(cli._join_negative_values(
+        ["evaluate", "--models", "a,b", "--thresholds", value]))
+    assert args.thresholds == expected
+
+
 def test_dashboard_refuses_a_folder_without_manifest(tmp_path, capsys):
     assert cli.main(["dashboard", "--bank", str(tmp_path)]) == 2
     err = capsys.readouterr().err
