@@ -287,3 +287,29 @@ def best_cascade(frontier_df: pd.DataFrame, *, target_accuracy: float | None = N
     else:
         order = np.lexsort((cost[candidates], -accuracy[candidates]))       # most accurate, then cheapest
     return frontier_df.iloc[candidates[order[0]]]
+
+
+def headline_cascade(frontier_df: pd.DataFrame, best_single_accuracy: float, *,
+                     tolerance: float = 0.01) -> pd.Series | None:
+    """The cascade to lead with: the largest speed-up at equal accuracy among frontier rows within
+    `tolerance` (accuracy points as a fraction) of the best single model.
+
+    Speed-up alone would favour cheap, inaccurate cascades, and "at least as accurate as the best
+    single model" can pick a cascade that is the cheap model alone (when the big models tie, as on
+    the default bank); within one point of the best model is where a user would deploy instead of it.
+    Falls back to the cheapest row reaching `best_single_accuracy`, then to the largest speed-up.
+    """
+    if not 0 <= tolerance <= 1:
+        raise ValueError(f"tolerance is a fraction in [0, 1], got {tolerance}")
+    if frontier_df.empty:
+        return None
+    accuracy = frontier_df["accuracy"].to_numpy(dtype=float)
+    speedup = pd.to_numeric(frontier_df["speedup"], errors="coerce").to_numpy(dtype=float)
+    near = np.flatnonzero((accuracy >= best_single_accuracy - tolerance - 1e-12) & np.isfinite(speedup))
+    if len(near):
+        return frontier_df.iloc[near[np.argmax(speedup[near])]]
+    reaching = best_cascade(frontier_df, target_accuracy=min(1.0, float(best_single_accuracy)))
+    if reaching is not None:
+        return reaching
+    finite = np.flatnonzero(np.isfinite(speedup))
+    return frontier_df.iloc[finite[np.argmax(speedup[finite])]] if len(finite) else None

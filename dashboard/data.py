@@ -18,6 +18,9 @@ import streamlit as st
 from cascade_explorer.core import analysis, curves, search
 from cascade_explorer.core import bank as bank_mod
 
+# The headline cascade may trail the best single model by at most this much accuracy (1 point).
+HEADLINE_TOLERANCE = 0.01
+
 BANK_ENV = "CASCADE_EXPLORER_BANK"          # set by `cascade-explorer dashboard --bank`
 EXTRA_ROOTS_ENV = "CASCADE_EXPLORER_BANKS"  # more folders to search for banks (os.pathsep separated)
 N_BOOTSTRAP = 1000
@@ -194,20 +197,14 @@ def stage_signals(bank_key, split, models, criterion, temperature, ensemble, on=
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def headline(bank_key, split):
-    """The Overview's best cascade: the cheapest one at least as accurate as the best single model,
-    else the one with the largest speed-up. None when the split has fewer than 2 models."""
+    """The Overview's best cascade (core.search.headline_cascade). None with fewer than 2 models."""
     singles = single_models(bank_key, split)
     if len(singles) < 2:
         return None
     df = frontier(bank_key, split)
     if df.empty:
         return None
-    best = search.best_cascade(df, target_accuracy=float(singles["accuracy"].max()))
-    if best is None:
-        with_speedup = df[df["speedup"].notna()]
-        best = (with_speedup.loc[with_speedup["speedup"].idxmax()] if len(with_speedup)
-                else df.loc[df["accuracy"].idxmax()])
-    return best
+    return search.headline_cascade(df, float(singles["accuracy"].max()), tolerance=HEADLINE_TOLERANCE)
 
 
 def default_thresholds(bank_key, split, models, criterion) -> list[float]:

@@ -216,3 +216,25 @@ def test_best_cascade_matches_reference(rows, target, budget, escalated):
     else:
         assert (got.accuracy, got.avg_gmacs) == (rows[want][0], rows[want][1])
         assert got.escalated_fraction <= (escalated if escalated is not None else 1)
+
+
+def _headline_table(rows):
+    return pd.DataFrame(rows, columns=["models", "thresholds", "accuracy", "avg_gmacs", "escalated_fraction", "speedup"])
+
+
+def test_headline_cascade_prefers_largest_speedup_near_the_best_single_model():
+    table = _headline_table([
+        (("a", "b"), (0.1,), 0.70, 0.05, 0.1, 3.0),     # big speed-up, far below the best model
+        (("a", "c"), (0.5,), 0.825, 0.20, 0.3, 2.0),    # within one point: chosen
+        (("a", "c"), (0.7,), 0.828, 0.25, 0.4, 1.8),
+        (("b", "c"), (0.9,), 0.835, 0.40, 0.9, float("nan")),  # above the best single model
+    ])
+    from cascade_explorer.core.search import headline_cascade
+    assert headline_cascade(table, 0.834)["speedup"] == 2.0
+    # nothing within tolerance with a speed-up: the cheapest row reaching the best model
+    assert headline_cascade(table, 0.834, tolerance=0.0)["avg_gmacs"] == 0.40
+    # nothing reaches it either: the largest speed-up anywhere
+    assert headline_cascade(table, 0.95, tolerance=0.0)["speedup"] == 3.0
+    assert headline_cascade(table.iloc[:0], 0.8) is None
+    with pytest.raises(ValueError, match="tolerance"):
+        headline_cascade(table, 0.8, tolerance=2)

@@ -34,8 +34,9 @@ best = singles.loc[singles["accuracy"].idxmax()]
 
 st.subheader("Headline")
 st.markdown(f"Best cascade found on **{split}**: **{ui.chain_text(bank, models)}** "
-            f"(max-softmax, {plots.format_thresholds(thresholds)}) — the cheapest cascade that is at least as "
-            f"accurate as the best single model, **{best['display_name']}**, when one exists.")
+            f"(max-softmax, {plots.format_thresholds(thresholds)}) — the largest speed-up at equal accuracy among "
+            f"the cascades within {data.HEADLINE_TOLERANCE:.0%} accuracy of the best single model, "
+            f"**{best['display_name']}**.")
 c = st.columns(4)
 c[0].metric("Cascade accuracy", ui.pct(ev["accuracy"]), help="Top-1 accuracy of the cascade on every image of the set.")
 c[0].caption(ui.ci(ev.get("accuracy_ci")))
