@@ -132,11 +132,6 @@ def resolve_split(bank: Bank, split: str | None) -> str:
     return split
 
 
-def models_on_split(bank: Bank, split: str) -> list[str]:
-    """Ids (cheapest first) of the models that have logits for `split`."""
-    return [m.id for m in bank.models if split in m.top1]
-
-
 def check_spec(bank: Bank, spec: CascadeSpec, split: str, *, need_thresholds: bool = True) -> None:
     known = bank.model_ids
     if not spec.models:
@@ -239,7 +234,7 @@ def _singles(key, split: str, on: str, fraction: float, seed: int, device: str |
     bank = _bank(key)
     index = _part_index(key, split, on, fraction, seed)
     rows = []
-    for model_id in models_on_split(bank, split):
+    for model_id in bank.models_for(split):
         info = bank.model(model_id)
         correct = bank.signals(model_id, split, "max_softmax").correct   # argmax is criterion-free
         if index is not None:
@@ -447,7 +442,7 @@ def _frontier(key, split: str, criterion: str, max_stages: int, shortlist: tuple
     from .curves import pareto_front
 
     bank = _bank(key)
-    ids = models_on_split(bank, split)
+    ids = bank.models_for(split)
     if len(ids) < 2:
         raise UsageError(f"split {split!r} has logits for {len(ids)} model(s); a cascade needs at least 2")
     signals = {m: _chain_part(key, split, (m,), criterion, (1.0,), False, on, fraction, seed)[0] for m in ids}
@@ -478,7 +473,7 @@ def frontier(bank, *, split=None, criterion="max_softmax", max_stages=2, shortli
         raise UsageError(f"unknown criterion {criterion!r}: use one of {', '.join(CRITERIA)}")
     if int(max_stages) not in (2, 3):
         raise UsageError(f"max stages must be 2 or 3, got {max_stages}")
-    ids = models_on_split(bank, split)
+    ids = bank.models_for(split)
     if shortlist is not None:
         shortlist = tuple(dict.fromkeys(str(m) for m in shortlist))
         unknown = [m for m in shortlist if m not in ids]

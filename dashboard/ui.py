@@ -76,7 +76,7 @@ def sanitize_view(bank, view: state.ViewState) -> state.ViewState:
     if view.split not in bank.splits:
         changes["split"] = ""
     split = view.split if view.split in bank.splits else bank.default_split
-    order = {m: i for i, m in enumerate(bank.model_ids) if split in bank.model(m).top1}
+    order = {m: i for i, m in enumerate(bank.models_for(split))}
     models = tuple(sorted({m for m in view.models if m in order}, key=order.__getitem__))[: state.MAX_STAGES]
     if models != view.models:
         changes["models"] = models

@@ -12,7 +12,7 @@ bank = data.current_bank()
 view = state.current()
 split = ui.split_of(bank, view)
 bank_key = data.key(bank)
-available = [m for m in bank.model_ids if split in bank.model(m).top1]
+available = bank.models_for(split)
 
 st.title("Explorer")
 st.caption("A cascade runs the cheapest model first; when it is confident enough (confidence ≥ the stage's "

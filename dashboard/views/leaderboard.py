@@ -12,7 +12,7 @@ bank = data.current_bank()
 view = state.current()
 split = ui.split_of(bank, view)
 bank_key = data.key(bank)
-available = [m for m in bank.model_ids if split in bank.model(m).top1]
+available = bank.models_for(split)
 
 st.title("Leaderboard")
 st.caption("Every ordered pair of models (cheaper first) at every threshold; only cascades that no other "
