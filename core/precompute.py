@@ -145,6 +145,44 @@ def _parse_label_tokens(tokens: list[str], *, source: str) -> tuple[np.ndarray, 
     return np.array([lookup[t] for t in tokens], dtype=np.int64), names
 
 
+def _is_devkit_ground_truth(path: Path) -> bool:
+    """ILSVRC2012_validation_ground_truth.txt: nothing but one positive integer per line."""
+    with open(path, encoding="utf-8-sig") as handle:
+        lines = [line.strip() for line in handle if line.strip()]
+    return bool(lines) and all(line.isdigit() for line in lines)
+
+
+def read_devkit_ground_truth(path: Path, meta_path: Path | None = None) -> list[tuple[str, str]]:
+    """(file, WordNet id) pairs from the ILSVRC2012 devkit's validation ground truth.
+
+    Line i holds the ILSVRC2012_ID of ILSVRC2012_val_{i:08d}.JPEG, in the devkit's own class order;
+    the devkit's data/meta.mat (beside the list) maps those ids to WordNet ids, which
+    `_parse_label_tokens` maps to the standard timm/torchvision index. meta.mat is a MATLAB file
+    read with scipy (no pickle).
+    """
+    meta_path = Path(meta_path) if meta_path is not None else path.parent / "meta.mat"
+    if not meta_path.is_file():
+        raise UsageError(f"{path} is the ILSVRC devkit ground truth (one ILSVRC2012_ID per line, in the "
+                         f"devkit's own class order); its class mapping {meta_path} is missing. Put the devkit's "
+                         "data/meta.mat beside it, or give 'FILE, LABEL' lines with 0-based timm/torchvision "
+                         "indices or WordNet ids (n01440764), e.g. Kaggle's LOC_val_solution.csv")
+    from scipy.io import loadmat
+
+    try:
+        synsets = loadmat(str(meta_path), squeeze_me=True)["synsets"]
+        wnid_of = {int(entry["ILSVRC2012_ID"]): str(entry["WNID"]) for entry in synsets
+                   if int(entry["num_children"]) == 0}     # the 1000 leaf classes
+    except (KeyError, ValueError, TypeError, IndexError, OSError) as error:
+        raise UsageError(f"{meta_path}: not an ILSVRC devkit meta.mat with a 'synsets' table "
+                         f"(ILSVRC2012_ID, WNID, num_children): {error}") from None
+    with open(path, encoding="utf-8-sig") as handle:
+        ids = [int(line) for line in handle if line.strip()]
+    unknown = sorted({i for i in ids if i not in wnid_of})
+    if unknown:
+        raise UsageError(f"{path}: ILSVRC2012_ID(s) {unknown[:5]} are not leaf classes in {meta_path}")
+    return [(f"ILSVRC2012_val_{number:08d}.JPEG", wnid_of[class_id]) for number, class_id in enumerate(ids, 1)]
+
+
 def read_label_file(path: Path) -> list[tuple[str, str]]:
     """(file, label) pairs from 'FILE, LABEL' / 'FILE LABEL' lines or a Kaggle LOC_val_solution.csv."""
     if not path.is_file():
@@ -202,7 +240,11 @@ def samples_from_folder(folder, labels_file=None) -> SampleList:
     if not folder.is_dir():
         raise UsageError(f"--images {folder} is not a folder")
     if labels_file is not None:
-        pairs = read_label_file(Path(labels_file).expanduser())
+        labels_path = Path(labels_file).expanduser()
+        if not labels_path.is_file():
+            raise UsageError(f"labels file {labels_path} does not exist")
+        pairs = (read_devkit_ground_truth(labels_path) if _is_devkit_ground_truth(labels_path)
+                 else read_label_file(labels_path))
         images = {p.name: p for p in folder.iterdir() if _is_image(p)}
         if not images:
             raise UsageError(f"--images {folder} holds no image files ({', '.join(IMAGE_EXTENSIONS)})")

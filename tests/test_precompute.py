@@ -528,3 +528,29 @@ def test_sigkill_mid_run_keeps_finished_models(tmp_path, tiny_specs):
     assert {m: (logits / f"{m}.npy").stat().st_mtime_ns for m in finished} == stamps
     bank = Bank.open(out)  # complete and valid: no temp file left
     assert bank.n_samples("val") == 40
+
+
+def _devkit_meta(path: Path, entries) -> None:
+    """A devkit-style meta.mat: a 'synsets' struct array (ILSVRC2012_ID, WNID, num_children)."""
+    from scipy.io import savemat
+
+    table = np.zeros(len(entries), dtype=[("ILSVRC2012_ID", "O"), ("WNID", "O"), ("num_children", "O")])
+    for row, (class_id, wnid, children) in enumerate(entries):
+        table[row] = (class_id, wnid, children)
+    savemat(str(path), {"synsets": table})
+
+
+def test_devkit_ground_truth_maps_ilsvrc_ids_to_standard_indices(tmp_path):
+    folder, labels = _flat_folder(tmp_path / "val", n=3)
+    # The devkit's ids are in its own class order: id 7 is tench (standard index 0), id 5 goldfish (1),
+    # id 2 great white shark (2); id 1001 is a non-leaf synset and must be ignored.
+    _devkit_meta(labels.parent / "meta.mat", [(7, "n01440764", 0), (5, "n01443537", 0),
+                                              (2, "n01484850", 0), (1001, "n00001740", 3)])
+    labels.write_text("5\n2\n7\n")
+    samples = pc.samples_from_folder(folder, labels)
+    assert samples.rel_paths == [f"ILSVRC2012_val_{i:08d}.JPEG" for i in (1, 2, 3)]
+    assert samples.labels.tolist() == [1, 2, 0]
+
+    labels.write_text("5\n1001\n7\n")
+    with pytest.raises(UsageError, match="not leaf classes"):
+        pc.samples_from_folder(folder, labels)
