@@ -22,45 +22,21 @@ from cascade_explorer.core.images import load_image
 from cascade_explorer.core.live import Cascade, ModelLoadError, StageSpec, get_model
 
 from live_support import LITE0_SPEC, LITE1_SPEC, MOBILENET_SPEC, encode, make_bank, photo_like, shared_images
+from reference import ref_confidence_from_probs_row, ref_confidence_row, ref_softmax_row
 
 CRITERIA = ("max_softmax", "softmax_margin", "logit_margin", "entropy")
 
 
 # ------------------------------------------------------------------------ slow independent reference
 
-def ref_softmax(logits, t):
-    z = [float(v) / t for v in logits]
-    m = max(z)
-    e = [math.exp(v - m) for v in z]
-    s = sum(e)
-    return [v / s for v in e]
-
-
-def ref_confidence_from_probs(p, criterion):
-    first, second = sorted(p, reverse=True)[:2]
-    if criterion == "max_softmax":
-        return first
-    if criterion == "softmax_margin":
-        return first - second
-    if criterion == "logit_margin":
-        return math.log(first) - math.log(second)
-    return sum(v * math.log(v) for v in p if v > 0)
-
-
 def ref_stage(logits_list, temps, criterion, ensemble):
     """(confidence, prediction, probs) of the last stage in logits_list, from first principles."""
     if not ensemble or len(logits_list) == 1:
         z, t = logits_list[-1], temps[len(logits_list) - 1]
-        probs = ref_softmax(z, t)
-        if criterion == "logit_margin":
-            a, b = sorted((float(v) for v in z), reverse=True)[:2]
-            conf = (a - b) / t
-        else:
-            conf = ref_confidence_from_probs(probs, criterion)
-        return conf, int(np.argmax(z)), probs
-    all_probs = [ref_softmax(z, t) for z, t in zip(logits_list, temps)]
+        return ref_confidence_row(z, criterion, t), int(np.argmax(z)), ref_softmax_row(z, t)
+    all_probs = [ref_softmax_row(z, t) for z, t in zip(logits_list, temps)]
     mean = [sum(col) / len(all_probs) for col in zip(*all_probs)]
-    return ref_confidence_from_probs(mean, criterion), int(np.argmax(mean)), mean
+    return ref_confidence_from_probs_row(mean, criterion), int(np.argmax(mean)), mean
 
 
 def ref_cascade(logits_per_stage, temps, thresholds, criterion, ensemble):
