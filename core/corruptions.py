@@ -201,6 +201,12 @@ def corrupt_image(image: np.ndarray, types, *, severity: int, seed: int, sample_
     return CORRUPTIONS[kind](image, int(severity), rng)
 
 
+def apply_transform(image: np.ndarray, transform: dict, *, sample_id: str) -> np.ndarray:
+    """Pixels as a split's models saw them: `transform` is its manifest entry (or the same keys)."""
+    return corrupt_image(image, transform["types"], severity=transform["severity"], seed=transform["seed"],
+                         sample_id=sample_id)
+
+
 def transform_entry(types, severity: int, seed: int) -> dict:
     """The split's manifest "transform" entry."""
     return {"kind": "corruption", "types": check_types(types), "severity": int(severity), "seed": int(seed),

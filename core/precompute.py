@@ -314,10 +314,9 @@ class _ImageDataset:
 
         image = np.asarray(load_image(self.files[index]))
         if self.corruption:
-            from .corruptions import corrupt_image
+            from .corruptions import apply_transform
 
-            image = corrupt_image(image, self.corruption["types"], severity=self.corruption["severity"],
-                                  seed=self.corruption["seed"], sample_id=self.sample_ids[index])
+            image = apply_transform(image, self.corruption, sample_id=self.sample_ids[index])
         return image
 
     def __getitem__(self, index: int):

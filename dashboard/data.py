@@ -229,3 +229,13 @@ def cascade_config(bank, split, models, criterion, thresholds, ensemble, ev: dic
         expected={"split": split, "on": ev.get("on"), "accuracy": ev["accuracy"], "avg_gmacs": ev["avg_gmacs"],
                   "exit_fractions": list(ev["exit_fractions"])},
     )
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def transformed_image(path: str, transform: dict, sample_id: str) -> np.ndarray:
+    """An image as the models of a transformed split (e.g. val-corrupted) saw it: the precompute
+    path's decode + core.corruptions.apply_transform, same seed and sample id."""
+    from cascade_explorer.core.corruptions import apply_transform
+    from cascade_explorer.core.images import load_image
+
+    return apply_transform(np.asarray(load_image(path)), transform, sample_id=sample_id)

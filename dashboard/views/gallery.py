@@ -6,6 +6,7 @@ import numpy as np
 import streamlit as st
 
 from cascade_explorer.core import plots
+from cascade_explorer.core.corruptions import corruption_for
 from cascade_explorer.dashboard import data, state, ui
 
 bank = data.current_bank()
@@ -78,6 +79,9 @@ info = bank.split_info(split) if hasattr(bank, "split_info") else bank.manifest[
 source = info.get("image_source") or {}
 paths = bank.image_paths(split)
 transform = info.get("transform")
+# Corrupted splits show each image as its models saw it (same corruption, seed and sample id).
+corrupted = bool(transform) and transform.get("kind") == "corruption"
+sample_ids = bank.sample_ids(split)
 
 
 def image_file(row: int, download: bool = False):
@@ -98,7 +102,11 @@ def card(i: int, holder) -> bool:
     row = int(rows[i])
     file = image_file(row)
     with holder.container(border=True):
-        if file is not None:
+        if file is not None and corrupted:
+            kind = corruption_for(str(sample_ids[row]), transform["types"], transform["seed"])
+            st.image(data.transformed_image(str(file), transform, str(sample_ids[row])), width="stretch",
+                     caption=f"{kind.replace('_', ' ')}, severity {transform['severity']}")
+        elif file is not None:
             st.image(str(file), width="stretch")
         truth = int(labels[i])
         lines = [f"**true: {bank.class_names[truth]}**"]
@@ -157,9 +165,9 @@ else:
     f, n = grid(ordered, "Most confident first (stage 1's confidence)")
     found, shown, visible = found + f, shown + n, [int(rows[i]) for i in ordered]
 
-if transform:
-    st.caption(f"Images are shown as stored; the models saw them with {transform.get('kind', 'a transform')} "
-               f"({', '.join(transform.get('types', []))}, severity {transform.get('severity', '?')}).")
+if transform and not corrupted:
+    st.caption(f"Images are shown as stored; the models saw them with {transform.get('kind', 'a transform')}, "
+               "which this version cannot redo.")
 if shown and found < shown:
     env = "CASCADE_EXPLORER_IMAGES"
     where = source.get("url_base")
