@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .criteria import (_as_logits_2d, _check_labels, _working_float, check_criterion, check_temperature,
-                       confidence, confidence_from_probs)
+                       confidence, confidence_from_probs, softmax)
 
 DEFAULT_CHUNK_ROWS = 8192
 
@@ -118,9 +118,7 @@ def chain_signals(logits_list, labels, criterion: str, temperatures=None, ensemb
             chunk = _working_float(np.asarray(z[start:stop])).astype(np.float64)
             if not np.isfinite(chunk).all():
                 raise ValueError(f"logits of stage {i} contain NaN or inf in rows {start}..{stop - 1}")
-            shifted = (chunk - chunk.max(axis=1, keepdims=True)) / t
-            probs = np.exp(shifted)
-            probs /= probs.sum(axis=1, keepdims=True)
+            probs = softmax(chunk, t)   # float64 in -> float64 out
             prob_sum = probs if prob_sum is None else prob_sum + probs
             if i == 0:
                 continue

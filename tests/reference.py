@@ -143,18 +143,23 @@ def ref_hull_cost_at(costs, accuracies, target):
     return math.nan if best == math.inf else best
 
 
-def ref_pair_frontier(signals, gmacs):
-    """All ordered pairs (first not more expensive), every threshold, from scratch; then the global
-    Pareto set as a set of rounded (cost, accuracy) points."""
-    points = []
+def ref_ordered_pair_curves(signals, gmacs):
+    """(a, b, curve) for every ordered pair with a not more expensive than b, each curve from scratch."""
     for a in signals:
         for b in signals:
             if a == b or gmacs[a] > gmacs[b]:
                 continue
-            curve = ref_pair_curve(signals[a].confidence, signals[a].correct, signals[b].correct,
-                                   [gmacs[a], gmacs[b]])
-            for t, (acc, cost) in curve.items():
-                points.append((cost, acc, a, b, t))
+            yield a, b, ref_pair_curve(signals[a].confidence, signals[a].correct, signals[b].correct,
+                                       [gmacs[a], gmacs[b]])
+
+
+def ref_pair_frontier(signals, gmacs):
+    """All ordered pairs (first not more expensive), every threshold, from scratch; then the global
+    Pareto set as a set of rounded (cost, accuracy) points."""
+    points = []
+    for a, b, curve in ref_ordered_pair_curves(signals, gmacs):
+        for t, (acc, cost) in curve.items():
+            points.append((cost, acc, a, b, t))
     keep = ref_pareto([p[0] for p in points], [p[1] for p in points])
     return [points[i] for i in keep]
 

@@ -14,7 +14,7 @@ from cascade_explorer.core.engine import evaluate_cascade
 from cascade_explorer.core import search
 from cascade_explorer.core.search import COLUMNS, best_cascade, pair_frontier, three_model_frontier
 from cascade_explorer.core.signals import ModelSignals
-from reference import ref_best_cascade, ref_pair_curve, ref_pair_frontier, ref_pareto
+from reference import ref_best_cascade, ref_ordered_pair_curves, ref_pair_frontier, ref_pareto
 
 
 @st.composite
@@ -100,17 +100,12 @@ def test_per_pair_points_are_each_pairs_pareto_set(bank):
     signals, gmacs = bank
     frame = pair_frontier(signals, gmacs, per_pair=True)
     _check_rows(frame, signals, gmacs)
-    for a in signals:
-        for b in signals:
-            if a == b or gmacs[a] > gmacs[b]:
-                continue
-            curve = ref_pair_curve(signals[a].confidence, signals[a].correct, signals[b].correct,
-                                   [gmacs[a], gmacs[b]])
-            points = list(curve.values())
-            want = {(round(points[i][1], 9), round(points[i][0], 9))
-                    for i in ref_pareto([p[1] for p in points], [p[0] for p in points])}
-            mine = frame[frame.models == (a, b)]
-            assert {(round(c, 9), round(x, 9)) for c, x in zip(mine.avg_gmacs, mine.accuracy)} == want
+    for a, b, curve in ref_ordered_pair_curves(signals, gmacs):
+        points = list(curve.values())
+        want = {(round(points[i][1], 9), round(points[i][0], 9))
+                for i in ref_pareto([p[1] for p in points], [p[0] for p in points])}
+        mine = frame[frame.models == (a, b)]
+        assert {(round(c, 9), round(x, 9)) for c, x in zip(mine.avg_gmacs, mine.accuracy)} == want
     front = frame[frame.on_frontier]
     assert len(front) == len(pair_frontier(signals, gmacs))
 
