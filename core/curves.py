@@ -153,9 +153,16 @@ def cascade_curve(stages: list[ModelSignals], gmacs, ms=None, grid_size: int = 6
         np.concatenate([b.exit_fractions for b in blocks]))
 
 
+# Costs closer than this (relative) count as equal: the same expected cost summed along two
+# cascades (0 + 5/18 * 3 against 0.5 + 2/18 * 3) can differ in the last bit, and the less accurate
+# point must not stay on a frontier for being one rounding error cheaper.
+COST_TIE_RTOL = 1e-12
+
+
 def pareto_front(cost, accuracy) -> np.ndarray:
     """Indices of the non-dominated points (no other point is at most as costly and at least as
-    accurate, one of them strictly), sorted by cost; of exact duplicates the first is kept; NaNs dropped."""
+    accurate, one of them strictly; costs within COST_TIE_RTOL count as equal), sorted by cost; of
+    exact duplicates the first is kept; NaNs dropped."""
     cost = np.asarray(cost, dtype=np.float64).reshape(-1)
     accuracy = np.asarray(accuracy, dtype=np.float64).reshape(-1)
     if cost.shape != accuracy.shape:
@@ -170,7 +177,13 @@ def pareto_front(cost, accuracy) -> np.ndarray:
     keep = np.empty(len(order), dtype=bool)
     keep[0] = True
     keep[1:] = acc_sorted[1:] > best_before[:-1]
-    return order[keep].astype(np.int64)
+    front = order[keep]
+    # the exact front has accuracy rising with cost: a point whose next one is no dearer within the
+    # tolerance is dominated (one pass suffices: later neighbours are dearer still)
+    front_cost = cost[front]
+    tied = np.zeros(len(front), dtype=bool)
+    tied[:-1] = front_cost[1:] - front_cost[:-1] <= COST_TIE_RTOL * np.abs(front_cost[1:])
+    return front[~tied].astype(np.int64)
 
 
 @dataclass

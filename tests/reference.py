@@ -112,7 +112,8 @@ def ref_pair_curve(conf0, correct0, correct1, gmacs):
 
 
 def ref_pareto(cost, accuracy):
-    """Indices not dominated by any other point; of exact duplicates only the first."""
+    """Indices not dominated by any other point; of exact duplicates only the first. A more accurate
+    point dearer by at most 1e-12 (relative) also dominates: that is float rounding, not cost."""
     keep = []
     for i in range(len(cost)):
         dominated = False
@@ -121,7 +122,8 @@ def ref_pareto(cost, accuracy):
                 continue
             no_worse = cost[j] <= cost[i] and accuracy[j] >= accuracy[i]
             better = cost[j] < cost[i] or accuracy[j] > accuracy[i]
-            if no_worse and (better or j < i):
+            rounding_tie = accuracy[j] > accuracy[i] and cost[j] - cost[i] <= 1e-12 * max(abs(cost[i]), abs(cost[j]))
+            if (no_worse and (better or j < i)) or rounding_tie:
                 dominated = True
                 break
         if not dominated:

@@ -233,3 +233,23 @@ def test_headline_cascade_prefers_largest_speedup_near_the_best_single_model():
     assert headline_cascade(table.iloc[:0], 0.8) is None
     with pytest.raises(ValueError, match="tolerance"):
         headline_cascade(table, 0.8, tolerance=2)
+
+
+def test_pair_frontier_drops_point_one_rounding_error_cheaper():
+    """Found by hypothesis in CI: 0 + 5/18 * 3 and 0.5 + 2/18 * 3 are the same cost, summed to
+    different last bits; the less accurate of the two must not stay on the frontier."""
+    n = 18
+    zeros = np.zeros(n, dtype=np.int32)
+    signals = {
+        "m0": ModelSignals(np.full(n, 0.1), zeros, np.ones(n, dtype=bool)),
+        "m1": ModelSignals(np.array([0.1] * 5 + [0.4] * 13), zeros, np.zeros(n, dtype=bool)),
+        "m2": ModelSignals(np.array([0.1] * 2 + [0.4] * 16), zeros, np.zeros(n, dtype=bool)),
+    }
+    gmacs = {"m0": 3.0, "m1": 0.0, "m2": 0.5}
+    frame = pair_frontier(signals, gmacs)
+    assert np.all(np.diff(frame.avg_gmacs.to_numpy()) > 1e-9)
+    want = ref_pair_frontier(signals, gmacs)
+    assert sorted((round(c, 9), round(a, 9)) for c, a in zip(frame.avg_gmacs, frame.accuracy)) == \
+        sorted((round(p[0], 9), round(p[1], 9)) for p in want)
+    assert (round(5 / 18 * 3, 9), round(2 / 18, 9)) not in \
+        {(round(c, 9), round(a, 9)) for c, a in zip(frame.avg_gmacs, frame.accuracy)}
