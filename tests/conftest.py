@@ -2,6 +2,13 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# CI runs the property tests derandomized (HYPOTHESIS_PROFILE=ci, set by .ci/run) so that a landing
+# is reproducible; a developer's plain run explores new random examples each time (pytest
+# --hypothesis-seed=N replays one).
+settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # ../shared next to the checkout, or wherever CASCADE_EXPLORER_SHARED points.
