@@ -83,5 +83,9 @@ def test_upload_pictures_and_see_the_trace(live_bank, tmp_path):
         assert metric_value(page, "Cascade time").endswith("ms")
         assert metric_value(page, "Last model alone").endswith("ms")
         assert page.locator('[data-testid="stException"]').count() == 0
+        # the uploaded picture is shown beside its trace (and loaded before the screenshot)
+        page.wait_for_function(
+            "() => { const imgs = [...document.querySelectorAll('[data-testid=\"stImage\"] img')];"
+            " return imgs.length > 0 && imgs.every(i => i.complete && i.naturalWidth > 0); }", timeout=60_000)
         page.screenshot(path=str(ARTIFACTS / "browser-live-upload.png"), full_page=True)
         assert console_errors == [], (console_errors, failed)
