@@ -50,6 +50,14 @@ def speedup(x) -> str:
     return f"{float(x):.2f}×"
 
 
+def speedup_caption(x, detail: str) -> str:
+    """The caption under a speed-up metric: why it is '–' (core gives None exactly when the cascade
+    is more accurate than every single model, so no single model matches it), then `detail`."""
+    if speedup(x) == "–":
+        return "more accurate than every single model, so none matches it · " + detail
+    return detail
+
+
 def ci(interval, fmt=pct) -> str:
     if not interval or any(v is None for v in interval):
         return ""
@@ -243,7 +251,7 @@ def metric_cards(bank, ev: dict) -> None:
                    help="How many times less compute than the best single models (switching between them at "
                         "random) need for the same accuracy. '–' when no single model mix is as accurate.")
     on = "every image" if ev["on"] == "all" else "the held-out half (thresholds chosen on the other half)"
-    cols[3].caption(f"{ev['n_samples']:,} images of {ev['split']}, {on}")
+    cols[3].caption(speedup_caption(ev.get("speedup"), f"{ev['n_samples']:,} images of {ev['split']}, {on}"))
     stage_cols = st.columns(max(len(ev["models"]), 1))
     for i, (model_id, fraction) in enumerate(zip(ev["models"], ev["exit_fractions"])):
         last = i == len(ev["models"]) - 1

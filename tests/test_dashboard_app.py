@@ -477,6 +477,34 @@ def test_all_pages_registered_and_exist():
 
 def test_nan_speedup_formats():
     assert ui.speedup(None) == "–" and ui.speedup(math.inf) == "–" and ui.speedup(2.0) == "2.00×"
+    assert ui.speedup_caption(None, "9 images").startswith("more accurate than every single model")
+    assert ui.speedup_caption(None, "9 images").endswith("9 images")
+    assert ui.speedup_caption(2.0, "9 images") == "9 images"
+
+
+def test_shift_page_explains_a_missing_speedup(monkeypatch):
+    """On the shipped bank, val's default thresholds applied to val-corrupted give a cascade more
+    accurate than every single model there: core has no speed-up, and the page says why."""
+    from cascade_explorer.core.bank import DEFAULT_BANK_PATH
+
+    bank = Path(DEFAULT_BANK_PATH)
+    if not (bank / "manifest.json").is_file():
+        pytest.skip(f"default bank not built at {bank}")
+    monkeypatch.delenv("CASCADE_EXPLORER_BANK", raising=False)
+    monkeypatch.delenv("CASCADE_EXPLORER_BANKS", raising=False)
+    at = AppTest.from_file(str(APP), default_timeout=300).run()
+    at.switch_page("views/explorer.py").run()
+    v = view(at)    # the default cascade, which the shift page shows too
+    at.switch_page("views/shift.py").run()
+    assert_clean(at)
+    spec = analysis.CascadeSpec(models=tuple(v.models), thresholds=tuple(v.thresholds))
+    report = analysis.shift(str(bank), spec, "val", "val-corrupted", on="all")
+    assert report["source"]["speedup"] is not None and report["target"]["speedup"] is None
+    assert report["target"]["accuracy"] > max(m.top1["val-corrupted"] for m in analysis.open_bank(str(bank)).models)
+    assert metric(at, "Speed-up on val") == ui.speedup(report["source"]["speedup"])
+    assert metric(at, "Speed-up on val-corrupted") == "–"
+    notes = [c.value for c in at.caption if c.value.startswith("more accurate than every single model")]
+    assert len(notes) == 1 and "1,300 images" in notes[0]
 
 
 def test_default_bank_every_page(monkeypatch):

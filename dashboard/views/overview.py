@@ -48,7 +48,8 @@ c[2].caption(f"vs {ui.num(best['gmacs'])} GMACs for {best['display_name']}")
 c[3].metric("Speed-up at equal accuracy", ui.speedup(ev.get("speedup")),
             help="Compute the best single models (switching between them) need for the cascade's accuracy, "
                  "divided by the cascade's compute.")
-c[3].caption(f"{ui.pct(ev['exit_fractions'][0])} of images answered by {bank.model(models[0]).display_name}")
+c[3].caption(ui.speedup_caption(ev.get("speedup"), f"{ui.pct(ev['exit_fractions'][0])} of images answered by "
+                                                    f"{bank.model(models[0]).display_name}"))
 
 curve = data.chain_curve(bank_key, split, models, "max_softmax", "none", False)
 frontier = data.frontier(bank_key, split)

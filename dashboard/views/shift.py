@@ -79,7 +79,8 @@ for col, name, ev in ((left, fit_on, source), (right, apply_to, target)):
         m[1].metric(f"Average GMACs on {name}", ui.num(ev["avg_gmacs"]), help="Average compute per image.")
         m[2].metric(f"Speed-up on {name}", ui.speedup(ev.get("speedup")),
                     help="Against this image set's own best single models at equal accuracy.")
-        m[2].caption(f"{ev['n_samples']:,} images, " + ("every image" if ev["on"] == "all" else "held-out half"))
+        m[2].caption(ui.speedup_caption(ev.get("speedup"), f"{ev['n_samples']:,} images, "
+                                        + ("every image" if ev["on"] == "all" else "held-out half")))
 
 st.subheader("What moved")
 d = st.columns(3)
@@ -88,7 +89,8 @@ d[0].metric("Accuracy change", f"{delta['accuracy'] * 100:+.2f} pts",
 d[1].metric("Cost change", f"{delta['avg_gmacs']:+.4g} GMACs",
             help="Shifted images are harder: fewer are confident, more escalate, the average cost grows.")
 d[2].metric("Speed-up change", "–" if delta["speedup"] is None else f"{delta['speedup']:+.2f}×",
-            help="Speed-up at equal accuracy on the shifted set minus on the original set.")
+            help="Speed-up at equal accuracy on the shifted set minus on the original set; '–' when the "
+                 "cascade is more accurate than every single model on either set.")
 
 stage_names = [f"stage {i + 1}: {bank.model(m).display_name}" for i, m in enumerate(models)]
 st.plotly_chart(plots.from_exit_fractions({fit_on: source["exit_fractions"], apply_to: target["exit_fractions"]},
