@@ -94,6 +94,16 @@ def wait_idle(page, timeout_ms: int = 60_000) -> None:
         timeout=timeout_ms)
 
 
+def wait_drawn(page, timeout_ms: int = 60_000) -> None:
+    """Until every Plotly chart has drawn its SVG and every dataframe its canvas: Streamlit loads both
+    lazily, so a finished script run can still show grey placeholders; one that never draws is a bug."""
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('[data-testid=\"stPlotlyChart\"]')]"
+        ".every(c => c.querySelector('.js-plotly-plot .main-svg'))"
+        " && [...document.querySelectorAll('[data-testid=\"stDataFrame\"]')].every(f => f.querySelector('canvas'))",
+        timeout=timeout_ms)
+
+
 def metric_value(page, label: str) -> str:
     card = page.locator('[data-testid="stMetric"]').filter(
         has=page.locator('[data-testid="stMetricLabel"]', has_text=label)).first
@@ -184,6 +194,7 @@ def test_every_page_in_a_real_browser(browser_bank):
             wait_idle(page)
             page.get_by_role("heading", name=title, level=1).first.wait_for(timeout=60_000)
             assert page.locator('[data-testid="stException"]').count() == 0, f"exception box on /{url_path}"
+            wait_drawn(page)
             page.screenshot(path=str(ARTIFACTS / f"browser-{url_path or 'overview'}.png"), full_page=True)
 
         page.goto(f"{base}/explorer")
@@ -202,6 +213,7 @@ def test_every_page_in_a_real_browser(browser_bank):
         assert float(params_arrows["thr"]) > float(params_home["thr"])
         assert before != after_home or after_home != after_arrows, "accuracy text never changed"
         assert page.locator('[data-testid="stException"]').count() == 0
+        wait_drawn(page)
         page.screenshot(path=str(ARTIFACTS / "browser-explorer-moved.png"), full_page=True)
 
         # clicking a point of the chain's curve sets exactly that point's thresholds
@@ -218,6 +230,7 @@ def test_every_page_in_a_real_browser(browser_bank):
         curve = analysis.curve(str(browser_bank), analysis.CascadeSpec(models=models))
         assert float(params_click["thr"]) in set(curve.thresholds[:, 0].tolist())
         assert page.locator('[data-testid="stException"]').count() == 0
+        wait_drawn(page)
         page.screenshot(path=str(ARTIFACTS / "browser-explorer-clicked.png"), full_page=True)
 
         # the URL holds the view: a fresh tab with it shows the same numbers
@@ -253,6 +266,7 @@ def test_every_page_in_a_real_browser(browser_bank):
             "() => getComputedStyle(document.querySelector('[data-testid=\"stApp\"]')).backgroundColor")
         assert background != "rgb(255, 255, 255)", "dark system theme not followed"
         assert page.locator('[data-testid="stException"]').count() == 0
+        wait_drawn(page)
         page.screenshot(path=str(ARTIFACTS / "browser-explorer-dark.png"), full_page=True)
 
 
@@ -271,7 +285,8 @@ def save_readme_screenshot(out: Path = REPO / "docs" / "screenshot-explorer.png"
         page.goto(f"{base}/explorer?{query}")
         page.wait_for_selector('[data-testid="stMetric"]', timeout=60_000)
         wait_idle(page)
-        page.wait_for_timeout(1500)  # let Plotly finish drawing
+        wait_drawn(page)
+        page.wait_for_timeout(500)   # Plotly's own transitions
         page.screenshot(path=str(out), full_page=False)
     return out
 

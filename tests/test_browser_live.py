@@ -13,7 +13,7 @@ from cascade_explorer.core.live import Cascade
 
 from live_support import encode, make_bank, photo_like, shared_images
 from test_browser import (ARTIFACTS, CHROMIUM, SHARED_IMAGES, chromium_page, dashboard_server, is_base_path_probe,
-                          metric_value, wait_idle)
+                          metric_value, wait_drawn, wait_idle)
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 MODELS = "efficientnet_lite0,efficientnet_lite1"
@@ -87,5 +87,6 @@ def test_upload_pictures_and_see_the_trace(live_bank, tmp_path):
         page.wait_for_function(
             "() => { const imgs = [...document.querySelectorAll('[data-testid=\"stImage\"] img')];"
             " return imgs.length > 0 && imgs.every(i => i.complete && i.naturalWidth > 0); }", timeout=60_000)
+        wait_drawn(page)
         page.screenshot(path=str(ARTIFACTS / "browser-live-upload.png"), full_page=True)
         assert console_errors == [], (console_errors, failed)

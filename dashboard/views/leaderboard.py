@@ -116,7 +116,7 @@ st.dataframe(
         "speed-up": st.column_config.NumberColumn(
             "speed-up", format="%.2f×",
             help="Compute of the best single models at the same accuracy divided by the cascade's "
-                 "(empty: more accurate than any single model mix)."),
+                 "(None: more accurate than every single model, so none matches it)."),
     },
 )
 if st.session_state.pop("_leaderboard_open", False):
