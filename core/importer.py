@@ -8,16 +8,19 @@ written, so a mistake never leaves a half-imported bank.
 from __future__ import annotations
 
 import csv
+import shutil
 from pathlib import Path
 
 import numpy as np
 
-from .bank import (MANIFEST, Bank, BankError, BankWriter, ID_PATTERN, first_non_finite_row, load_manifest,
-                   read_npy_header, read_samples)
-from .errors import UsageError
+from .bank import (MANIFEST, SCAN_CHUNK_ROWS, Bank, BankError, BankWriter, ID_PATTERN, first_non_finite_row,
+                   load_manifest, read_npy_header, read_samples)
+from .errors import UsageError, require_file
 
 COST_COLUMNS = ("model", "gmacs", "params", "latency_ms", "display_name")
 USER_LATENCY_DEVICE = "user-supplied"
+STORED_DTYPE = {np.dtype(np.float16): np.dtype(np.float16), np.dtype(np.float32): np.dtype(np.float32),
+                np.dtype(np.float64): np.dtype(np.float32)}   # what BankWriter.add_logits stores
 
 
 def parse_logits_args(items) -> dict[str, Path]:
@@ -37,9 +40,7 @@ def parse_logits_args(items) -> dict[str, Path]:
 
 
 def _read_lines(path, what: str) -> list[str]:
-    path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"{what} {path}: file not found")
+    path = require_file(path, what)
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError:
@@ -49,9 +50,19 @@ def _read_lines(path, what: str) -> list[str]:
     return [line.strip() for line in lines]
 
 
+def _require_file(path, what: str) -> Path:
+    """require_file, written '--logits NAME=PATH: ...' when `what` ends with '='."""
+    if not what.endswith("="):
+        return require_file(path, what)
+    try:
+        return require_file(path, what[:-1])
+    except UsageError as error:
+        message = str(error).replace(f"{what[:-1]} {Path(path)}", f"{what}{Path(path)}", 1)
+        raise UsageError(message) from None
+
+
 def _load_npy(path: Path, what: str, *, mmap: bool) -> np.ndarray:
-    if not path.is_file():
-        raise UsageError(f"{what} {path}: file not found")
+    path = _require_file(path, what)
     try:
         read_npy_header(path)
         return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
@@ -79,28 +90,42 @@ def _parse_number(text: str, *, column: str, model: str, costs: Path, integer: b
 
 
 def read_costs(path) -> dict[str, dict]:
-    """costs.csv (model,gmacs[,params,latency_ms,display_name]) -> {model: {gmacs, params, latency_ms, ...}}."""
-    path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"--costs {path}: file not found")
+    """costs.csv (model,gmacs[,params,latency_ms,display_name]) -> {model: {gmacs, params, latency_ms, ...}}.
+
+    A row with more fields than the header (often a decimal comma: `a,0,1`) or too few to reach the
+    required columns is an error naming the line, never silently truncated or padded.
+    """
+    path = require_file(path, "--costs")
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:
-            reader = csv.DictReader(handle)
-            columns = [c.strip() for c in (reader.fieldnames or [])]
+            reader = csv.reader(handle)
+            header = next(reader, None) or []
+            columns = [c.strip() for c in header]
             if "model" not in columns or "gmacs" not in columns:
                 raise UsageError(f"--costs {path}: header must include 'model' and 'gmacs' "
                                  f"(columns model,gmacs[,params,latency_ms]), got {columns}")
             unknown = [c for c in columns if c not in COST_COLUMNS]
             if unknown:
                 raise UsageError(f"--costs {path}: unknown column(s) {unknown}; allowed: {', '.join(COST_COLUMNS)}")
+            duplicated = sorted({c for c in columns if columns.count(c) > 1})
+            if duplicated:
+                raise UsageError(f"--costs {path}: column(s) {duplicated} appear twice in the header")
+            required = max(columns.index("model"), columns.index("gmacs")) + 1
             costs: dict[str, dict] = {}
-            for row in reader:
-                row = {(k or "").strip(): (v or "") for k, v in row.items() if k is not None}
-                if None in row or not any(v.strip() for v in row.values()):
+            for fields in reader:
+                if not any(f.strip() for f in fields):
                     continue   # blank line
+                line = reader.line_num
+                if len(fields) > len(columns):
+                    raise UsageError(f"--costs {path}: line {line} has {len(fields)} fields, the header has "
+                                     f"{len(columns)}; a decimal comma? use '.' (e.g. 0.1, not 0,1)")
+                if len(fields) < required:
+                    raise UsageError(f"--costs {path}: line {line} has {len(fields)} field(s), the header has "
+                                     f"{len(columns)} and 'model' and 'gmacs' need at least {required}")
+                row = dict(zip(columns, fields))
                 model = row["model"].strip()
                 if not model:
-                    raise UsageError(f"--costs {path}: line {reader.line_num} has an empty model name")
+                    raise UsageError(f"--costs {path}: line {line} has an empty model name")
                 if model in costs:
                     raise UsageError(f"--costs {path}: model {model!r} listed twice")
                 gmacs = _parse_number(row["gmacs"], column="gmacs", model=model, costs=path)
@@ -123,6 +148,27 @@ def read_costs(path) -> dict[str, dict]:
     return costs
 
 
+def _check_logits_values(array: np.ndarray, what: str) -> None:
+    """NaN/inf, or finite values the stored dtype cannot hold (float64 -> float32), as a UsageError.
+
+    Scans in row chunks without numpy warnings (nothing is cast before the check)."""
+    bad_row = first_non_finite_row(array)
+    if bad_row is not None:
+        raise UsageError(f"{what}: NaN or inf at row {bad_row}; fix the export first")
+    stored = STORED_DTYPE[np.dtype(array.dtype)]
+    limit = float(np.finfo(stored).max)
+    if np.finfo(array.dtype).max <= limit:
+        return
+    biggest = 0.0
+    for start in range(0, array.shape[0], SCAN_CHUNK_ROWS):
+        chunk = np.asarray(array[start:start + SCAN_CHUNK_ROWS])
+        if chunk.size:
+            biggest = max(biggest, float(np.abs(chunk).max()))
+    if biggest > limit:
+        raise UsageError(f"{what}: values up to {biggest:.3g} in magnitude exceed {stored.name}'s range "
+                         f"({limit:.2g}); rescale the logits (e.g. subtract each row's maximum)")
+
+
 def import_bank(labels_path, logits: dict, costs_csv, out, *, split: str = "val", class_names=None,
                 sample_ids=None, dataset: dict | None = None, force: bool = False) -> Bank:
     """Create or extend the bank at `out` with one split's labels and the given models' logits.
@@ -134,6 +180,8 @@ def import_bank(labels_path, logits: dict, costs_csv, out, *, split: str = "val"
     out = Path(out).expanduser()
     if not ID_PATTERN.match(str(split)):
         raise UsageError(f"--split {split!r}: use letters, digits and ._+- (it becomes a folder name)")
+    if dataset and dataset.get("name") is not None and not str(dataset["name"]).strip():
+        raise UsageError("--name: must not be empty (leave it out to use the --out folder's name)")
     logits = {str(name): Path(path) for name, path in dict(logits).items()}
     if not logits:
         raise UsageError("--logits: give at least one NAME=PATH.npy")
@@ -171,9 +219,7 @@ def import_bank(labels_path, logits: dict, costs_csv, out, *, split: str = "val"
             first = next(iter(logits))
             raise UsageError(f"--logits {name}={path}: {array.shape[1]} classes but {first} has {num_classes} "
                              "(C mismatch: every model must score the same classes)")
-        bad_row = first_non_finite_row(array)
-        if bad_row is not None:
-            raise UsageError(f"--logits {name}={path}: NaN or inf at row {bad_row}; fix the export first")
+        _check_logits_values(array, f"--logits {name}={path}")
         arrays[name] = array
 
     if labels.min() < 0 or labels.max() >= num_classes:
@@ -254,7 +300,49 @@ def import_bank(labels_path, logits: dict, costs_csv, out, *, split: str = "val"
                 raise UsageError(f"--costs: gmacs of {name!r} is {costs[name]['gmacs']} but the bank records "
                                  f"{old.get('gmacs')}; pass --force to update it")
 
-    # -- write: split, then each model's metadata and logits (each step atomic)
+    # -- write: split, then each model's metadata and logits (each step atomic). Everything above was
+    # checked, so a failure here is an I/O problem; it still leaves no trace (see _undo_on_failure).
+    with _undo_on_failure(out, new=existing is None):
+        _write(out, existing, names, dataset, split, ids, labels, arrays, costs)
+    return Bank.open(out, allow_incomplete=True)
+
+
+class _undo_on_failure:
+    """A failed write removes what it added: a new bank's files (and its folder, if this run created
+    it), or, for an existing bank, new files and the previous manifest.json."""
+
+    def __init__(self, out: Path, *, new: bool):
+        self.out, self.new = out, new
+
+    def __enter__(self):
+        self.created_folder = not self.out.exists()
+        self.before = {p for p in self.out.rglob("*")} if self.out.is_dir() else set()
+        manifest = self.out / MANIFEST
+        self.manifest = manifest.read_bytes() if manifest.is_file() else None
+        return self
+
+    def __exit__(self, kind, error, traceback):
+        if kind is None:
+            return False
+        try:
+            if self.new and self.created_folder:
+                shutil.rmtree(self.out, ignore_errors=True)
+                return False
+            added = [p for p in self.out.rglob("*") if p not in self.before] if self.out.is_dir() else []
+            for path in sorted(added, key=lambda p: len(p.parts), reverse=True):
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+            if self.manifest is not None:
+                (self.out / MANIFEST).write_bytes(self.manifest)
+        except OSError:
+            pass   # report the original error, not the clean-up's
+        return False
+
+
+def _write(out: Path, existing, names, dataset, split, ids, labels, arrays, costs) -> None:
+    n = len(labels)
     create = None
     if existing is None:
         meta = {"name": out.name, "description": "", "licence": "unknown", "caveats": [], "task": "classification"}
@@ -279,7 +367,6 @@ def import_bank(labels_path, logits: dict, costs_csv, out, *, split: str = "val"
                          input_size=old.get("input_size"), preprocessing=old.get("preprocessing"),
                          latency_ms=latency)
         writer.add_logits(name, split, array)
-    return Bank.open(out, allow_incomplete=True)
 
 
 def run_import(args) -> int:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UsageError
+from .errors import UsageError, require_dir, require_file
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 DEFAULT_CACHE_BYTES = 3 * 1024**3
@@ -185,8 +185,7 @@ def read_devkit_ground_truth(path: Path, meta_path: Path | None = None) -> list[
 
 def read_label_file(path: Path) -> list[tuple[str, str]]:
     """(file, label) pairs from 'FILE, LABEL' / 'FILE LABEL' lines or a Kaggle LOC_val_solution.csv."""
-    if not path.is_file():
-        raise UsageError(f"labels file {path} does not exist")
+    path = require_file(path, "labels file")
     pairs = []
     with open(path, newline="", encoding="utf-8-sig") as handle:
         for number, raw in enumerate(handle, 1):
@@ -213,7 +212,7 @@ def read_label_file(path: Path) -> list[tuple[str, str]]:
 
 def samples_from_list(list_path) -> SampleList:
     """A 'PATH, LABEL' list; paths are relative to the list's folder."""
-    list_path = Path(list_path).expanduser()
+    list_path = require_file(Path(list_path).expanduser(), "--image-list")
     root = list_path.parent.resolve()
     pairs = read_label_file(list_path)
     files, rel = [], []
@@ -236,13 +235,9 @@ def samples_from_list(list_path) -> SampleList:
 
 def samples_from_folder(folder, labels_file=None) -> SampleList:
     """ImageFolder (one sub-folder per class) or a flat folder + labels file."""
-    folder = Path(folder).expanduser().resolve()
-    if not folder.is_dir():
-        raise UsageError(f"--images {folder} is not a folder")
+    folder = require_dir(Path(folder).expanduser(), "--images").resolve()
     if labels_file is not None:
-        labels_path = Path(labels_file).expanduser()
-        if not labels_path.is_file():
-            raise UsageError(f"labels file {labels_path} does not exist")
+        labels_path = require_file(Path(labels_file).expanduser(), "--labels")
         pairs = (read_devkit_ground_truth(labels_path) if _is_devkit_ground_truth(labels_path)
                  else read_label_file(labels_path))
         images = {p.name: p for p in folder.iterdir() if _is_image(p)}
@@ -403,8 +398,11 @@ def precompute(*, samples: SampleList, specs: list[str], out, split: str = "val"
     from .macs import device_name, measure_latency
 
     started = time.perf_counter()
+    check_split_id(split)
     if batch_size < 1:
         raise UsageError(f"--batch-size must be >= 1, got {batch_size}")
+    if workers is not None and workers < 0:
+        raise UsageError(f"--workers must be >= 0, got {workers}")
     if not len(samples):
         raise UsageError("no images to process")
     if not specs:
@@ -598,24 +596,63 @@ def _run_passes(writer, pending, samples: SampleList, split, split_entry, *, bat
 
 # ------------------------------------------------------------------------------------- CLI
 
+def check_split_id(split) -> str:
+    """The split id, or a UsageError naming --split (the rule core/bank.py applies to every split id)."""
+    from .bank import BankError, check_id
+
+    try:
+        return check_id("split", split)
+    except BankError as error:
+        raise UsageError(f"--split {split!r}: {error.problem}") from None
+
+
+def _cli_default(option: str):
+    """The CLI's default for a precompute option (read from the parser, not copied here)."""
+    from .cli import build_parser
+
+    args = build_parser().parse_args(["precompute", "--images", ".", "--models", "m", "--out", "."])
+    return getattr(args, option)
+
+
+def _check_severity(severity) -> int:
+    # ImageNet-C levels: the range corruptions.corrupt_image accepts (its constants have 5 entries)
+    if not 1 <= severity <= 5:
+        raise UsageError(f"--severity must be 1..5 (ImageNet-C levels), got {severity}")
+    return int(severity)
+
+
+def check_options(args) -> None:
+    """Every numeric / id option of `precompute`, before any file is read or written."""
+    check_split_id(args.split)
+    if args.batch_size < 1:
+        raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.workers is not None and args.workers < 0:
+        raise UsageError(f"--workers must be >= 0, got {args.workers}")
+    if args.seed < 0:
+        raise UsageError(f"--seed must be >= 0, got {args.seed}")
+    severity = getattr(args, "severity", None)
+    if severity is not None:
+        # The CLI gives --severity a default, so only a value other than it is known to be the user's.
+        if not args.corruptions and severity != _cli_default("severity"):
+            raise UsageError(f"--severity {severity}: --severity only applies with --corruptions")
+        _check_severity(severity)
+
+
 def run_precompute(args) -> int:
     """`cascade-explorer precompute`: see `cascade-explorer precompute --help`."""
-    if args.image_list:
-        samples = samples_from_list(args.image_list)
-        if args.labels:
-            raise UsageError("--labels is for a flat --images folder; an --image-list already has labels")
-    else:
-        samples = samples_from_folder(args.images, args.labels)
+    check_options(args)
     corruption = None
     if args.corruptions:
         from .corruptions import check_types
 
         types = check_types([t.strip() for t in args.corruptions.split(",") if t.strip()])
-        if not 1 <= args.severity <= 5:
-            raise UsageError(f"--severity must be 1..5 (ImageNet-C levels), got {args.severity}")
-        corruption = {"types": types, "severity": int(args.severity), "seed": int(args.seed)}
-    if args.workers is not None and args.workers < 0:
-        raise UsageError(f"--workers must be >= 0, got {args.workers}")
+        corruption = {"types": types, "severity": _check_severity(args.severity), "seed": int(args.seed)}
+    if args.image_list:
+        if args.labels:
+            raise UsageError("--labels is for a flat --images folder; an --image-list already has labels")
+        samples = samples_from_list(args.image_list)
+    else:
+        samples = samples_from_folder(args.images, args.labels)
     name = args.dataset_name or Path(args.out).name
     precompute(samples=samples, specs=list(args.models), out=args.out, split=args.split, device=args.device,
                batch_size=args.batch_size, workers=args.workers, amp=args.amp, force=args.force,

@@ -1,6 +1,7 @@
 """`cascade-explorer import`: end to end through the CLI, and one clear line per input mistake."""
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -234,3 +235,108 @@ def test_manifest_is_plain_json(inputs):
     assert main(_argv(inputs)) == 0
     manifest = json.loads((inputs / "bank" / "manifest.json").read_text())
     assert manifest["schema_version"] == 1 and set(manifest["models"]) == {"distilbert", "roberta-large"}
+
+
+# ------------------------------------------------------------------ audit: paths, costs rows, ranges
+
+@pytest.mark.parametrize("option", ["--labels", "--logits", "--costs", "--class-names", "--sample-ids"])
+def test_a_folder_given_for_a_file_says_so(inputs, capsys, option):
+    folder = inputs / "adir"
+    folder.mkdir()
+    argv = _argv(inputs)
+    if option == "--logits":
+        argv[argv.index(f"distilbert={inputs / 'distilbert.npy'}")] = f"distilbert={folder}"
+    elif option in ("--labels", "--costs"):
+        argv[argv.index(option) + 1] = str(folder)
+    else:
+        argv += [option, str(folder)]
+    line = _run_error(argv, capsys)
+    assert "is a folder, expected a file" in line and option in line, line
+    assert not (inputs / "bank").exists()
+
+
+def test_too_long_a_path_is_one_line(inputs, capsys):
+    line = _run_error(_argv(inputs, extra=["--sample-ids", str(inputs / ("x" * 300))]), capsys)
+    assert "--sample-ids" in line and "too long" in line.lower()
+
+
+def test_costs_row_with_extra_field_is_a_decimal_comma_error(inputs, capsys):
+    (inputs / "costs.csv").write_text("model,gmacs\ndistilbert,0,1\nroberta-large,2\n")
+    line = _run_error(_argv(inputs), capsys)
+    assert f"--costs {inputs / 'costs.csv'}: line 2 has 3 fields, the header has 2" in line
+    assert "decimal comma? use '.'" in line
+    assert not (inputs / "bank").exists()
+
+
+def test_costs_row_too_short_for_required_columns(tmp_path):
+    (tmp_path / "c.csv").write_text("model,params,gmacs\na,5,1\nb,5\n")
+    with pytest.raises(UsageError, match=r"c.csv: line 3 has 2 field\(s\), the header has 3"):
+        read_costs(tmp_path / "c.csv")
+    # optional trailing columns may be left out
+    (tmp_path / "c.csv").write_text("model,gmacs,params\na,1\n")
+    assert read_costs(tmp_path / "c.csv")["a"]["gmacs"] == 1.0
+
+
+def test_logits_beyond_float32_range_fail_first_and_leave_nothing(inputs, capsys):
+    big = np.load(inputs / "roberta-large.npy")
+    big[5, 0] = 1e40                                          # finite in float64, inf in float32
+    np.save(inputs / "roberta-large.npy", big)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                        # no numpy overflow RuntimeWarning
+        line = _run_error(_argv(inputs), capsys)
+    assert f"--logits roberta-large={inputs / 'roberta-large.npy'}" in line
+    assert "1e+40" in line and "exceed float32's range" in line and "rescale" in line
+    assert not (inputs / "bank").exists()                     # distilbert was not written first
+    big[5, 0] = -1e40
+    np.save(inputs / "roberta-large.npy", big)
+    assert "exceed float32's range" in _run_error(_argv(inputs), capsys)
+    # fixed: the same command now works (no "already has logits ... --force")
+    big[5, 0] = 1.0
+    np.save(inputs / "roberta-large.npy", big)
+    assert main(_argv(inputs)) == 0
+
+
+def test_logits_beyond_range_leave_an_existing_bank_unchanged(inputs, capsys):
+    assert main(_argv(inputs)) == 0
+    before = {p: p.read_bytes() for p in (inputs / "bank").rglob("*") if p.is_file()}
+    rng = np.random.default_rng(2)
+    np.save(inputs / "labels.npy", rng.integers(0, 2, 10))
+    np.save(inputs / "distilbert.npy", rng.normal(size=(10, 2)).astype(np.float32))
+    np.save(inputs / "roberta-large.npy", np.full((10, 2), 1e39))
+    line = _run_error(_argv(inputs, extra=["--split", "test"]), capsys)
+    assert "--logits roberta-large=" in line and "float32" in line
+    assert {p: p.read_bytes() for p in (inputs / "bank").rglob("*") if p.is_file()} == before
+
+
+def test_a_failed_write_removes_a_new_bank_and_restores_an_old_one(inputs, capsys, monkeypatch):
+    from cascade_explorer.core.bank import BankWriter
+
+    real = BankWriter.add_logits
+
+    def fails_on_second(self, model_id, split, logits):
+        if model_id == "roberta-large":
+            raise OSError(28, "No space left on device")
+        return real(self, model_id, split, logits)
+
+    monkeypatch.setattr(BankWriter, "add_logits", fails_on_second)
+    with pytest.raises(OSError):
+        import_bank(inputs / "labels.npy", {"distilbert": inputs / "distilbert.npy",
+                                            "roberta-large": inputs / "roberta-large.npy"},
+                    inputs / "costs.csv", inputs / "bank")
+    assert not (inputs / "bank").exists()
+    monkeypatch.setattr(BankWriter, "add_logits", real)
+    assert main(_argv(inputs)) == 0
+    before = {p: p.read_bytes() for p in (inputs / "bank").rglob("*") if p.is_file()}
+    monkeypatch.setattr(BankWriter, "add_logits", fails_on_second)
+    with pytest.raises(OSError):
+        import_bank(inputs / "labels.npy", {"distilbert": inputs / "distilbert.npy",
+                                            "roberta-large": inputs / "roberta-large.npy"},
+                    inputs / "costs.csv", inputs / "bank", split="test")
+    assert {p: p.read_bytes() for p in (inputs / "bank").rglob("*") if p.is_file()} == before
+    assert sorted(p.name for p in (inputs / "bank" / "splits").iterdir()) == ["val"]
+
+
+def test_empty_name_names_the_option(inputs, capsys):
+    line = _run_error(_argv(inputs, extra=["--name", ""]), capsys)
+    assert "--name: must not be empty" in line and "manifest.json" not in line
+    assert not (inputs / "bank").exists()

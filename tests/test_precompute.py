@@ -317,7 +317,7 @@ def test_cli_precompute_end_to_end_and_errors(tmp_path, tiny_specs, capsys):
     assert Bank.open(out).n_samples("val") == 5
     assert cli_main(["precompute", "--images", str(tmp_path / "nope"), "--models", tiny_specs[0],
                      "--out", str(out)]) == 2
-    assert "is not a folder" in capsys.readouterr().err
+    assert "folder not found" in capsys.readouterr().err
     assert cli_main(["precompute", "--images", str(folder), "--labels", str(labels), "--models", "timm:not_a_net",
                      "--out", str(out)]) == 2
     assert "timm has no architecture 'not_a_net'" in capsys.readouterr().err
@@ -554,3 +554,71 @@ def test_devkit_ground_truth_maps_ilsvrc_ids_to_standard_indices(tmp_path):
     labels.write_text("5\n1001\n7\n")
     with pytest.raises(UsageError, match="not leaf classes"):
         pc.samples_from_folder(folder, labels)
+
+
+# ------------------------------------------------------------------------- user-given options
+
+def test_cli_paths_of_the_wrong_kind_say_so(tmp_path, tiny_specs, capsys):
+    folder, labels = _flat_folder(tmp_path / "val", n=2)
+    out = tmp_path / "bank"
+    cases = [(["--images", str(folder), "--labels", str(tmp_path)], "--labels", "is a folder, expected a file"),
+             (["--image-list", str(tmp_path)], "--image-list", "is a folder, expected a file"),
+             (["--images", str(labels)], "--images", "is a file, expected a folder"),
+             (["--images", str(tmp_path / ("x" * 300))], "--images", "name too long")]
+    for source, option, expected in cases:
+        assert cli_main(["precompute", *source, "--models", tiny_specs[0], "--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and option in err and expected in err.lower(), err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    ({"split": "../x"}, "--split '../x': invalid split id"),
+    ({"seed": -1, "corruptions": "contrast"}, "--seed must be >= 0"),
+    ({"severity": 0, "corruptions": "contrast"}, "--severity must be 1..5"),
+    ({"severity": 6, "corruptions": "contrast"}, "--severity must be 1..5"),
+    ({"batch_size": 0}, "--batch-size must be >= 1"),
+    ({"workers": -1}, "--workers must be >= 0"),
+    ({"severity": 5}, "--severity only applies with --corruptions"),
+], ids=["split", "seed", "severity-0", "severity-6", "batch-size", "workers", "severity-without-corruptions"])
+def test_bad_options_fail_before_any_work(tmp_path, tiny_specs, capsys, monkeypatch, overrides, expected):
+    """run_precompute checks its options itself (whatever the argument parser lets through)."""
+    from cascade_explorer.core import adapters
+    from cascade_explorer.core.cli import build_parser
+
+    folder, labels = _flat_folder(tmp_path / "val", n=2)
+    built = []
+    real_create = adapters.create_adapter
+    monkeypatch.setattr(adapters, "create_adapter", lambda *a, **k: built.append(a) or real_create(*a, **k))
+    out = tmp_path / "bank"
+    args = build_parser().parse_args(["precompute", "--images", str(folder), "--labels", str(labels), "--models",
+                                      tiny_specs[0], "--out", str(out), "--workers", "0", "--no-latency"])
+    for key, value in overrides.items():
+        setattr(args, key, value)
+    with pytest.raises(UsageError) as error:
+        pc.run_precompute(args)
+    assert expected in str(error.value)
+    assert built == [] and not out.exists()
+
+
+@pytest.mark.parametrize("extra, expected", [
+    (["--split", "../x"], "--split '../x': invalid split id"),
+    (["--severity", "5"], "--severity only applies with --corruptions"),
+])
+def test_cli_bad_options_are_one_line_before_any_work(tmp_path, tiny_specs, capsys, extra, expected):
+    folder, labels = _flat_folder(tmp_path / "val", n=2)
+    out = tmp_path / "bank"
+    code = cli_main(["precompute", "--images", str(folder), "--labels", str(labels), "--models", tiny_specs[0],
+                     "--out", str(out), "--workers", "0", "--no-latency", *extra])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err and expected in err, err
+    assert not out.exists()
+
+
+def test_library_rejects_a_bad_split_before_models_load(tmp_path, tiny_specs):
+    samples = pc.samples_from_folder(_image_folder(tmp_path / "imgs", per_class=1))
+    with pytest.raises(UsageError, match="--split '../x'"):
+        _run(samples, ["timm:not_a_net"], tmp_path / "bank", split="../x")
+    with pytest.raises(UsageError, match="--workers must be >= 0"):
+        _run(samples, ["timm:not_a_net"], tmp_path / "bank", workers=-2)
+    assert not (tmp_path / "bank").exists()
