@@ -146,11 +146,7 @@ def check_spec(bank: Bank, spec: CascadeSpec, split: str, *, need_thresholds: bo
     if missing:
         have = sorted(bank.model(missing[0]).top1) or ["none"]
         raise UsageError(f"model {missing[0]!r} has no logits for split {split!r} (it has: {', '.join(have)})")
-    costs = [bank.model(m).gmacs for m in spec.models]
-    if any(b < a for a, b in zip(costs, costs[1:])):
-        ordered = sorted(spec.models, key=lambda m: (bank.model(m).gmacs, known.index(m)))
-        listing = ", ".join(f"{m} ({bank.model(m).gmacs:.4g} GMACs)" for m in ordered)
-        raise UsageError(f"models must be ordered by cost, cheapest first: {','.join(ordered)} [{listing}]")
+    bank.check_cost_order(spec.models)
     if need_thresholds and len(spec.thresholds) != len(spec.models) - 1:
         raise UsageError(f"a cascade of {len(spec.models)} models needs {len(spec.models) - 1} threshold(s), "
                          f"one per stage except the last; got {len(spec.thresholds)}")
@@ -538,7 +534,7 @@ def _fmt_ci(ci, scale=1.0, digits=2) -> str:
 
 
 def _format_evaluation(report: dict) -> str:
-    thresholds = ", ".join("inf" if math.isinf(t) else f"{t:.4g}" for t in report["thresholds"]) or "-"
+    thresholds = ", ".join(f"{t:.4g}" for t in report["thresholds"]) or "-"   # +-inf print as 'inf' / '-inf'
     part = ("every sample" if report["on"] == "all" else
             f"held-out part (calibration fraction {report['calibration_fraction']:g}, seed {report['seed']})")
     temps = ", ".join(f"{m} {t:.3g}" for m, t in report["temperatures"].items())
@@ -570,6 +566,8 @@ def _format_evaluation(report: dict) -> str:
                      f"avg GMACs {target['avg_gmacs']:.4g}, exits "
                      + ", ".join(f"{100 * f:.1f} %" for f in target["exit_fractions"])
                      + ("" if target["speedup"] is None else f", speed-up {target['speedup']:.2f}x"))
+    if report.get("config_path"):
+        lines.append(f"config        saved to {report['config_path']} (cascade-explorer predict --config ...)")
     return "\n".join(lines)
 
 
@@ -608,6 +606,11 @@ def run_evaluate(args) -> int:
                                       ("accuracy", "accuracy_ci", "avg_gmacs", "avg_gmacs_ci", "avg_ms",
                                        "exit_fractions", "n_samples", "speedup")},
                            "delta": shifted["delta"]}
+    if args.save_config:
+        from .config import CascadeConfig
+
+        saved = CascadeConfig.from_report(bank, report).save(args.save_config)
+        output["config_path"] = str(saved)
     if args.json:
         print(json.dumps(jsonable(output), allow_nan=False))
     else:

@@ -576,6 +576,18 @@ class Bank:
             raise BankError(f"unknown model {model_id!r}", path=self.path / MANIFEST, model=model_id,
                             fix=f"use one of: {', '.join(self.model_ids) or '(no models)'}") from None
 
+    def check_cost_order(self, models) -> None:
+        """UsageError unless `models` run cheapest first (a cascade asks a dearer model only when a
+        cheaper one is unsure); the message gives the right order with each model's GMACs."""
+        from .errors import UsageError
+
+        costs = [self.model(m).gmacs for m in models]
+        if any(b < a for a, b in zip(costs, costs[1:])):
+            known = self.model_ids
+            ordered = sorted(models, key=lambda m: (self.model(m).gmacs, known.index(m)))
+            listing = ", ".join(f"{m} ({self.model(m).gmacs:.4g} GMACs)" for m in ordered)
+            raise UsageError(f"models must be ordered by cost, cheapest first: {','.join(ordered)} [{listing}]")
+
     def _check_split(self, split: str) -> str:
         if split not in self.manifest["splits"]:
             raise BankError(f"unknown split {split!r}", path=self.path / MANIFEST, split=split,

@@ -48,6 +48,30 @@ def _float_list(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
 
 
+def _int_at_least(minimum: int):
+    """argparse type: an integer >= minimum (named in the error, e.g. 'expected an integer >= 0, got -1')."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
+        return value
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number from 1 to 65535, got {value}")
+    return value
+
+
 def _add_cascade_args(parser: argparse.ArgumentParser, *, models_required: bool) -> None:
     parser.add_argument("--bank", help="bank folder (default: the shipped default bank)")
     parser.add_argument("--models", type=_csv_list, required=models_required,
@@ -88,12 +112,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", help="image set (default: the bank's first split)")
     p.add_argument("--on", choices=["all", "eval"], default="eval",
                    help="all samples, or the held-out part (thresholds/temperatures fitted on the rest)")
-    p.add_argument("--calibration-fraction", type=float, default=0.5)
-    p.add_argument("--seed", type=int, default=0, help="seed of the calibration/eval split and bootstrap")
+    p.add_argument("--calibration-fraction", type=float, default=0.5,
+                   help="share of samples used to fit thresholds/temperatures with --on eval (default 0.5)")
+    p.add_argument("--seed", type=_int_at_least(0), default=0, help="seed of the calibration/eval split and bootstrap")
     p.add_argument("--target-accuracy", type=float, help="fit thresholds for this accuracy instead of --thresholds")
     p.add_argument("--max-gmacs", type=float, help="fit thresholds for this average cost budget")
     p.add_argument("--max-escalated", type=float, help="fit thresholds so at most this fraction reaches the last stage")
     p.add_argument("--shift-to", help="also report the same thresholds applied to this split")
+    p.add_argument("--save-config", metavar="FILE",
+                   help="also write the cascade (fitted thresholds and temperatures included) as a config "
+                        "JSON that `predict --config` and the Live page load")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
     p = sub.add_parser("pareto", help="the best cascades over all model pairs (or 3-model chains)")
@@ -109,11 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--csv", action="store_true")
 
     p = sub.add_parser("bench", help="speed and memory figures of the engine on a synthetic bank")
-    p.add_argument("--models", type=int, default=100, help="models in the synthetic bank")
-    p.add_argument("--samples", type=int, default=50_000)
-    p.add_argument("--classes", type=int, default=1000)
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--large-models", type=int, default=500,
+    p.add_argument("--models", type=_int_at_least(3), default=100,
+                   help="models in the synthetic bank (at least 3: one benchmark is a 3-model cascade)")
+    p.add_argument("--samples", type=_int_at_least(2), default=50_000)
+    p.add_argument("--classes", type=_int_at_least(2), default=1000)
+    p.add_argument("--repeats", type=_int_at_least(1), default=5)
+    p.add_argument("--large-models", type=_int_at_least(0), default=500,
                    help="also time the pair search at this many models (0 to skip)")
     p.add_argument("--json", action="store_true")
 
@@ -130,18 +159,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="bank folder (created, or extended)")
     p.add_argument("--split", default="val")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--workers", type=int, default=None, help="data loader workers (default: CPU count)")
+    p.add_argument("--batch-size", type=_int_at_least(1), default=32)
+    p.add_argument("--workers", type=_int_at_least(0), default=None, help="data loader workers (default: CPU count)")
     p.add_argument("--amp", action="store_true", help="mixed precision on CUDA")
     p.add_argument("--force", action="store_true", help="redo model x split pairs already finished")
     p.add_argument("--corruptions", help="apply ImageNet-C style corruptions: TYPE[,TYPE...]")
     p.add_argument("--severity", type=int, default=3)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_int_at_least(0), default=0)
     p.add_argument("--no-latency", action="store_true", help="skip the latency measurement")
     p.add_argument("--dataset-name", help="dataset name for a new bank's manifest")
 
     p = sub.add_parser("predict", help="run a cascade on image files, stage by stage")
-    p.add_argument("--config", help="cascade JSON exported by the dashboard or `evaluate`")
+    p.add_argument("--config", help="cascade JSON: the dashboard's export, or `evaluate ... --save-config`")
     _add_cascade_args(p, models_required=False)
     p.add_argument("--split", help="split used to fit temperatures with --temperature fit")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu")
@@ -150,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("dashboard", help="open the web dashboard")
     p.add_argument("--bank", help="bank to open first (default: the shipped default bank)")
-    p.add_argument("--port", type=int, default=8501)
+    p.add_argument("--port", type=_port, default=8501)
     p.add_argument("--address", default="127.0.0.1")
     p.add_argument("--headless", action="store_true", help="do not open a browser window")
     return parser
@@ -197,6 +226,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         # `cascade-explorer pareto --csv | head`: the reader left; nothing is wrong.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as error:
+        # a path the user gave that the system refuses (a file used as a folder, a name too long,
+        # a full disk): one line naming the path, not a traceback
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"cascade-explorer {args.command}: error: {where}{error.strerror or error}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"cascade-explorer {args.command}: interrupted (finished work is kept)", file=sys.stderr)
         return 130

@@ -101,6 +101,10 @@ class CascadeConfig:
         ids = [m["id"] for m in models]
         if len(set(ids)) != len(ids):
             raise ConfigError("models", f"a model appears twice: {ids}")
+        costs = [m.get("gmacs") for m in models]
+        if None not in costs and any(b < a for a, b in zip(costs, costs[1:])):
+            listing = ", ".join(f"{m['id']} ({m['gmacs']:.4g} GMACs)" for m in models)
+            raise ConfigError("models", f"must run cheapest first, got {listing}; reorder them by gmacs")
         self.models = models
         if self.criterion not in CRITERIA:
             raise ConfigError("criterion", f"must be one of {', '.join(CRITERIA)}, got {self.criterion!r}")
@@ -204,10 +208,31 @@ class CascadeConfig:
             raise
 
     @classmethod
+    def from_report(cls, bank, report: dict) -> "CascadeConfig":
+        """The deployable config of an evaluated cascade: `report` is analysis.evaluate's (models,
+        criterion, thresholds, ensemble, temperatures, split, on and the metrics); each model brings
+        its adapter spec, weight source and cost from the bank."""
+        temperatures = report.get("temperatures") or {}
+        entries = []
+        for model_id in report["models"]:
+            info = bank.model(model_id)
+            entries.append({"id": model_id, "spec": info.spec, "source": info.source, "gmacs": info.gmacs,
+                            "temperature": float(temperatures.get(model_id, 1.0))})
+        return cls(
+            models=entries, criterion=report["criterion"], thresholds=[float(t) for t in report["thresholds"]],
+            ensemble=bool(report.get("ensemble", False)), bank={"name": bank.name, "path": str(bank.path)},
+            expected={"split": report["split"], "on": report.get("on"), "accuracy": report["accuracy"],
+                      "avg_gmacs": report["avg_gmacs"], "exit_fractions": list(report["exit_fractions"])},
+        )
+
+    @classmethod
     def load(cls, path) -> "CascadeConfig":
         path = Path(path).expanduser()
+        if path.is_dir():
+            raise ConfigError("(file)", "is a folder, expected a cascade config JSON file", path=path)
         if not path.is_file():
             raise ConfigError("(file)", "cascade config file not found; export one from the dashboard "
+                                        "(or `cascade-explorer evaluate ... --save-config FILE`) "
                                         "or pass the right path", path=path)
         try:
             data = json.loads(path.read_text(encoding="utf-8"))

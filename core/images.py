@@ -38,7 +38,13 @@ def _open_bytes(source) -> tuple[bytes, str]:
     name = _describe(source)
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
-        if not path.is_file():
+        try:
+            is_dir, is_file = path.is_dir(), path.is_file()
+        except OSError as error:   # a name too long, ...
+            raise ImageError(f"{name}: {error.strerror or error}") from None
+        if is_dir:
+            raise ImageError(f"{name}: is a folder, not an image file (name the image files, e.g. {name}/*.jpg)")
+        if not is_file:
             raise ImageError(f"{name}: no such image file")
         data = path.read_bytes()
     elif isinstance(source, (bytes, bytearray)):

@@ -41,11 +41,15 @@ def dashboard_command(*, port: int = 8501, address: str = "127.0.0.1") -> list[s
 def run_dashboard(args) -> int:
     env = dict(os.environ)
     if args.bank:
+        from .bank import Bank
+
         bank = Path(args.bank).expanduser().resolve()
         if not (bank / "manifest.json").is_file():
             raise UsageError(f"--bank {args.bank}: no manifest.json there; pass a bank folder "
                              "(build one with `cascade-explorer import` or `precompute`)")
+        Bank.open(bank)   # a damaged bank fails here, with the file and the fix, not later in the browser
         env[BANK_ENV] = str(bank)
+    _check_address(args.address, args.port)
     command = dashboard_command(port=args.port, address=args.address)
     url = f"http://{args.address}:{args.port}"
     print(f"Cascade Explorer on {url}  (Ctrl+C stops it)", file=sys.stderr)
@@ -57,6 +61,29 @@ def run_dashboard(args) -> int:
     except KeyboardInterrupt:
         server.terminate()
         return server.wait()
+
+
+def _check_address(address: str, port: int) -> None:
+    """Fail before starting Streamlit (whose own errors are tracebacks) when the address is not one
+    of this machine's or the port is taken."""
+    import errno
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(address, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError):
+        raise UsageError(f"--address {address}: not a host name or IP address this machine can resolve; "
+                         "use 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)") from None
+    family, kind, proto, _, sockaddr = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        try:
+            probe.bind(sockaddr)
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise UsageError(f"--port {port}: already in use on {address} (another dashboard?); "
+                                 "pass another --port") from None
+            raise UsageError(f"--address {address}: cannot listen there ({error.strerror}); "
+                             "use 127.0.0.1 or 0.0.0.0") from None
 
 
 def _open_browser_when_up(url: str, server: subprocess.Popen, timeout_s: float = 60.0) -> None:

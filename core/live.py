@@ -303,6 +303,7 @@ class Cascade:
         if not models:
             raise UsageError("a cascade needs at least one model (--models M1,M2)")
         infos = [bank.model(m) for m in models]
+        bank.check_cost_order(models)
         if temperatures is None:
             if temperature == "fit":
                 temperatures = fit_bank_temperatures(bank, models, split=split)
@@ -526,6 +527,8 @@ def cascade_from_args(args) -> Cascade:
     from .bank import DEFAULT_BANK_PATH, Bank
 
     bank = Bank.open(args.bank or DEFAULT_BANK_PATH)
+    if getattr(args, "split", None) and args.temperature != "fit":
+        raise UsageError("--split only chooses where temperatures are fitted; add --temperature fit, or drop --split")
     thresholds = args.thresholds or []
     if len(thresholds) != len(args.models) - 1:
         raise UsageError(f"--models has {len(args.models)} model(s), so --thresholds needs "

@@ -101,7 +101,6 @@ class SyntheticBank:
 
     def _compute_signals(self, model_id: str, criterion: str, temperature: float) -> ModelSignals:
         sharpness = self._models[model_id][1]
-        scale = sharpness / temperature
         cand = self._candidate_logits(model_id, temperature)                       # (N, K)
         # background logits: the float32 values logits() stores, over temperature
         bg_top = (sharpness * (BACKGROUND_LEVEL + BACKGROUND_SPREAD * self._bg_top)).astype(np.float32)

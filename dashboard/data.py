@@ -217,18 +217,8 @@ def cascade_config(bank, split, models, criterion, thresholds, ensemble, ev: dic
     """core.config.CascadeConfig of the cascade in view (what `predict` and the Live page load)."""
     from cascade_explorer.core.config import CascadeConfig
 
-    temperatures = ev.get("temperatures") or {}
-    entries = []
-    for m in models:
-        info = bank.model(m)
-        entries.append({"id": m, "spec": info.spec, "source": info.source, "gmacs": info.gmacs,
-                        "temperature": float(temperatures.get(m, 1.0))})
-    return CascadeConfig(
-        models=entries, criterion=criterion, thresholds=[float(t) for t in thresholds], ensemble=bool(ensemble),
-        bank={"name": bank.name, "path": str(bank.path)},
-        expected={"split": split, "on": ev.get("on"), "accuracy": ev["accuracy"], "avg_gmacs": ev["avg_gmacs"],
-                  "exit_fractions": list(ev["exit_fractions"])},
-    )
+    return CascadeConfig.from_report(bank, {**ev, "models": list(models), "criterion": criterion,
+                                            "thresholds": list(thresholds), "ensemble": ensemble, "split": split})
 
 
 @st.cache_data(show_spinner=False, max_entries=256)

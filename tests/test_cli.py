@@ -22,6 +22,12 @@ def test_every_documented_subcommand_is_wired():
         (["evaluate", "--models", "a,b", "--thresholds", "0.5,high"], "comma-separated numbers"),
         (["pareto", "--max-stages", "7"], "invalid choice"),
         (["nonsense"], "invalid choice"),
+        (["evaluate", "--models", "a,b", "--seed", "-1"], "argument --seed: expected an integer >= 0, got -1"),
+        (["bench", "--models", "2"], "argument --models: expected an integer >= 3"),
+        (["bench", "--samples", "many"], "argument --samples: expected an integer, got 'many'"),
+        (["precompute", "--images", "x", "--models", "m", "--out", "o", "--batch-size", "0"], "--batch-size"),
+        (["dashboard", "--port", "99999"], "argument --port: expected a port number from 1 to 65535"),
+        (["dashboard", "--port", "-1"], "argument --port"),
     ],
 )
 def test_usage_errors_exit_2_with_one_line(argv, fragment, capsys):
@@ -45,6 +51,54 @@ def test_dashboard_refuses_a_folder_without_manifest(tmp_path, capsys):
     assert cli.main(["dashboard", "--bank", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "manifest.json" in err and str(tmp_path) in err
+
+
+@pytest.mark.parametrize("argv", [
+    ["evaluate", "--models", "a,b", "--thresholds", "0.5", "--bank"],
+    ["predict", "--config"],
+])
+@pytest.mark.parametrize("make_path", [lambda tmp: tmp / "a-file" / "sub", lambda tmp: tmp / ("x" * 300)],
+                         ids=["file-as-folder", "name-too-long"])
+def test_system_refusing_a_path_is_one_line_naming_it(tmp_path, capsys, argv, make_path):
+    (tmp_path / "a-file").write_text("not a folder")
+    path = make_path(tmp_path)
+    full = argv + [str(path)] + (["image.jpg"] if argv[0] == "predict" else [])
+    code = cli.main(full)
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert str(path) in err, err
+
+
+def test_evaluate_prints_minus_inf_thresholds(capsys):
+    """-inf (every image exits at stage 1) and inf (none does) must not print alike."""
+    for value, exits in (("-inf", "100.0 %"), ("inf", "0.0 %")):
+        assert cli.main(["evaluate", "--models", "mobilenet_v1_025_128,efficientnet_lite2",
+                         f"--thresholds={value}", "--on", "all"]) == 0
+        out = capsys.readouterr().out
+        assert f"thresholds {value}," in out
+        assert f"mobilenet_v1_025_128 {exits}" in out
+
+
+def test_dashboard_checks_address_port_and_bank_before_starting(tmp_path, capsys):
+    import socket
+
+    from cascade_explorer.core.bank import DEFAULT_BANK_PATH
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert cli.main(["dashboard", "--port", str(port), "--headless"]) == 2
+        assert f"--port {port}: already in use" in capsys.readouterr().err
+    assert cli.main(["dashboard", "--address", "999.1.1.1", "--headless"]) == 2
+    assert "--address 999.1.1.1: not a host name or IP address" in capsys.readouterr().err
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "manifest.json").write_text("{not json")
+    assert cli.main(["dashboard", "--bank", str(broken), "--headless"]) == 2
+    err = capsys.readouterr().err
+    assert "manifest.json" in err and "malformed JSON" in err and len(err.strip().splitlines()) == 1
+    assert DEFAULT_BANK_PATH   # the default bank itself is not re-checked here: the launch test serves it
 
 
 def test_console_script_runs_as_a_module():

@@ -113,6 +113,8 @@ def test_fitted_temperatures(capsys, bank_path, files):
     (["--models", "efficientnet_lite0,no_such_model", "--thresholds", "0.5"], "no_such_model"),
     (["--models", "efficientnet_lite0,imported_only", "--thresholds", "0.5"], "no adapter spec"),
     ([], "give the cascade"),
+    (["--models", "efficientnet_lite1,efficientnet_lite0", "--thresholds", "0.5"], "cheapest first"),
+    (["--models", LITES, "--thresholds", "0.5", "--split", "val"], "--temperature fit"),
 ])
 def test_usage_mistakes_exit_2_with_one_line(capsys, bank_path, files, argv, message):
     code, out, err = run_cli(capsys, "predict", "--bank", bank_path, *argv, files["a.jpg"], "--json")
@@ -147,3 +149,42 @@ def test_tflite_models_from_shared(capsys, shared_dir, bank_path, monkeypatch):
     results = json.loads(out)
     assert all(r["stages"][0]["model_id"] == "mobilenet_v1_025_128" for r in results)
     assert sum(r["prediction"] == label for r, (_, label) in zip(results, samples)) >= 3
+
+
+def test_a_folder_given_as_an_image_gets_its_own_error_entry(capsys, bank_path, files):
+    code, out, _ = run_cli(capsys, "predict", "--bank", bank_path, "--models", LITES, "--thresholds", "0.5",
+                           files["a.jpg"].parent, files["a.jpg"], "--json")
+    assert code == 1
+    folder_entry, good = json.loads(out)
+    assert "is a folder, not an image file" in folder_entry["error"]
+    assert "prediction" in good
+
+
+def test_evaluate_save_config_is_what_predict_runs(capsys, bank_path, files, tmp_path):
+    """evaluate --save-config writes the fitted cascade; predict --config runs exactly that cascade."""
+    path = tmp_path / "fitted.json"
+    code, out, _ = run_cli(capsys, "evaluate", "--bank", bank_path, "--models", LITES, "--target-accuracy", "0.5",
+                           "--temperature", "fit", "--save-config", path, "--json")
+    assert code == 0
+    report = json.loads(out)
+    config = CascadeConfig.load(path)
+    assert report["config_path"] == str(path)
+    assert [m["id"] for m in config.models] == LITES.split(",")
+    assert config.thresholds == report["thresholds"]
+    assert [m["temperature"] for m in config.models] == [report["temperatures"][m] for m in LITES.split(",")]
+    assert config.expected["accuracy"] == report["accuracy"] and config.expected["on"] == "eval"
+    code, out, _ = run_cli(capsys, "predict", "--config", path, files["a.jpg"], "--json")
+    assert code == 0
+    [entry] = json.loads(out)
+    want = Cascade.from_bank(Bank.open(bank_path), LITES.split(","), "max_softmax", report["thresholds"],
+                             temperatures=[report["temperatures"][m] for m in LITES.split(",")]).predict(files["a.jpg"])
+    assert entry["prediction"] == want.prediction and entry["exit_stage"] == want.exit_stage
+    assert entry["stages"][0]["confidence"] == pytest.approx(want.stages[0].confidence, rel=1e-6)
+
+
+def test_config_with_models_out_of_cost_order_is_refused(tmp_path):
+    from cascade_explorer.core.config import ConfigError
+
+    with pytest.raises(ConfigError, match="cheapest first"):
+        CascadeConfig(models=[{"id": "big", "spec": LITE1_SPEC, "gmacs": 0.6},
+                              {"id": "small", "spec": LITE0_SPEC, "gmacs": 0.4}], thresholds=[0.5])
