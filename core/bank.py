@@ -181,11 +181,17 @@ def load_manifest(path) -> dict:
     """Parse BANK/manifest.json (or the file given) with errors naming line and column."""
     path = Path(path)
     if path.name != MANIFEST or path.is_dir():
+        if path.is_file():
+            raise BankError("is a file, not a bank folder", path=path,
+                            fix="pass the folder that holds manifest.json")
         path = path / MANIFEST
     if not path.is_file():
         if not path.parent.exists():
             raise BankError("bank folder does not exist", path=path.parent,
                             fix="check the path, or build a bank with `cascade-explorer import` or `precompute`")
+        if path.is_dir():
+            raise BankError("manifest.json is a folder, not a file", path=path,
+                            fix="remove that folder and restore the bank's manifest.json")
         raise BankError("manifest.json is missing, so this folder is not a bank", path=path,
                         fix="point at a bank folder (one containing manifest.json), or build one with "
                             "`cascade-explorer import` / `precompute`")
@@ -304,6 +310,9 @@ def _validate_model_entry(model_id: str, info, splits: dict, path: Path) -> None
 
 def read_samples(path: Path, *, split: str) -> tuple[np.ndarray, list[str]]:
     """(sample ids, image paths) from samples.csv, checking header, columns, empty and duplicate ids."""
+    if path.is_dir():
+        raise BankError("samples.csv is a folder, not a file", path=path, split=split,
+                        fix="remove that folder and re-create the split (re-run import/precompute)")
     if not path.is_file():
         raise BankError("samples.csv is missing", path=path, split=split,
                         fix="re-create the split (re-run import/precompute), or remove it from manifest.json")
@@ -630,7 +639,8 @@ class Bank:
                 self._check_split(split)
                 path = split_dir(self.path, split) / LABELS
                 if not path.is_file():
-                    raise BankError("labels.npy is missing", path=path, split=split,
+                    raise BankError("labels.npy is a folder, not a file" if path.is_dir() else "labels.npy is missing",
+                                    path=path, split=split,
                                     fix="re-create the split (re-run import/precompute)")
                 read_npy_header(path)
                 self._labels[split] = check_labels(np.load(path, allow_pickle=False), self.num_classes,
@@ -646,7 +656,8 @@ class Bank:
             raise BankError("model has no logits for this split", path=path, model=model_id, split=split,
                             fix=f"use a model with logits for it: {', '.join(self.models_for(split)) or 'none'}")
         if not path.is_file():
-            raise BankError("logits file is missing although manifest.json records it", path=path,
+            raise BankError("logits file is a folder, not a file" if path.is_dir() else
+                            "logits file is missing although manifest.json records it", path=path,
                             model=model_id, split=split, fix="re-run import/precompute for this model and split")
         self._check_logits_header(model_id, split, self.n_samples(split))
         array = np.load(path, mmap_mode="r", allow_pickle=False)

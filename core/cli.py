@@ -164,7 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--amp", action="store_true", help="mixed precision on CUDA")
     p.add_argument("--force", action="store_true", help="redo model x split pairs already finished")
     p.add_argument("--corruptions", help="apply ImageNet-C style corruptions: TYPE[,TYPE...]")
-    p.add_argument("--severity", type=int, default=3)
+    p.add_argument("--severity", type=int, default=None,
+                   help="ImageNet-C level 1..5 of --corruptions (default 3)")
     p.add_argument("--seed", type=_int_at_least(0), default=0)
     p.add_argument("--no-latency", action="store_true", help="skip the latency measurement")
     p.add_argument("--dataset-name", help="dataset name for a new bank's manifest")

@@ -188,11 +188,19 @@ def corruption_for(sample_id: str, types, seed: int) -> str:
     return types[int(_rng(seed, sample_id).integers(len(types)))]
 
 
+SEVERITIES = range(1, 6)   # ImageNet-C's levels: one constant per level in the tables above
+
+
+def check_severity(severity, what: str = "corruption severity") -> int:
+    if int(severity) not in SEVERITIES:
+        raise UsageError(f"{what} must be 1..5 (ImageNet-C levels), got {severity}")
+    return int(severity)
+
+
 def corrupt_image(image: np.ndarray, types, *, severity: int, seed: int, sample_id: str) -> np.ndarray:
     """(H, W, 3) uint8 -> corrupted (H, W, 3) uint8; type and randomness seeded by (seed, sample_id)."""
     types = check_types(types)
-    if not 1 <= int(severity) <= 5:
-        raise UsageError(f"corruption severity must be 1..5, got {severity}")
+    check_severity(severity)
     rng = _rng(seed, sample_id)
     kind = types[int(rng.integers(len(types)))]
     image = np.asarray(image, dtype=np.uint8)

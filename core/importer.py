@@ -15,6 +15,7 @@ import numpy as np
 
 from .bank import (MANIFEST, SCAN_CHUNK_ROWS, Bank, BankError, BankWriter, ID_PATTERN, first_non_finite_row,
                    load_manifest, read_npy_header, read_samples)
+from .atomic import atomic_write_bytes
 from .errors import UsageError, require_file
 
 COST_COLUMNS = ("model", "gmacs", "params", "latency_ms", "display_name")
@@ -335,7 +336,7 @@ class _undo_on_failure:
                 else:
                     path.unlink(missing_ok=True)
             if self.manifest is not None:
-                (self.out / MANIFEST).write_bytes(self.manifest)
+                atomic_write_bytes(self.out / MANIFEST, self.manifest)
         except OSError:
             pass   # report the original error, not the clean-up's
         return False

@@ -606,19 +606,13 @@ def check_split_id(split) -> str:
         raise UsageError(f"--split {split!r}: {error.problem}") from None
 
 
-def _cli_default(option: str):
-    """The CLI's default for a precompute option (read from the parser, not copied here)."""
-    from .cli import build_parser
-
-    args = build_parser().parse_args(["precompute", "--images", ".", "--models", "m", "--out", "."])
-    return getattr(args, option)
+DEFAULT_SEVERITY = 3   # ImageNet-C's middle level, what `--corruptions` alone applies
 
 
 def _check_severity(severity) -> int:
-    # ImageNet-C levels: the range corruptions.corrupt_image accepts (its constants have 5 entries)
-    if not 1 <= severity <= 5:
-        raise UsageError(f"--severity must be 1..5 (ImageNet-C levels), got {severity}")
-    return int(severity)
+    from .corruptions import check_severity
+
+    return check_severity(severity, "--severity")
 
 
 def check_options(args) -> None:
@@ -632,8 +626,7 @@ def check_options(args) -> None:
         raise UsageError(f"--seed must be >= 0, got {args.seed}")
     severity = getattr(args, "severity", None)
     if severity is not None:
-        # The CLI gives --severity a default, so only a value other than it is known to be the user's.
-        if not args.corruptions and severity != _cli_default("severity"):
+        if not args.corruptions:
             raise UsageError(f"--severity {severity}: --severity only applies with --corruptions")
         _check_severity(severity)
 
@@ -646,7 +639,8 @@ def run_precompute(args) -> int:
         from .corruptions import check_types
 
         types = check_types([t.strip() for t in args.corruptions.split(",") if t.strip()])
-        corruption = {"types": types, "severity": _check_severity(args.severity), "seed": int(args.seed)}
+        severity = DEFAULT_SEVERITY if args.severity is None else args.severity
+        corruption = {"types": types, "severity": _check_severity(severity), "seed": int(args.seed)}
     if args.image_list:
         if args.labels:
             raise UsageError("--labels is for a flat --images folder; an --image-list already has labels")
@@ -659,7 +653,7 @@ def run_precompute(args) -> int:
                corruption=corruption, latency=not args.no_latency,
                dataset={"name": name, "description": f"images from {samples.root}"},
                split_description=(f"{len(samples)} images from {samples.root}"
-                                  + (f", corrupted ({args.corruptions}, severity {args.severity})"
+                                  + (f", corrupted ({args.corruptions}, severity {corruption['severity']})"
                                      if corruption else "")),
                image_source={"root": str(samples.root), "env": "CASCADE_EXPLORER_IMAGES"})
     return 0

@@ -353,6 +353,23 @@ def test_missing_manifest(bank_path):
     _expect_error(bank_path, mentions="manifest.json", fix_mentions="import")
 
 
+@pytest.mark.parametrize("relative, problem", [
+    ("manifest.json", "manifest.json is a folder, not a file"),
+    ("splits/val/labels.npy", "labels.npy is a folder, not a file"),
+    ("splits/val-corrupted/samples.csv", "samples.csv is a folder, not a file"),
+    ("splits/val/logits/large.npy", "Is a directory"),
+])
+def test_a_folder_where_a_bank_file_belongs_says_so(bank_path, relative, problem):
+    target = bank_path / relative
+    target.unlink()
+    target.mkdir()
+    _expect_error(bank_path, mentions=problem)
+
+
+def test_a_file_given_as_the_bank_says_so(bank_path):
+    _expect_error(bank_path / "splits" / "val" / "labels.npy", mentions="is a file, not a bank folder")
+
+
 def test_missing_folder(tmp_path):
     _expect_error(tmp_path / "nope", mentions="does not exist")
 

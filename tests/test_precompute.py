@@ -604,6 +604,7 @@ def test_bad_options_fail_before_any_work(tmp_path, tiny_specs, capsys, monkeypa
 @pytest.mark.parametrize("extra, expected", [
     (["--split", "../x"], "--split '../x': invalid split id"),
     (["--severity", "5"], "--severity only applies with --corruptions"),
+    (["--severity", "3"], "--severity only applies with --corruptions"),   # the default level, said explicitly
 ])
 def test_cli_bad_options_are_one_line_before_any_work(tmp_path, tiny_specs, capsys, extra, expected):
     folder, labels = _flat_folder(tmp_path / "val", n=2)
