@@ -69,7 +69,7 @@ def _naive_pair_curve(first, second, gmacs) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _check_args(args) -> None:
-    for name, low in (("models", 2), ("samples", 1), ("classes", 2), ("repeats", 1), ("large_models", 0)):
+    for name, low in (("models", 3), ("samples", 1), ("classes", 2), ("repeats", 1), ("large_models", 0)):
         value = getattr(args, name)
         if value < low:
             raise UsageError(f"--{name.replace('_', '-')} must be >= {low}, got {value}")

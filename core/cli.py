@@ -137,12 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--csv", action="store_true")
 
     p = sub.add_parser("bench", help="speed and memory figures of the engine on a synthetic bank")
-    p.add_argument("--models", type=_int_at_least(3), default=100,
+    p.add_argument("--models", type=int, default=100,
                    help="models in the synthetic bank (at least 3: one benchmark is a 3-model cascade)")
-    p.add_argument("--samples", type=_int_at_least(2), default=50_000)
-    p.add_argument("--classes", type=_int_at_least(2), default=1000)
-    p.add_argument("--repeats", type=_int_at_least(1), default=5)
-    p.add_argument("--large-models", type=_int_at_least(0), default=500,
+    p.add_argument("--samples", type=int, default=50_000)
+    p.add_argument("--classes", type=int, default=1000)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--large-models", type=int, default=500,
                    help="also time the pair search at this many models (0 to skip)")
     p.add_argument("--json", action="store_true")
 
@@ -159,14 +159,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="bank folder (created, or extended)")
     p.add_argument("--split", default="val")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    p.add_argument("--batch-size", type=_int_at_least(1), default=32)
-    p.add_argument("--workers", type=_int_at_least(0), default=None, help="data loader workers (default: CPU count)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--workers", type=int, default=None, help="data loader workers (default: CPU count)")
     p.add_argument("--amp", action="store_true", help="mixed precision on CUDA")
     p.add_argument("--force", action="store_true", help="redo model x split pairs already finished")
     p.add_argument("--corruptions", help="apply ImageNet-C style corruptions: TYPE[,TYPE...]")
     p.add_argument("--severity", type=int, default=None,
                    help="ImageNet-C level 1..5 of --corruptions (default 3)")
-    p.add_argument("--seed", type=_int_at_least(0), default=0)
+    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-latency", action="store_true", help="skip the latency measurement")
     p.add_argument("--dataset-name", help="dataset name for a new bank's manifest")
 
