@@ -16,6 +16,7 @@ import csv
 import io
 import json
 import math
+import os
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
@@ -29,6 +30,7 @@ from .criteria import CRITERIA
 from .curves import CascadeCurve, SingleModelHull, cascade_curve, single_model_hull, speedup_at_equal_accuracy
 from .engine import CascadeResult, evaluate_cascade
 from .errors import UsageError
+from .validate import check_bool, check_fraction, check_int, check_number, check_sequence
 from .jsonsafe import jsonable
 from .signals import ModelSignals, chain_signals
 
@@ -53,10 +55,14 @@ class CascadeSpec:
     ensemble: bool = False
 
     def __post_init__(self):
-        models = (self.models,) if isinstance(self.models, str) else tuple(self.models)
-        object.__setattr__(self, "models", tuple(str(m) for m in models))
-        object.__setattr__(self, "thresholds", tuple(float(t) for t in np.atleast_1d(self.thresholds)))
-        object.__setattr__(self, "ensemble", bool(self.ensemble))
+        models = (self.models,) if isinstance(self.models, str) else check_sequence(self.models, "models")
+        if not all(isinstance(m, str) and m for m in models):
+            raise UsageError(f"models must be model ids (non-empty strings), got {list(models)!r}")
+        object.__setattr__(self, "models", tuple(models))
+        thresholds = check_sequence(self.thresholds, "thresholds")
+        object.__setattr__(self, "thresholds", tuple(check_number(t, f"thresholds[{i}]", allow_inf=True)
+                                                     for i, t in enumerate(thresholds)))
+        object.__setattr__(self, "ensemble", check_bool(self.ensemble, "ensemble"))
         if self.criterion not in CRITERIA:
             raise UsageError(f"unknown criterion {self.criterion!r}: use one of {', '.join(CRITERIA)}")
         if self.temperature not in TEMPERATURE_MODES:
@@ -77,6 +83,8 @@ def open_bank(bank=None) -> Bank:
     """A Bank from a Bank, a path, or None (the shipped default bank)."""
     if isinstance(bank, Bank):
         return bank
+    if bank is not None and not isinstance(bank, (str, os.PathLike)):
+        raise UsageError(f"bank must be a Bank, a folder path or None (the default bank), got {bank!r}")
     path = Path(bank) if bank is not None else Path(DEFAULT_BANK_PATH)
     path = path.expanduser().resolve()
     stamp = _manifest_stamp(path)
@@ -154,6 +162,12 @@ def check_spec(bank: Bank, spec: CascadeSpec, split: str, *, need_thresholds: bo
         raise UsageError("thresholds must be numbers (inf = never exit at that stage), got NaN")
 
 
+def _fraction_seed(calibration_fraction, seed) -> tuple[float, int]:
+    """The calibration/held-out split's two knobs, checked (also with on='all': a wrong value is wrong)."""
+    return (check_fraction(calibration_fraction, "calibration_fraction", open_interval=True),
+            check_int(seed, "seed", minimum=0))
+
+
 def _check_part(on: str) -> str:
     if on not in PARTS:
         raise UsageError(f"unknown sample part {on!r}: use 'all' (every sample) or 'eval' (held-out part)")
@@ -220,6 +234,12 @@ def _chain_part(key, split: str, models: tuple, criterion: str, temperatures: tu
 
 
 def _costs(bank: Bank, models, device: str | None):
+    if device is not None:
+        known = sorted({d for m in bank.models for d in (m.latency_ms or {})})
+        if device not in known:
+            raise UsageError(f"device {device!r} has no latency measurements in bank {bank.name}; "
+                             f"use one of: {', '.join(map(repr, known)) or '(none: this bank has no latencies)'}, "
+                             "or None (each model's first)")
     gmacs = [float(bank.model(m).gmacs) for m in models]
     ms = [bank.model(m).ms(device) for m in models]
     return gmacs, (None if any(v is None for v in ms) else [float(v) for v in ms])
@@ -305,7 +325,7 @@ def _prepare(bank, spec: CascadeSpec, split, *, need_thresholds: bool):
 def temperatures(bank, spec: CascadeSpec, *, split=None, calibration_fraction=0.5, seed=0) -> dict[str, float]:
     """Per-model temperatures of the spec (1.0 each for temperature='none')."""
     bank, split, key = _prepare(bank, spec, split, need_thresholds=False)
-    values = _temperatures(key, spec.models, spec.temperature, split, float(calibration_fraction), int(seed))
+    values = _temperatures(key, spec.models, spec.temperature, split, *_fraction_seed(calibration_fraction, seed))
     return dict(zip(spec.models, values))
 
 
@@ -313,7 +333,7 @@ def stage_signals(bank, spec: CascadeSpec, *, split=None, on="all", calibration_
                   temperature_split=None) -> list[ModelSignals]:
     """Signals of each stage on the chosen part of the split (exit gallery, histograms)."""
     bank, split, key = _prepare(bank, spec, split, need_thresholds=False)
-    fraction, seed = float(calibration_fraction), int(seed)
+    fraction, seed = _fraction_seed(calibration_fraction, seed)
     temps = _temperatures(key, spec.models, spec.temperature, resolve_split(bank, temperature_split or split),
                           fraction, seed)
     return list(_chain_part(key, split, spec.models, spec.criterion, temps, spec.ensemble, _check_part(on),
@@ -323,8 +343,8 @@ def stage_signals(bank, spec: CascadeSpec, *, split=None, on="all", calibration_
 def part_index(bank, *, split=None, on="all", calibration_fraction=0.5, seed=0) -> np.ndarray | None:
     """Rows of the split in the chosen part (None = every row)."""
     bank = open_bank(bank)
-    return _part_index(_key(bank), resolve_split(bank, split), _check_part(on), float(calibration_fraction),
-                       int(seed))
+    return _part_index(_key(bank), resolve_split(bank, split), _check_part(on),
+                       *_fraction_seed(calibration_fraction, seed))
 
 
 def evaluate(bank, spec: CascadeSpec, *, split=None, on="all", calibration_fraction=0.5, seed=0,
@@ -335,7 +355,7 @@ def evaluate(bank, spec: CascadeSpec, *, split=None, on="all", calibration_fract
     the shift analysis sets it to the source split.
     """
     bank, split, key = _prepare(bank, spec, split, need_thresholds=True)
-    on, fraction, seed = _check_part(on), float(calibration_fraction), int(seed)
+    on, (fraction, seed) = _check_part(on), _fraction_seed(calibration_fraction, seed)
     temperature_split = resolve_split(bank, temperature_split or split)
     temps = _temperatures(key, spec.models, spec.temperature, temperature_split, fraction, seed)
     stages = _chain_part(key, split, spec.models, spec.criterion, temps, spec.ensemble, on, fraction, seed)
@@ -385,10 +405,10 @@ def fit_for_target_detailed(bank, spec: CascadeSpec, *, target_accuracy=None, ma
     if len(spec.models) < 2:
         raise UsageError("fitting thresholds needs a cascade of at least 2 models")
     kind, value = _target(target_accuracy, max_gmacs, max_escalated)
-    fraction, seed = float(calibration_fraction), int(seed)
+    fraction, seed = _fraction_seed(calibration_fraction, seed)
     temps = _temperatures(key, spec.models, spec.temperature, split, fraction, seed)
     return _fit(key, split, spec.models, spec.criterion, temps, spec.ensemble, fraction, seed, kind, value,
-                int(grid_size))
+                check_int(grid_size, "grid_size", minimum=2))
 
 
 def fit_for_target(bank, spec: CascadeSpec, *, target_accuracy=None, max_gmacs=None, max_escalated=None,
@@ -406,24 +426,24 @@ def curve(bank, spec: CascadeSpec, *, split=None, on="all", calibration_fraction
     bank, split, key = _prepare(bank, spec, split, need_thresholds=False)
     if len(spec.models) < 2:
         raise UsageError("a curve needs a cascade of at least 2 models")
-    fraction, seed = float(calibration_fraction), int(seed)
+    fraction, seed = _fraction_seed(calibration_fraction, seed)
     temps = _temperatures(key, spec.models, spec.temperature, resolve_split(bank, temperature_split or split),
                           fraction, seed)
     return _curve(key, split, spec.models, spec.criterion, temps, spec.ensemble, _check_part(on), fraction, seed,
-                  int(grid_size), device)
+                  check_int(grid_size, "grid_size", minimum=2), device)
 
 
 def single_models(bank, split=None, *, on="all", calibration_fraction=0.5, seed=0, device=None) -> pd.DataFrame:
     """id, display_name, backend, gmacs, params, ms, accuracy, n_samples of every model with logits on the split."""
     bank = open_bank(bank)
-    return _singles(_key(bank), resolve_split(bank, split), _check_part(on), float(calibration_fraction),
-                    int(seed), device).copy()
+    return _singles(_key(bank), resolve_split(bank, split), _check_part(on),
+                    *_fraction_seed(calibration_fraction, seed), device).copy()
 
 
 def hull(bank, split=None, *, on="all", calibration_fraction=0.5, seed=0) -> SingleModelHull:
     """Single-model hull (random switching between models) on the chosen samples."""
     bank = open_bank(bank)
-    return _hull(_key(bank), resolve_split(bank, split), _check_part(on), float(calibration_fraction), int(seed))
+    return _hull(_key(bank), resolve_split(bank, split), _check_part(on), *_fraction_seed(calibration_fraction, seed))
 
 
 FRONTIER_COLUMNS = ["models", "thresholds", "accuracy", "avg_gmacs", "avg_ms", "escalated_fraction",
@@ -467,8 +487,7 @@ def frontier(bank, *, split=None, criterion="max_softmax", max_stages=2, shortli
     split = resolve_split(bank, split)
     if criterion not in CRITERIA:
         raise UsageError(f"unknown criterion {criterion!r}: use one of {', '.join(CRITERIA)}")
-    if int(max_stages) not in (2, 3):
-        raise UsageError(f"max stages must be 2 or 3, got {max_stages}")
+    max_stages = check_int(max_stages, "max_stages", minimum=2, maximum=3)
     ids = bank.models_for(split)
     if shortlist is not None:
         shortlist = tuple(dict.fromkeys(str(m) for m in shortlist))
@@ -477,11 +496,12 @@ def frontier(bank, *, split=None, criterion="max_softmax", max_stages=2, shortli
             raise UsageError(f"unknown model {unknown[0]!r} in the shortlist: split {split!r} has (cheapest first): "
                              f"{', '.join(ids)}")
         shortlist = tuple(m for m in ids if m in shortlist)   # cheapest first
-    elif int(max_stages) == 3 and len(ids) > _MAX_DEFAULT_SHORTLIST:
+    elif max_stages == 3 and len(ids) > _MAX_DEFAULT_SHORTLIST:
         raise UsageError(f"this split has {len(ids)} models: name at most a handful for 3-model cascades "
                          f"with a shortlist (choose from: {', '.join(ids)})")
-    return _frontier(_key(bank), split, criterion, int(max_stages), shortlist, _check_part(on),
-                     float(calibration_fraction), int(seed), device, int(grid_size)).copy()
+    return _frontier(_key(bank), split, criterion, max_stages, shortlist, _check_part(on),
+                     *_fraction_seed(calibration_fraction, seed), device,
+                     check_int(grid_size, "grid_size", minimum=2)).copy()
 
 
 def shift(bank, spec: CascadeSpec, source_split, target_split, *, on="eval", target_accuracy=None,
@@ -499,6 +519,9 @@ def shift(bank, spec: CascadeSpec, source_split, target_split, *, on="eval", tar
     target_split = resolve_split(bank, target_split)
     fitted = None
     if any(v is not None for v in (target_accuracy, max_gmacs, max_escalated)):
+        if spec.thresholds:
+            raise UsageError("give either thresholds in the spec or a target (target_accuracy / max_gmacs / "
+                             "max_escalated) to fit them, not both")
         fit = fit_for_target_detailed(bank, spec, target_accuracy=target_accuracy, max_gmacs=max_gmacs,
                                       max_escalated=max_escalated, split=source_split,
                                       calibration_fraction=calibration_fraction, seed=seed)

@@ -778,8 +778,14 @@ class BankWriter:
         """Add a split (samples.csv + labels.npy). Re-adding identical samples only updates metadata."""
         check_id("split", name, path=self._manifest_path)
         folder = split_dir(self.path, name)
+        if isinstance(sample_ids, (str, bytes)) or isinstance(image_paths, (str, bytes)):
+            raise BankError("sample ids and image paths must be lists, not a string", path=folder / SAMPLES,
+                            split=name, fix="pass one id (and one image path) per sample")
         ids = [str(s) for s in sample_ids]
         images = ["" if p is None else str(p) for p in image_paths]
+        if not ids:
+            raise BankError("a split needs at least one sample", path=folder / SAMPLES, split=name,
+                            fix="pass the split's sample ids, image paths and labels")
         if len(images) != len(ids):
             raise BankError(f"{len(ids)} sample ids but {len(images)} image paths", path=folder / SAMPLES,
                             split=name, fix="pass one image path per sample ('' when there is no image)")

@@ -32,6 +32,7 @@ from .errors import UsageError
 from .jsonsafe import json_float
 from .images import DEFAULT_MAX_PIXELS, ImageError, load_image
 from .signals import chain_signals
+from .validate import check_bool, check_number, check_sequence
 
 TOP_K = 5
 
@@ -244,10 +245,15 @@ class Cascade:
         if not stages:
             raise UsageError("a cascade needs at least one model")
         self.stages = list(stages)
+        ids = [s.model_id for s in self.stages]
+        if len(set(ids)) != len(ids):
+            raise UsageError(f"a model appears twice in the cascade ({', '.join(ids)}); name each model once")
         self.criterion = check_criterion(criterion)
-        self.thresholds = tuple(float(t) for t in check_thresholds(list(thresholds), len(self.stages)))
+        thresholds = [check_number(t, f"thresholds[{i}]", allow_inf=True)
+                      for i, t in enumerate(check_sequence(thresholds, "thresholds"))]
+        self.thresholds = tuple(float(t) for t in check_thresholds(thresholds, len(self.stages)))
         self.class_names = list(class_names)
-        self.ensemble = bool(ensemble)
+        self.ensemble = check_bool(ensemble, "ensemble")
         self.device = device
         self.max_pixels = int(max_pixels)
         for s in self.stages:
@@ -299,11 +305,16 @@ class Cascade:
 
         if not isinstance(bank, Bank):
             bank = Bank.open(bank)
-        models = list(models)
+        models = check_sequence(models, "models")
         if not models:
             raise UsageError("a cascade needs at least one model (--models M1,M2)")
         infos = [bank.model(m) for m in models]
         bank.check_cost_order(models)
+        if temperatures is not None:
+            temperatures = check_sequence(temperatures, "temperatures")
+            if len(temperatures) != len(models):
+                raise UsageError(f"temperatures needs one value per model ({len(models)} for {', '.join(models)}), "
+                                 f"got {len(temperatures)}")
         if temperatures is None:
             if temperature == "fit":
                 temperatures = fit_bank_temperatures(bank, models, split=split)

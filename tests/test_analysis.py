@@ -247,6 +247,63 @@ def test_bad_spec_values():
         analysis.CascadeSpec(models=("a",), temperature="auto")
 
 
+@pytest.mark.parametrize("fields, message", [
+    (dict(models=("a", "b"), thresholds=(0.5,), ensemble="false"), "ensemble must be True or False"),
+    (dict(models=None), "models must be a list"),
+    (dict(models=("a", 3)), "models must be model ids"),
+    (dict(models=("a", "b"), thresholds=None), "thresholds must be a list"),
+    (dict(models=("a", "b"), thresholds=0.5), "thresholds must be a list"),
+    (dict(models=("a", "b"), thresholds=("abc",)), r"thresholds\[0\] must be a number"),
+    (dict(models=("a", "b"), thresholds=(float("nan"),)), r"thresholds\[0\] must be a finite number"),
+])
+def test_spec_refuses_values_it_would_coerce(fields, message):
+    with pytest.raises(UsageError, match=message):
+        analysis.CascadeSpec(**fields)
+
+
+def test_spec_keeps_infinite_thresholds():
+    assert analysis.CascadeSpec(models=("a", "b"), thresholds=[float("-inf")]).thresholds == (float("-inf"),)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda b, s: analysis.evaluate(b, s, seed="x"), "seed must be an integer"),
+    (lambda b, s: analysis.evaluate(b, s, seed=1.7), "seed must be a whole number"),
+    (lambda b, s: analysis.evaluate(b, s, on="all", calibration_fraction=1.5), "calibration_fraction must be < 1"),
+    (lambda b, s: analysis.evaluate(b, s, device="gpu-xyz"), "device 'gpu-xyz' has no latency.*'test cpu'"),
+    (lambda b, s: analysis.frontier(b, device="gpu-xyz"), "device 'gpu-xyz'"),
+    (lambda b, s: analysis.frontier(b, grid_size=0), "grid_size must be >= 2"),
+    (lambda b, s: analysis.frontier(b, max_stages=2.7), "max_stages must be a whole number"),
+    (lambda b, s: analysis.curve(b, s, grid_size="x"), "grid_size must be an integer"),
+    (lambda b, s: analysis.fit_for_target(b, replace_thresholds(s), target_accuracy=0.5, grid_size=float("nan")),
+     "grid_size must be a whole number"),
+    (lambda b, s: analysis.shift(b, s, "val", "val-shifted", target_accuracy=0.5), "not both"),
+    (lambda b, s: analysis.open_bank(5), "bank must be a Bank, a folder path or None"),
+])
+def test_library_mistakes_name_the_argument(bank_path, call, message):
+    spec = analysis.CascadeSpec(models=("tiny", "medium"), thresholds=(0.5,))
+    with pytest.raises(UsageError, match=message):
+        call(bank_path, spec)
+
+
+def replace_thresholds(spec):
+    return analysis.CascadeSpec(models=spec.models)
+
+
+def test_known_device_still_gives_latency(bank_path):
+    spec = analysis.CascadeSpec(models=("tiny", "medium"), thresholds=(0.5,))
+    assert analysis.evaluate(bank_path, spec, device=DEVICE)["avg_ms"] is not None
+
+
+def test_bank_writer_refuses_empty_and_string_splits(tmp_path):
+    from cascade_explorer.core.bank import BankError
+
+    writer = BankWriter(tmp_path / "b", create={"dataset": {"name": "b"}, "class_names": ["x", "y"]})
+    with pytest.raises(BankError, match="at least one sample"):
+        writer.add_split("empty", [], [], [])
+    with pytest.raises(BankError, match="must be lists, not a string"):
+        writer.add_split("s2", "ab", ["", ""], [0, 1])
+
+
 def test_caches_are_reused_and_invalidated_by_a_bank_write(tmp_path):
     path = build_random_bank(tmp_path / "bank", n=60, shifted=False)
     spec = analysis.CascadeSpec(models=("tiny", "large"), thresholds=(0.5,))

@@ -364,3 +364,28 @@ def test_bench_command(shared_dir, tmp_path, capsys, monkeypatch):
     result = json.loads(capsys.readouterr().out)
     assert result["n_images"] == 4 and result["cascade"]["models"] == ["efficientnet_lite0", "efficientnet_lite1"]
     assert len(result["cascade"]["thresholds"]) == 1 and result["bank_expected"]["n_samples"] == 8
+
+
+@pytest.fixture(scope="module")
+def spec_bank(tmp_path_factory):
+    return Bank.open(make_bank(tmp_path_factory.mktemp("spec-bank") / "bank", n=12))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(models=["efficientnet_lite0", "efficientnet_lite1"], thresholds=[0.5], ensemble="no"),
+     "ensemble must be True or False"),
+    (dict(models=["efficientnet_lite0", "efficientnet_lite1"], thresholds=0.5), "thresholds must be a list"),
+    (dict(models=["efficientnet_lite0", "efficientnet_lite1"], thresholds=[[0.5]]),
+     r"thresholds\[0\] must be a number"),
+    (dict(models=["efficientnet_lite0", "efficientnet_lite1"], thresholds=[0.5], temperatures=[1.0, 2.0, 3.0]),
+     "temperatures needs one value per model \\(2"),
+    (dict(models=["efficientnet_lite0", "efficientnet_lite1"], thresholds=[0.5], temperatures=[1.0]),
+     "temperatures needs one value per model"),
+    (dict(models=["efficientnet_lite0", "efficientnet_lite0"], thresholds=[0.5]), "appears twice"),
+    (dict(models="efficientnet_lite0", thresholds=[]), "models must be a list"),
+])
+def test_from_bank_mistakes_name_the_argument(spec_bank, kwargs, message):
+    """Refused before any model loads, never coerced (bool('no') is True; [1, 2, 3] temperatures
+    for 2 models used to drop the third silently)."""
+    with pytest.raises(UsageError, match=message):
+        Cascade.from_bank(spec_bank, **kwargs)
