@@ -8,33 +8,37 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import UsageError
+from .validate import check_number
+
 CRITERIA = ("max_softmax", "softmax_margin", "logit_margin", "entropy")
 TEMPERATURE_BOUNDS = (0.05, 20.0)
 _FIT_CHUNK_ROWS = 8192
 
 
 def check_criterion(criterion: str) -> str:
-    """Return `criterion` if known, else raise a ValueError listing the known ones."""
+    """Return `criterion` if known, else raise a UsageError (a ValueError) listing the known ones."""
     if criterion not in CRITERIA:
-        raise ValueError(f"unknown confidence criterion {criterion!r}: use one of {', '.join(CRITERIA)}")
+        raise UsageError(f"unknown confidence criterion {criterion!r}: use one of {', '.join(CRITERIA)}")
     return criterion
 
 
-def check_temperature(temperature: float) -> float:
-    value = float(temperature)
-    if not np.isfinite(value) or value <= 0:
-        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
-    return value
+def check_temperature(temperature: float, name: str = "temperature") -> float:
+    """`temperature` as a float when it is a finite number > 0 (not a string, None or NaN)."""
+    try:
+        return check_number(temperature, name, minimum=0.0, exclusive_minimum=True)
+    except UsageError:
+        raise UsageError(f"{name} must be a finite number > 0, got {temperature!r}") from None
 
 
 def _as_logits_2d(logits, name: str = "logits") -> np.ndarray:
     array = np.asarray(logits)
     if array.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D array (samples x classes), got shape {array.shape}")
+        raise UsageError(f"{name} must be a 2-D array (samples x classes), got shape {array.shape}")
     if array.shape[1] < 2:
-        raise ValueError(f"{name} needs at least 2 classes (columns), got shape {array.shape}")
+        raise UsageError(f"{name} needs at least 2 classes (columns), got shape {array.shape}")
     if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
-        raise ValueError(f"{name} must hold real numbers, got dtype {array.dtype}")
+        raise UsageError(f"{name} must hold real numbers, got dtype {array.dtype}")
     return array
 
 
@@ -114,11 +118,11 @@ def confidence_from_probs(probs, criterion: str) -> np.ndarray:
 def _check_labels(labels, n_rows: int, n_classes: int) -> np.ndarray:
     labels = np.asarray(labels)
     if labels.ndim != 1 or labels.shape[0] != n_rows:
-        raise ValueError(f"labels must have shape ({n_rows},) to match the logits, got {labels.shape}")
+        raise UsageError(f"labels must have shape ({n_rows},) to match the logits, got {labels.shape}")
     if labels.size and not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(f"labels must be integers, got dtype {labels.dtype}")
+        raise UsageError(f"labels must be integers, got dtype {labels.dtype}")
     if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
-        raise ValueError(f"labels must lie in 0..{n_classes - 1}, got values {labels.min()}..{labels.max()}")
+        raise UsageError(f"labels must lie in 0..{n_classes - 1}, got values {labels.min()}..{labels.max()}")
     return labels.astype(np.int64, copy=False)
 
 
@@ -128,7 +132,7 @@ def negative_log_likelihood(logits, labels, temperature: float, chunk_rows: int 
     z_all = _as_logits_2d(logits)
     labels = _check_labels(labels, z_all.shape[0], z_all.shape[1])
     if z_all.shape[0] == 0:
-        raise ValueError("cannot compute a likelihood on 0 samples")
+        raise UsageError("cannot compute a likelihood on 0 samples")
     total = 0.0
     for start in range(0, z_all.shape[0], chunk_rows):
         z = _working_float(z_all[start:start + chunk_rows]).astype(np.float64)
@@ -146,7 +150,7 @@ def fit_temperature(logits, labels) -> float:
     z = _as_logits_2d(logits)
     labels = _check_labels(labels, z.shape[0], z.shape[1])
     if z.shape[0] == 0:
-        raise ValueError("cannot fit a temperature on 0 samples: the calibration set is empty")
+        raise UsageError("cannot fit a temperature on 0 samples: the calibration set is empty")
     low, high = np.log(TEMPERATURE_BOUNDS[0]), np.log(TEMPERATURE_BOUNDS[1])
     result = minimize_scalar(lambda log_t: negative_log_likelihood(z, labels, float(np.exp(log_t))),
                              bounds=(low, high), method="bounded", options={"xatol": 1e-4})

@@ -11,8 +11,10 @@ from itertools import product
 
 import numpy as np
 
-from .engine import check_costs
-from .signals import ModelSignals
+from .engine import check_costs, check_stages
+from .errors import UsageError
+from .signals import ModelSignals, check_correct
+from .validate import check_array, check_bool, check_int
 
 
 @dataclass
@@ -50,7 +52,22 @@ def exact_threshold_sweep(confidence, correct_exit, correct_next, order=None):
     t the samples with confidence >= t exit (correct_exit counts) and the rest go on (correct_next).
     order: indices sorting `confidence` descending, when the caller already has them.
     """
-    conf = np.asarray(confidence, dtype=np.float64)
+    conf = check_array(confidence, "confidence")
+    if np.isnan(conf).any():
+        raise UsageError("confidence must not contain NaN (a NaN is no threshold): fix or drop those samples")
+    m = len(conf)
+    correct_exit = check_correct(correct_exit, "correct_exit", length=m)
+    correct_next = check_correct(correct_next, "correct_next", length=m)
+    if order is not None:
+        order = np.asarray(order)
+        if order.shape != (m,) or (m and order.dtype.kind not in "iu"):
+            raise UsageError(f"order must hold {m} integer indices (a permutation sorting confidence "
+                             f"descending), got shape {order.shape} and dtype {order.dtype}")
+    return _sweep(conf, correct_exit, correct_next, order)
+
+
+def _sweep(conf: np.ndarray, correct_exit: np.ndarray, correct_next: np.ndarray, order=None):
+    """exact_threshold_sweep on checked inputs (float64 confidences, bool correctness of equal length)."""
     m = len(conf)
     if order is None:
         order = np.argsort(-conf, kind="stable")
@@ -88,13 +105,13 @@ def cascade_curve(stages: list[ModelSignals], gmacs, ms=None, grid_size: int = 6
     each with +inf), the last free threshold exact. pareto_only keeps only each block's
     non-dominated points (much smaller for n>=3).
     """
-    stages = list(stages)
+    stages = check_stages(stages)
     n_stages = len(stages)
-    if n_stages == 0:
-        raise ValueError("a cascade curve needs at least one stage")
+    grid_size = check_int(grid_size, "grid_size", minimum=1)
+    pareto_only = check_bool(pareto_only, "pareto_only")
     n = len(stages[0].confidence)
     if n == 0 or any(len(s.confidence) != n for s in stages):
-        raise ValueError(f"all stages must cover the same non-empty set of samples, got lengths "
+        raise UsageError(f"all stages must cover the same non-empty set of samples, got lengths "
                          f"{[len(s.confidence) for s in stages]}")
     g = check_costs(gmacs, n_stages, "gmacs")
     ms_values = None if ms is None else check_costs(ms, n_stages, "ms")
@@ -121,7 +138,7 @@ def cascade_curve(stages: list[ModelSignals], gmacs, ms=None, grid_size: int = 6
             early_correct += np.count_nonzero(exits & stages[i].correct)
             remaining &= ~exits
         subset = order_last[remaining[order_last]] if early else order_last
-        thresholds, n_exit, n_correct = exact_threshold_sweep(
+        thresholds, n_exit, n_correct = _sweep(
             stages[last_free].confidence[subset], stages[last_free].correct[subset],
             stages[-1].correct[subset], order=np.arange(len(subset)))
         fractions = np.empty((len(thresholds), n_stages))
@@ -166,7 +183,7 @@ def pareto_front(cost, accuracy) -> np.ndarray:
     cost = np.asarray(cost, dtype=np.float64).reshape(-1)
     accuracy = np.asarray(accuracy, dtype=np.float64).reshape(-1)
     if cost.shape != accuracy.shape:
-        raise ValueError(f"cost and accuracy must have the same length, got {cost.shape} and {accuracy.shape}")
+        raise UsageError(f"cost and accuracy must have the same length, got {cost.shape} and {accuracy.shape}")
     valid = np.flatnonzero(~(np.isnan(cost) | np.isnan(accuracy)))
     if len(valid) == 0:
         return np.empty(0, dtype=np.int64)
@@ -208,12 +225,14 @@ class SingleModelHull:
 
 def single_model_hull(costs, accuracies) -> SingleModelHull:
     """Upper concave hull of the (cost, accuracy) points, from the cheapest to the most accurate model."""
-    costs = np.asarray(costs, dtype=np.float64).reshape(-1)
-    accuracies = np.asarray(accuracies, dtype=np.float64).reshape(-1)
+    costs = check_array(costs, "costs")
+    accuracies = check_array(accuracies, "accuracies")
     if len(costs) == 0 or costs.shape != accuracies.shape:
-        raise ValueError(f"need one accuracy per cost and at least one model, got {costs.shape} and {accuracies.shape}")
+        raise UsageError(f"need one accuracy per cost and at least one model, got {costs.shape} and {accuracies.shape}")
     if not (np.isfinite(costs).all() and np.isfinite(accuracies).all()):
-        raise ValueError("single-model costs and accuracies must be finite")
+        raise UsageError("single-model costs and accuracies must be finite")
+    check_array(costs, "costs", minimum=0.0)
+    check_array(accuracies, "accuracies", minimum=0.0, maximum=1.0)
     front = pareto_front(costs, accuracies)
     hull: list[int] = []
     for index in front:
@@ -230,7 +249,19 @@ def single_model_hull(costs, accuracies) -> SingleModelHull:
 
 
 def speedup_at_equal_accuracy(cascade_cost, cascade_accuracy, hull: SingleModelHull) -> np.ndarray:
-    """hull.cost_at(accuracy) / cascade cost; nan where the accuracy exceeds the best single model."""
-    cost = np.asarray(cascade_cost, dtype=np.float64)
+    """hull.cost_at(accuracy) / cascade cost; nan where the accuracy exceeds the best single model.
+
+    cascade_cost (>= 0) and cascade_accuracy (in [0, 1], NaN allowed) are numbers or arrays of the
+    same shape."""
+    if not isinstance(hull, SingleModelHull):
+        raise UsageError(f"hull must be a SingleModelHull (from single_model_hull), got {type(hull).__name__}")
+    cost = check_array(cascade_cost, "cascade_cost", ndim=np.ndim(cascade_cost))
+    accuracy = check_array(cascade_accuracy, "cascade_accuracy", ndim=np.ndim(cascade_accuracy),
+                           minimum=0.0, maximum=1.0)
+    if cost.shape != accuracy.shape:
+        raise UsageError(f"cascade_cost and cascade_accuracy must have the same shape (one cost per accuracy), "
+                         f"got {cost.shape} and {accuracy.shape}")
+    if np.isnan(cost).any() or (cost < 0).any():
+        raise UsageError("cascade_cost must be >= 0 (and not NaN) for every cascade")
     with np.errstate(divide="ignore", invalid="ignore"):
-        return hull.cost_at(cascade_accuracy) / cost
+        return hull.cost_at(accuracy) / cost

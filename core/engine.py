@@ -7,12 +7,16 @@ up to and including i, because all earlier stages ran.
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from .errors import UsageError
 from .jsonsafe import json_float
 from .signals import ModelSignals
+from .validate import check_array, check_sequence
 
 
 @dataclass
@@ -53,23 +57,43 @@ class CascadeResult:
 
 
 def check_thresholds(thresholds, n_stages: int) -> np.ndarray:
-    """thresholds as float64 (n_stages - 1,); +inf (never exit) and -inf (always exit) are allowed."""
-    values = np.asarray(thresholds, dtype=np.float64).reshape(-1)
+    """thresholds (a list/1-D array, one per stage except the last) as float64 (n_stages - 1,);
+    +inf (never exit) and -inf (always exit) are allowed, NaN, strings and a bare number are not."""
+    values = check_sequence(thresholds, "thresholds")
+    for i, t in enumerate(values):
+        if isinstance(t, (bool, np.bool_)) or not isinstance(t, numbers.Real):
+            raise UsageError(f"thresholds[{i}] must be a number (or +-inf), got {t!r}")
+        if math.isnan(t):
+            raise UsageError(f"thresholds must be numbers (or +-inf), got NaN at thresholds[{i}]: {values}")
     if len(values) != n_stages - 1:
-        raise ValueError(f"a cascade of {n_stages} stage(s) needs {n_stages - 1} threshold(s) "
+        raise UsageError(f"a cascade of {n_stages} stage(s) needs {n_stages - 1} threshold(s) "
                          f"(one per stage except the last), got {len(values)}")
-    if np.isnan(values).any():
-        raise ValueError(f"thresholds must be numbers (or +-inf), got {list(thresholds)}")
-    return values
+    return np.array(values, dtype=np.float64).reshape(n_stages - 1)
 
 
 def check_costs(costs, n_stages: int, name: str = "gmacs") -> np.ndarray:
-    values = np.asarray(costs, dtype=np.float64).reshape(-1)
+    """One finite cost >= 0 per stage (a list or 1-D array; a bare number is refused) as float64."""
+    values = check_sequence(costs, name)
     if len(values) != n_stages:
-        raise ValueError(f"need one {name} value per stage ({n_stages}), got {len(values)}")
-    if not np.isfinite(values).all() or (values < 0).any():
-        raise ValueError(f"{name} must be finite and >= 0, got {values.tolist()}")
-    return values
+        raise UsageError(f"need one {name} value per stage ({n_stages}), got {len(values)}")
+    if any(isinstance(v, (str, bytes, bool, np.bool_)) or v is None for v in values):
+        raise UsageError(f"{name} must be numbers (one per stage), got {values}")
+    array = check_array(values, name)
+    if not np.isfinite(array).all() or (array < 0).any():
+        raise UsageError(f"{name} must be finite and >= 0, got {array.tolist()}")
+    return array
+
+
+def check_stages(stages, name: str = "stages") -> list:
+    """`stages` as a list of ModelSignals (one per stage), at least one."""
+    stages = check_sequence(stages, name) if not isinstance(stages, np.ndarray) else stages.tolist()
+    for i, stage in enumerate(stages):
+        if not isinstance(stage, ModelSignals):
+            raise UsageError(f"{name}[{i}] must be ModelSignals (see signals.model_signals), got "
+                             f"{type(stage).__name__}")
+    if not stages:
+        raise UsageError("a cascade needs at least one stage")
+    return stages
 
 
 def exit_stages(confidences, thresholds) -> np.ndarray:
@@ -82,10 +106,10 @@ def exit_stages(confidences, thresholds) -> np.ndarray:
     conf = [np.asarray(c, dtype=np.float64) for c in confidences]
     n_stages = len(conf)
     if n_stages == 0:
-        raise ValueError("exit_stages needs at least one stage")
+        raise UsageError("exit_stages needs at least one stage")
     lengths = {c.shape for c in conf}
     if len(lengths) != 1 or conf[0].ndim != 1:
-        raise ValueError(f"every stage needs a 1-D confidence vector of the same length, got {sorted(lengths)}")
+        raise UsageError(f"every stage needs a 1-D confidence vector of the same length, got {sorted(lengths)}")
     t = check_thresholds(thresholds, n_stages)
     stage = np.full(conf[0].shape[0], n_stages - 1, dtype=np.int64)
     # Walk backwards so the earliest qualifying stage is written last and wins.
@@ -98,23 +122,21 @@ def exit_stages(confidences, thresholds) -> np.ndarray:
 
 def evaluate_cascade(stages: list[ModelSignals], thresholds, gmacs, ms=None, models=None) -> CascadeResult:
     """Evaluate a cascade of n >= 1 stages (n=1: the model alone, no thresholds)."""
-    stages = list(stages)
+    stages = check_stages(stages)
     n_stages = len(stages)
-    if n_stages == 0:
-        raise ValueError("a cascade needs at least one stage")
     n = len(stages[0].confidence)
     if any(len(s.confidence) != n for s in stages):
-        raise ValueError(f"all stages must cover the same samples, got lengths {[len(s.confidence) for s in stages]}")
+        raise UsageError(f"all stages must cover the same samples, got lengths {[len(s.confidence) for s in stages]}")
     if n == 0:
-        raise ValueError("cannot evaluate a cascade on 0 samples")
+        raise UsageError("cannot evaluate a cascade on 0 samples")
     t = check_thresholds(thresholds, n_stages)
     g = check_costs(gmacs, n_stages, "gmacs")
     ms_values = None if ms is None else check_costs(ms, n_stages, "ms")
     if models is None:
         models = tuple(f"stage{i}" for i in range(n_stages))
-    models = tuple(models)
+    models = tuple(check_sequence(models, "models"))
     if len(models) != n_stages:
-        raise ValueError(f"got {len(models)} model names for {n_stages} stages")
+        raise UsageError(f"got {len(models)} model names for {n_stages} stages")
 
     exit_stage = exit_stages([s.confidence for s in stages], t)
     rows = np.arange(n)

@@ -9,16 +9,17 @@ optimistically biased by the fit.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from .criteria import fit_temperature
 from .curves import CascadeCurve, SingleModelHull, cascade_curve, speedup_at_equal_accuracy
-from .engine import CascadeResult, evaluate_cascade
+from .engine import CascadeResult, check_stages, evaluate_cascade
 from .errors import UsageError
-from .signals import ModelSignals
+from .signals import ModelSignals, check_correct
+from .validate import check_array, check_fraction, check_int, check_mask, check_number, check_sequence
 
 # Relative slack when comparing an average cost with a budget: the average of float costs
 # may differ from the "same" budget in the last bits.
@@ -36,7 +37,8 @@ def sample_uniforms(sample_ids: Sequence, seed: int = 0) -> np.ndarray:
     row order, whichever split it appears in (e.g. a corrupted copy of the same images) and
     whatever other samples are present.
     """
-    key = f"cascade-explorer/{int(seed)}".encode()
+    sample_ids = check_sequence(sample_ids, "sample_ids")
+    key = f"cascade-explorer/{check_int(seed, 'seed', minimum=0)}".encode()
     out = np.empty(len(sample_ids), dtype=np.float64)
     for i, sample_id in enumerate(sample_ids):
         digest = hashlib.blake2b(str(sample_id).encode("utf-8"), digest_size=8, key=key).digest()
@@ -51,16 +53,18 @@ def calibration_mask(sample_ids: Sequence, calibration_fraction: float = 0.5, se
     Each id joins the calibration part with probability `calibration_fraction`, decided by a
     hash of (seed, id): deterministic, seedable, independent of row order.
     """
-    fraction = float(calibration_fraction)
+    fraction = check_number(calibration_fraction, "calibration_fraction")
     if not 0.0 < fraction < 1.0:
-        raise UsageError(f"calibration fraction must be strictly between 0 and 1, got {calibration_fraction!r}")
+        raise UsageError(f"calibration_fraction must be strictly between 0 and 1, got {calibration_fraction!r}")
     return sample_uniforms(sample_ids, seed) < fraction
 
 
 def fit_temperatures(logits_list: Sequence[np.ndarray], labels: np.ndarray, mask: np.ndarray | None = None) -> list[float]:
     """Per-model temperature by NLL on the rows selected by `mask` (the calibration part)."""
-    labels = np.asarray(labels)
-    index = slice(None) if mask is None else np.flatnonzero(np.asarray(mask, dtype=bool))
+    logits_list = check_sequence(logits_list, "logits_list") if not isinstance(logits_list, np.ndarray) \
+        else list(logits_list)
+    labels = check_array(labels, "labels", dtype=None)
+    index = slice(None) if mask is None else np.flatnonzero(check_mask(mask, "mask", len(labels)))
     if mask is not None and index.size == 0:
         raise UsageError("the calibration part is empty: use a larger calibration fraction or another seed")
     return [float(fit_temperature(np.asarray(logits[index], dtype=np.float32), labels[index])) for logits in logits_list]
@@ -70,13 +74,18 @@ def fit_temperatures(logits_list: Sequence[np.ndarray], labels: np.ndarray, mask
 # Threshold fitting for a target
 # --------------------------------------------------------------------------------------
 
-def _one_target(target_accuracy, max_gmacs, max_escalated) -> str:
+def _one_target(target_accuracy, max_gmacs, max_escalated) -> tuple[str, float]:
+    """The one target given, as (name, checked value): target_accuracy and max_escalated are
+    fractions in [0, 1], max_gmacs a finite number >= 0."""
     given = [name for name, value in (("target_accuracy", target_accuracy), ("max_gmacs", max_gmacs),
                                       ("max_escalated", max_escalated)) if value is not None]
     if len(given) != 1:
         raise UsageError("give exactly one target: target accuracy, cost budget (max GMACs) or "
                          f"maximum escalated fraction (got {', '.join(given) or 'none'})")
-    return given[0]
+    kind = given[0]
+    if kind == "max_gmacs":
+        return kind, check_number(max_gmacs, "max_gmacs", minimum=0.0)
+    return kind, check_fraction(target_accuracy if kind == "target_accuracy" else max_escalated, kind)
 
 
 def select_operating_point(accuracy, avg_gmacs, escalated, *, target_accuracy=None, max_gmacs=None,
@@ -89,14 +98,17 @@ def select_operating_point(accuracy, avg_gmacs, escalated, *, target_accuracy=No
       (ties: the cheaper).
     Raises UsageError naming the best achievable value when no point qualifies.
     """
-    kind = _one_target(target_accuracy, max_gmacs, max_escalated)
-    accuracy = np.asarray(accuracy, dtype=np.float64)
-    avg_gmacs = np.asarray(avg_gmacs, dtype=np.float64)
-    escalated = np.asarray(escalated, dtype=np.float64)
+    kind, value = _one_target(target_accuracy, max_gmacs, max_escalated)
+    accuracy = check_array(accuracy, "accuracy")
+    avg_gmacs = check_array(avg_gmacs, "avg_gmacs")
+    escalated = check_array(escalated, "escalated")
+    if not len(accuracy) == len(avg_gmacs) == len(escalated):
+        raise UsageError("accuracy, avg_gmacs and escalated must have the same length (one entry per operating "
+                         f"point), got {len(accuracy)}, {len(avg_gmacs)} and {len(escalated)}")
     if accuracy.size == 0:
         raise UsageError("no operating points to choose from")
     if kind == "target_accuracy":
-        target = float(target_accuracy)
+        target = value
         ok = accuracy >= target - 1e-12
         if not ok.any():
             best = int(np.lexsort((avg_gmacs, -accuracy))[0])
@@ -105,7 +117,7 @@ def select_operating_point(accuracy, avg_gmacs, escalated, *, target_accuracy=No
         candidates = np.flatnonzero(ok)
         order = np.lexsort((-accuracy[candidates], avg_gmacs[candidates]))
     elif kind == "max_gmacs":
-        budget = float(max_gmacs)
+        budget = value
         ok = avg_gmacs <= budget * (1 + _COST_RTOL) + 1e-15
         if not ok.any():
             cheapest = int(np.lexsort((-accuracy, avg_gmacs))[0])
@@ -114,7 +126,7 @@ def select_operating_point(accuracy, avg_gmacs, escalated, *, target_accuracy=No
         candidates = np.flatnonzero(ok)
         order = np.lexsort((avg_gmacs[candidates], -accuracy[candidates]))
     else:
-        limit = float(max_escalated)
+        limit = value
         ok = escalated <= limit + 1e-12
         if not ok.any():
             least = int(np.argmin(escalated))
@@ -138,22 +150,24 @@ class ThresholdFit:
 def fit_thresholds_detailed(stages: list[ModelSignals], gmacs, *, target_accuracy=None, max_gmacs=None,
                             max_escalated=None, grid_size: int = 64, curve: CascadeCurve | None = None) -> ThresholdFit:
     """Like `fit_thresholds`, also returning the calibration metrics of the chosen point."""
-    kind = _one_target(target_accuracy, max_gmacs, max_escalated)
+    kind, value = _one_target(target_accuracy, max_gmacs, max_escalated)
+    stages = check_stages(stages)
     if len(stages) < 2:
         raise UsageError("a cascade needs at least 2 models to fit thresholds")
+    if curve is not None and not isinstance(curve, CascadeCurve):
+        raise UsageError(f"curve must be a CascadeCurve (from cascade_curve) or None, got {type(curve).__name__}")
     if curve is None:
         curve = cascade_curve(stages, gmacs, grid_size=grid_size)
     exit_fractions = np.asarray(curve.exit_fractions, dtype=np.float64)
     index = select_operating_point(curve.accuracy, curve.avg_gmacs, exit_fractions[:, -1],
                                    target_accuracy=target_accuracy, max_gmacs=max_gmacs,
                                    max_escalated=max_escalated)
-    value = {"target_accuracy": target_accuracy, "max_gmacs": max_gmacs, "max_escalated": max_escalated}[kind]
     return ThresholdFit(
         thresholds=tuple(float(t) for t in np.atleast_1d(curve.thresholds[index])),
         accuracy=float(curve.accuracy[index]),
         avg_gmacs=float(curve.avg_gmacs[index]),
         exit_fractions=tuple(float(f) for f in exit_fractions[index]),
-        target={kind: float(value)},
+        target={kind: value},
     )
 
 
@@ -184,18 +198,18 @@ def bootstrap_ci(correct, cost, n_bootstrap: int = 1000, seed: int = 0, level: f
     the b-th draw of `rng.integers(0, N, size=N)` from `np.random.default_rng(seed)`.
     Returns {"accuracy": (lo, hi), "avg_gmacs": (lo, hi)}.
     """
-    correct = np.asarray(correct, dtype=np.float64).ravel()
-    cost = np.asarray(cost, dtype=np.float64).ravel()
+    correct = check_correct(correct, "correct").astype(np.float64)
+    cost = check_array(cost, "cost", finite=True, minimum=0.0)
     n = correct.size
     if cost.size != n:
-        raise ValueError(f"correct has {n} samples but cost has {cost.size}")
+        raise UsageError(f"correct has {n} samples but cost has {cost.size}")
     if n == 0:
-        raise ValueError("bootstrap needs at least one sample")
-    if int(n_bootstrap) < 1:
-        raise ValueError(f"n_bootstrap must be >= 1, got {n_bootstrap}")
-    if not 0.0 < float(level) < 1.0:
-        raise ValueError(f"level must be strictly between 0 and 1, got {level}")
-    n_bootstrap = int(n_bootstrap)
+        raise UsageError("bootstrap needs at least one sample")
+    n_bootstrap = check_int(n_bootstrap, "n_bootstrap", minimum=1)
+    seed = check_int(seed, "seed", minimum=0)
+    level = check_number(level, "level")
+    if not 0.0 < level < 1.0:
+        raise UsageError(f"level must be strictly between 0 and 1, got {level:g}")
     rng = np.random.default_rng(seed)
     accuracy = np.empty(n_bootstrap)
     avg_cost = np.empty(n_bootstrap)
@@ -254,7 +268,21 @@ class ShiftReport:
 
 
 def shift_delta(source: dict, target: dict) -> dict:
-    """target - source for accuracy, avg_gmacs, each exit fraction and speed-up (None when unknown)."""
+    """target - source for accuracy, avg_gmacs, each exit fraction and speed-up (None when unknown).
+
+    Both are dicts with those keys (e.g. ShiftReport sides, analysis.Evaluation) of the same cascade,
+    so their exit_fractions have the same length."""
+    keys = ("accuracy", "avg_gmacs", "exit_fractions", "speedup")
+    for name, side in (("source", source), ("target", target)):
+        if not isinstance(side, Mapping):
+            raise UsageError(f"{name} must be a dict with keys {list(keys)}, got {type(side).__name__}")
+        missing = [k for k in keys if k not in side]
+        if missing:
+            raise UsageError(f"{name} lacks key(s) {missing}; expected a dict with keys {list(keys)}")
+    n_source, n_target = len(source["exit_fractions"]), len(target["exit_fractions"])
+    if n_source != n_target:
+        raise UsageError(f"source and target exit_fractions must have one entry per stage of the same cascade, "
+                         f"got {n_source} and {n_target}")
     return {
         "accuracy": target["accuracy"] - source["accuracy"],
         "avg_gmacs": target["avg_gmacs"] - source["avg_gmacs"],
@@ -268,7 +296,16 @@ def shift_report(stages_source: list[ModelSignals], stages_target: list[ModelSig
                  hull_source: SingleModelHull | None = None, hull_target: SingleModelHull | None = None,
                  *, ms=None, models=None) -> ShiftReport:
     """Apply the same thresholds on both sets; speed-ups are against each set's own single-model hull."""
+    stages_source = check_stages(stages_source, "stages_source")
+    stages_target = check_stages(stages_target, "stages_target")
+    if len(stages_target) != len(stages_source):
+        raise UsageError(f"stages_target has {len(stages_target)} stages but stages_source has "
+                         f"{len(stages_source)}: the same cascade must run on both sets")
+    for name, hull in (("hull_source", hull_source), ("hull_target", hull_target)):
+        if hull is not None and not isinstance(hull, SingleModelHull):
+            raise UsageError(f"{name} must be a SingleModelHull (from single_model_hull) or None, "
+                             f"got {type(hull).__name__}")
     source = evaluate_cascade(stages_source, thresholds, gmacs, ms=ms, models=models)
     target = evaluate_cascade(stages_target, thresholds, gmacs, ms=ms, models=models)
-    return ShiftReport(thresholds=tuple(float(t) for t in thresholds), source=source, target=target,
+    return ShiftReport(thresholds=source.thresholds, source=source, target=target,
                        speedup_source=_speedup(source, hull_source), speedup_target=_speedup(target, hull_target))

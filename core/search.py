@@ -10,13 +10,16 @@ group. Memory stays at a few (M x N) arrays of signals; logits are never needed.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from itertools import combinations
 
 import numpy as np
 import pandas as pd
 
 from .curves import cascade_curve, finite_threshold, pareto_front, single_model_hull, speedup_at_equal_accuracy
+from .errors import UsageError
 from .signals import ModelSignals
+from .validate import check_bool, check_fraction, check_int, check_number, check_sequence
 
 BLOCK = 256      # positions per block in the pair search's block pruning
 ROW_GROUP = 16   # second models handled (and merged into the frontier) together
@@ -25,25 +28,36 @@ COLUMNS = ["models", "thresholds", "accuracy", "avg_gmacs", "avg_ms", "escalated
 
 
 def _check_inputs(signals: dict, gmacs: dict, ms: dict | None, min_models: int) -> tuple[list[str], int]:
-    if not isinstance(signals, dict) or len(signals) < min_models:
-        raise ValueError(f"need signals of at least {min_models} models as a dict {{model_id: ModelSignals}}, "
-                         f"got {0 if not isinstance(signals, dict) else len(signals)}")
+    """Once per search, before any work: signals {model_id: ModelSignals} of equal length, a finite
+    cost >= 0 per model and (unless ms is None) a finite latency >= 0 per model."""
+    if not isinstance(signals, Mapping) or len(signals) < min_models:
+        raise UsageError(f"need signals of at least {min_models} models as a dict {{model_id: ModelSignals}}, "
+                         f"got {len(signals) if isinstance(signals, Mapping) else type(signals).__name__}")
     ids = list(signals)
+    for m in ids:
+        if not isinstance(signals[m], ModelSignals):
+            raise UsageError(f"signals[{m!r}] must be ModelSignals (see signals.model_signals), got "
+                             f"{type(signals[m]).__name__}")
     lengths = {len(signals[m].confidence) for m in ids}
     if len(lengths) != 1:
-        raise ValueError(f"every model's signals must cover the same samples, got lengths {sorted(lengths)}")
+        raise UsageError(f"every model's signals must cover the same samples, got lengths {sorted(lengths)}")
     n = lengths.pop()
     if n == 0:
-        raise ValueError("cannot search cascades on 0 samples")
+        raise UsageError("cannot search cascades on 0 samples")
+    if not isinstance(gmacs, Mapping):
+        raise UsageError(f"gmacs must be a dict {{model_id: GMACs}}, got {type(gmacs).__name__}")
+    if ms is not None and not isinstance(ms, Mapping):
+        raise UsageError(f"ms must be a dict {{model_id: milliseconds}} or None, got {type(ms).__name__}")
+    costs = {}
     for m in ids:
         if m not in gmacs:
-            raise ValueError(f"no gmacs for model {m!r}: pass a cost for every model")
-        g = float(gmacs[m])
-        if not np.isfinite(g) or g < 0:
-            raise ValueError(f"gmacs of model {m!r} must be finite and >= 0, got {gmacs[m]!r}")
-        if ms is not None and (m not in ms or ms[m] is None or not np.isfinite(float(ms[m]))):
-            raise ValueError(f"no finite latency (ms) for model {m!r}: pass ms for every model or ms=None")
-    return sorted(ids, key=lambda m: (float(gmacs[m]), str(m))), n
+            raise UsageError(f"no gmacs for model {m!r}: pass a cost for every model")
+        costs[m] = check_number(gmacs[m], f"gmacs[{m!r}]", minimum=0.0)
+        if ms is not None:
+            if m not in ms or ms[m] is None:
+                raise UsageError(f"no finite latency (ms) for model {m!r}: pass ms for every model or ms=None")
+            check_number(ms[m], f"ms[{m!r}]", minimum=0.0)
+    return sorted(ids, key=lambda m: (costs[m], str(m))), n
 
 
 def _hull(signals, gmacs, ids):
@@ -74,7 +88,7 @@ def _pair_points(confidences: list[np.ndarray], correct: np.ndarray, costs: np.n
     n_blocks = -(-(n + 1) // BLOCK)
     width_padded = n_blocks * BLOCK
     if n_models * width_padded >= 2**31:
-        raise ValueError(f"pair search on {n_models} models x {n} samples overflows its int32 counters; "
+        raise UsageError(f"pair search on {n_models} models x {n} samples overflows its int32 counters; "
                          "split the samples or the models")
     # column 0 stays False so that column p holds the count over the first p sorted samples;
     # padding columns stay False (the flat cumulative sum passes through them unchanged)
@@ -186,6 +200,7 @@ def pair_frontier(signals: dict[str, ModelSignals], gmacs: dict[str, float], ms:
     thousands of rows per pair at N=50,000).
     """
     ids, n = _check_inputs(signals, gmacs, ms, 2)
+    per_pair = check_bool(per_pair, "per_pair")
     costs = np.array([float(gmacs[m]) for m in ids])
     latency = None if ms is None else np.array([float(ms[m]) for m in ids])
     first_idx, second_idx, k_all, t_all, correct_all = _pair_points(
@@ -220,15 +235,16 @@ def three_model_frontier(signals: dict[str, ModelSignals], gmacs: dict[str, floa
 
     The first threshold runs on a quantile grid of grid_size values (+inf), the second is exact.
     """
-    shortlist = list(dict.fromkeys(shortlist))
+    grid_size = check_int(grid_size, "grid_size", minimum=1)
+    all_ids, _ = _check_inputs(signals, gmacs, None, 1)
+    shortlist = list(dict.fromkeys(check_sequence(shortlist, "shortlist")))
     unknown = [m for m in shortlist if m not in signals]
     if unknown:
-        raise ValueError(f"shortlist names unknown model(s) {unknown}; known: {sorted(signals)}")
+        raise UsageError(f"shortlist names unknown model(s) {unknown}; known: {sorted(signals)}")
     if len(shortlist) < 3:
-        raise ValueError(f"a 3-model search needs a shortlist of at least 3 distinct models, got {shortlist}")
+        raise UsageError(f"a 3-model search needs a shortlist of at least 3 distinct models, got {shortlist}")
     sub = {m: signals[m] for m in shortlist}
     ids, n = _check_inputs(sub, gmacs, ms, 3)
-    all_ids, _ = _check_inputs(signals, gmacs, None, 1)
     blocks = []
     for chain in combinations(ids, 3):   # ids are cost-ordered, so each chain is cheapest first
         curve = cascade_curve([signals[m] for m in chain], [gmacs[m] for m in chain],
@@ -253,6 +269,19 @@ def three_model_frontier(signals: dict[str, ModelSignals], gmacs: dict[str, floa
     return _frame(rows)
 
 
+def _check_frame(frontier_df, columns: list[str], allow_bare_empty: bool = False) -> None:
+    """frontier_df must be a DataFrame with `columns` (an empty frame with no columns at all passes
+    when allow_bare_empty: there is nothing to choose from)."""
+    if not isinstance(frontier_df, pd.DataFrame):
+        raise UsageError(f"frontier_df must be a pandas DataFrame (pair_frontier()'s output), "
+                         f"got {type(frontier_df).__name__}")
+    if allow_bare_empty and frontier_df.empty and len(frontier_df.columns) == 0:
+        return
+    missing = [c for c in columns if c not in frontier_df.columns]
+    if missing:
+        raise UsageError(f"frontier table lacks column(s) {missing}; pass pair_frontier()'s output")
+
+
 def best_cascade(frontier_df: pd.DataFrame, *, target_accuracy: float | None = None, max_gmacs: float | None = None,
                  max_escalated: float | None = None) -> pd.Series | None:
     """The frontier row that best meets the constraints (all given ones must hold).
@@ -260,16 +289,16 @@ def best_cascade(frontier_df: pd.DataFrame, *, target_accuracy: float | None = N
     With target_accuracy: the cheapest row reaching it. Otherwise: the most accurate row within
     max_gmacs / max_escalated. None when no row qualifies.
     """
+    _check_frame(frontier_df, ["accuracy", "avg_gmacs"] + (["escalated_fraction"] if max_escalated is not None else []))
     if target_accuracy is None and max_gmacs is None and max_escalated is None:
-        raise ValueError("best_cascade needs a target: target_accuracy, max_gmacs or max_escalated")
+        raise UsageError("best_cascade needs a target: target_accuracy, max_gmacs or max_escalated")
     for name, value in (("target_accuracy", target_accuracy), ("max_escalated", max_escalated)):
-        if value is not None and not 0 <= value <= 1:
-            raise ValueError(f"{name} is a fraction in [0, 1], got {value}")
-    if max_gmacs is not None and not max_gmacs >= 0:
-        raise ValueError(f"max_gmacs must be >= 0, got {max_gmacs}")
-    missing = {"accuracy", "avg_gmacs", "escalated_fraction"} - set(frontier_df.columns)
-    if missing:
-        raise ValueError(f"frontier table lacks column(s) {sorted(missing)}; pass pair_frontier()'s output")
+        if value is not None:
+            check_number(value, name)
+            if not 0 <= value <= 1:
+                raise UsageError(f"{name} is a fraction in [0, 1], got {value}")
+    if max_gmacs is not None:
+        max_gmacs = check_number(max_gmacs, "max_gmacs", minimum=0.0, allow_inf=True)   # inf: no budget
     ok = np.ones(len(frontier_df), dtype=bool)
     accuracy = frontier_df["accuracy"].to_numpy(dtype=float)
     cost = frontier_df["avg_gmacs"].to_numpy(dtype=float)
@@ -299,8 +328,9 @@ def headline_cascade(frontier_df: pd.DataFrame, best_single_accuracy: float, *,
     the default bank); within one point of the best model is where a user would deploy instead of it.
     Falls back to the cheapest row reaching `best_single_accuracy`, then to the largest speed-up.
     """
-    if not 0 <= tolerance <= 1:
-        raise ValueError(f"tolerance is a fraction in [0, 1], got {tolerance}")
+    _check_frame(frontier_df, ["accuracy", "avg_gmacs", "speedup"], allow_bare_empty=True)
+    tolerance = check_fraction(tolerance, "tolerance")
+    best_single_accuracy = check_fraction(best_single_accuracy, "best_single_accuracy")
     if frontier_df.empty:
         return None
     accuracy = frontier_df["accuracy"].to_numpy(dtype=float)

@@ -12,6 +12,8 @@ import numpy as np
 
 from .criteria import (_as_logits_2d, _check_labels, _working_float, check_criterion, check_temperature,
                        confidence, confidence_from_probs, softmax)
+from .errors import UsageError
+from .validate import check_array, check_bool, check_int, check_sequence
 
 DEFAULT_CHUNK_ROWS = 8192
 
@@ -25,14 +27,14 @@ class ModelSignals:
     correct: np.ndarray
 
     def __post_init__(self):
-        conf = np.asarray(self.confidence, dtype=np.float64)
-        pred = np.asarray(self.prediction, dtype=np.int32)
-        corr = np.asarray(self.correct, dtype=bool)
+        conf = check_array(self.confidence, "confidence", ndim=np.ndim(self.confidence))
+        pred = _check_prediction(self.prediction)
+        corr = check_correct(self.correct, "correct", ndim=np.ndim(self.correct))
         if not (conf.ndim == pred.ndim == corr.ndim == 1) or not (len(conf) == len(pred) == len(corr)):
-            raise ValueError("ModelSignals needs three 1-D arrays of equal length, got shapes "
+            raise UsageError("ModelSignals needs three 1-D arrays of equal length, got shapes "
                              f"{conf.shape}, {pred.shape}, {corr.shape}")
         if np.isnan(conf).any():
-            raise ValueError("ModelSignals confidence contains NaN")
+            raise UsageError("ModelSignals confidence contains NaN")
         object.__setattr__(self, "confidence", conf)
         object.__setattr__(self, "prediction", pred)
         object.__setattr__(self, "correct", corr)
@@ -52,14 +54,42 @@ class ModelSignals:
         """The signals of the selected samples (boolean mask of length N, or integer indices)."""
         selector = np.asarray(mask_or_index)
         if selector.dtype == bool and selector.shape != self.confidence.shape:
-            raise ValueError(f"boolean mask has shape {selector.shape}, expected {self.confidence.shape}")
+            raise UsageError(f"boolean mask has shape {selector.shape}, expected {self.confidence.shape}")
         return ModelSignals(self.confidence[selector], self.prediction[selector], self.correct[selector])
 
 
+def check_correct(values, name: str = "correct", *, ndim: int = 1, length: int | None = None) -> np.ndarray:
+    """Per-sample correctness as a bool array: bools, or numbers that are all 0 or 1 (a 5 or 0.5 is
+    refused instead of being read as True)."""
+    array = np.asarray(values)
+    if array.dtype != bool:
+        if array.dtype.kind not in "iuf":
+            raise UsageError(f"{name} must be booleans (or 0/1), got dtype {array.dtype}")
+        if array.size and not ((array == 0) | (array == 1)).all():
+            raise UsageError(f"{name} must be 0/1 or True/False per sample, got other values "
+                             f"(e.g. {array[(array != 0) & (array != 1)].flat[0]!r})")
+        array = array.astype(bool)
+    if array.ndim != ndim:
+        raise UsageError(f"{name} must be {ndim}-dimensional, got shape {array.shape}")
+    if length is not None and array.shape[0] != length:
+        raise UsageError(f"{name} must have {length} entries (one per sample), got {array.shape[0]}")
+    return array
+
+
+def _check_prediction(values) -> np.ndarray:
+    """Predicted class indices as int32: whole numbers only (1.7 is refused, not truncated to 1)."""
+    array = np.asarray(values)
+    if array.dtype.kind in "iu":
+        return array.astype(np.int32, copy=False)
+    if array.dtype.kind != "f":
+        raise UsageError(f"prediction must hold integer class indices, got dtype {array.dtype}")
+    if array.size and not (np.isfinite(array).all() and (array == np.round(array)).all()):
+        raise UsageError("prediction must hold whole numbers (class indices), got non-integer values")
+    return array.astype(np.int32)
+
+
 def _check_chunk_rows(chunk_rows: int) -> int:
-    if int(chunk_rows) < 1:
-        raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
-    return int(chunk_rows)
+    return check_int(chunk_rows, "chunk_rows", minimum=1)
 
 
 def model_signals(logits, labels, criterion: str, temperature: float = 1.0,
@@ -78,7 +108,7 @@ def model_signals(logits, labels, criterion: str, temperature: float = 1.0,
         chunk = _working_float(np.asarray(logits[start:stop]))
         if not np.isfinite(chunk).all():
             bad = start + int(np.flatnonzero(~np.isfinite(chunk).all(axis=1))[0])
-            raise ValueError(f"logits row {bad} contains NaN or inf; fix or drop that sample")
+            raise UsageError(f"logits row {bad} contains NaN or inf; fix or drop that sample")
         conf[start:stop] = confidence(chunk, criterion, temperature)
         pred[start:stop] = chunk.argmax(axis=1)   # temperature > 0 never changes the argmax
     return ModelSignals(conf, pred, pred == labels)
@@ -92,17 +122,25 @@ def chain_signals(logits_list, labels, criterion: str, temperatures=None, ensemb
     temperature-scaled softmax of models 0..i (stage 0 is model 0 alone, computed from its logits).
     """
     check_criterion(criterion)
+    ensemble = check_bool(ensemble, "ensemble")
+    if isinstance(logits_list, np.ndarray) and logits_list.ndim == 2:
+        raise UsageError("logits_list must be a list of 2-D logits arrays (one per stage), got one 2-D array; "
+                         "for a single model pass [logits]")
+    if not isinstance(logits_list, np.ndarray):
+        logits_list = check_sequence(logits_list, "logits_list")
     if len(logits_list) == 0:
-        raise ValueError("chain_signals needs at least one model's logits")
+        raise UsageError("chain_signals needs at least one model's logits")
     if temperatures is None:
         temperatures = [1.0] * len(logits_list)
-    temperatures = [check_temperature(t) for t in temperatures]
+    temperatures = check_sequence(temperatures, "temperatures")
     if len(temperatures) != len(logits_list):
-        raise ValueError(f"got {len(temperatures)} temperatures for {len(logits_list)} models")
+        raise UsageError(f"temperatures must have one value per stage: got {len(temperatures)} temperatures "
+                         f"for {len(logits_list)} models")
+    temperatures = [check_temperature(t, f"temperatures[{i}]") for i, t in enumerate(temperatures)]
     arrays = [_as_logits_2d(z, f"logits of stage {i}") for i, z in enumerate(logits_list)]
     shapes = {a.shape for a in arrays}
     if len(shapes) != 1:
-        raise ValueError(f"all stages' logits must have the same shape, got {sorted(shapes)}")
+        raise UsageError(f"all stages' logits must have the same shape, got {sorted(shapes)}")
     if not ensemble or len(arrays) == 1:
         return [model_signals(z, labels, criterion, t, chunk_rows) for z, t in zip(arrays, temperatures)]
     chunk_rows = _check_chunk_rows(chunk_rows)
@@ -117,7 +155,7 @@ def chain_signals(logits_list, labels, criterion: str, temperatures=None, ensemb
         for i, (z, t) in enumerate(zip(arrays, temperatures)):
             chunk = _working_float(np.asarray(z[start:stop])).astype(np.float64)
             if not np.isfinite(chunk).all():
-                raise ValueError(f"logits of stage {i} contain NaN or inf in rows {start}..{stop - 1}")
+                raise UsageError(f"logits of stage {i} contain NaN or inf in rows {start}..{stop - 1}")
             probs = softmax(chunk, t)   # float64 in -> float64 out
             prob_sum = probs if prob_sum is None else prob_sum + probs
             if i == 0:
