@@ -482,9 +482,9 @@ def test_nan_speedup_formats():
     assert ui.speedup_caption(2.0, "9 images") == "9 images"
 
 
-def test_shift_page_explains_a_missing_speedup(monkeypatch):
-    """On the shipped bank, val's default thresholds applied to val-corrupted give a cascade more
-    accurate than every single model there: core has no speed-up, and the page says why."""
+@pytest.fixture
+def default_bank_app(monkeypatch) -> tuple[Path, AppTest]:
+    """The app on the shipped default bank (skips where it is not built)."""
     from cascade_explorer.core.bank import DEFAULT_BANK_PATH
 
     bank = Path(DEFAULT_BANK_PATH)
@@ -492,7 +492,13 @@ def test_shift_page_explains_a_missing_speedup(monkeypatch):
         pytest.skip(f"default bank not built at {bank}")
     monkeypatch.delenv("CASCADE_EXPLORER_BANK", raising=False)
     monkeypatch.delenv("CASCADE_EXPLORER_BANKS", raising=False)
-    at = AppTest.from_file(str(APP), default_timeout=300).run()
+    return bank, AppTest.from_file(str(APP), default_timeout=300).run()
+
+
+def test_shift_page_explains_a_missing_speedup(default_bank_app):
+    """On the shipped bank, val's default thresholds applied to val-corrupted give a cascade more
+    accurate than every single model there: core has no speed-up, and the page says why."""
+    bank, at = default_bank_app
     at.switch_page("views/explorer.py").run()
     v = view(at)    # the default cascade, which the shift page shows too
     at.switch_page("views/shift.py").run()
@@ -507,16 +513,9 @@ def test_shift_page_explains_a_missing_speedup(monkeypatch):
     assert len(notes) == 1 and "1,300 images" in notes[0]
 
 
-def test_default_bank_every_page(monkeypatch):
+def test_default_bank_every_page(default_bank_app):
     """The shipped bank (real models): every page renders and the Explorer shows core's numbers."""
-    from cascade_explorer.core.bank import DEFAULT_BANK_PATH
-
-    bank = Path(DEFAULT_BANK_PATH)
-    if not (bank / "manifest.json").is_file():
-        pytest.skip(f"default bank not built at {bank}")
-    monkeypatch.delenv("CASCADE_EXPLORER_BANK", raising=False)
-    monkeypatch.delenv("CASCADE_EXPLORER_BANKS", raising=False)
-    at = AppTest.from_file(str(APP), default_timeout=300).run()
+    bank, at = default_bank_app
     assert_clean(at)
     for page in ("explorer", "leaderboard", "gallery", "shift", "zoo", "overview"):
         at.switch_page(f"views/{page}.py").run()
