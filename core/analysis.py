@@ -420,6 +420,23 @@ def fit_for_target(bank, spec: CascadeSpec, *, target_accuracy=None, max_gmacs=N
                                    grid_size=grid_size).thresholds
 
 
+def target_range(bank, spec: CascadeSpec, *, split=None, calibration_fraction=0.5, seed=0,
+                 grid_size=64) -> dict[str, tuple[float, float]]:
+    """What the chain can meet where thresholds are fitted (the calibration part): the lowest and
+    highest accuracy, average GMACs and escalated fraction over its thresholds. A target accuracy
+    above the high end, or a budget below the low end, is out of reach."""
+    bank, split, key = _prepare(bank, spec, split, need_thresholds=False)
+    if len(spec.models) < 2:
+        raise UsageError("a target range needs a cascade of at least 2 models")
+    fraction, seed = _fraction_seed(calibration_fraction, seed)
+    temps = _temperatures(key, spec.models, spec.temperature, split, fraction, seed)
+    points = _curve(key, split, spec.models, spec.criterion, temps, spec.ensemble, "calibration", fraction, seed,
+                    check_int(grid_size, "grid_size", minimum=2), None)
+    return {name: (float(values.min()), float(values.max())) for name, values in
+            (("accuracy", points.accuracy), ("avg_gmacs", points.avg_gmacs),
+             ("escalated_fraction", points.escalated_fraction))}
+
+
 def curve(bank, spec: CascadeSpec, *, split=None, on="all", calibration_fraction=0.5, seed=0, grid_size=64,
           device=None, temperature_split=None) -> CascadeCurve:
     """The chain's accuracy-cost curve over its thresholds (exact for 2 models), memoised."""

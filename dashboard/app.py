@@ -48,10 +48,11 @@ view = state.current()
 choices = data.bank_choices()
 bank_label, bank_path = data.resolve_bank(view.bank, choices)
 if view.bank and view.bank != bank_label:
-    if view.bank != str(bank_path):
-        st.session_state.setdefault(state.PROBLEMS_KEY, []).append(
-            f"URL parameter bank={view.bank!r} is not a bank found here; showing {bank_label} instead")
+    unknown = view.bank != str(bank_path)
+    asked = view.bank
     view = state.update(bank=bank_label)
+    if unknown:   # after the update, which re-reads the URL and so restarts the problem list
+        state.add_problem(f"URL parameter bank={asked!r} is not a bank found here; showing {bank_label} instead")
 
 with st.sidebar:
     state.bound(

@@ -174,6 +174,11 @@ def fit_for_target(bank_key, split, models, criterion, temperature, ensemble, ta
         _bank(bank_key), spec(models, criterion, (), temperature, ensemble), split=split, **kwargs))
 
 
+@st.cache_data(show_spinner=False, max_entries=64)
+def target_range(bank_key, split, models, criterion, temperature, ensemble) -> dict:
+    return analysis.target_range(_bank(bank_key), spec(models, criterion, (), temperature, ensemble), split=split)
+
+
 def chain_curve(bank_key, split, models, criterion, temperature, ensemble, on="all", temperature_split=None):
     """The chain's accuracy-cost curve over its thresholds (core memoises it)."""
     return analysis.curve(_bank(bank_key), spec(models, criterion, (), temperature, ensemble), split=split, on=on,

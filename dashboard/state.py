@@ -197,6 +197,12 @@ def url_problems() -> list[str]:
     return list(_st().session_state.get(PROBLEMS_KEY, []))
 
 
+def add_problem(message: str) -> None:
+    """One more 'what was ignored and why' for this run's toasts (after any update(): re-reading the
+    URL starts the list afresh)."""
+    _st().session_state.setdefault(PROBLEMS_KEY, []).append(message)
+
+
 def set_view(view: ViewState) -> None:
     """Replace the view (for callbacks and page code) and write it to the URL."""
     st = _st()

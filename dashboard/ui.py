@@ -79,27 +79,51 @@ def chain_text(bank, models) -> str:
 # ------------------------------------------------------------------------------------ view vs bank
 
 def sanitize_view(bank, view: state.ViewState) -> state.ViewState:
-    """Make the view valid for this bank (unknown names dropped, chain ordered by cost) and store it."""
-    changes = {}
-    if view.split not in bank.splits:
+    """Make the view valid for this bank (unknown names dropped, chain ordered by cost) and store it;
+    each thing dropped is said in a toast (a shared link that silently shows something else misleads)."""
+    changes, problems = {}, []
+    if view.split and view.split not in bank.splits:
         changes["split"] = ""
+        problems.append(f"image set {view.split!r} is not in this bank ({', '.join(bank.splits)}); "
+                        f"showing {bank.default_split}")
     split = view.split if view.split in bank.splits else bank.default_split
     order = {m: i for i, m in enumerate(bank.models_for(split))}
-    models = tuple(sorted({m for m in view.models if m in order}, key=order.__getitem__))[: state.MAX_STAGES]
+    kept = sorted(dict.fromkeys(m for m in view.models if m in order), key=order.__getitem__)
+    dropped = [m for m in dict.fromkeys(view.models) if m not in order]
+    if dropped:
+        absent = [m for m in dropped if m not in bank.model_ids]
+        no_outputs = [bank.model(m).display_name for m in dropped if m in bank.model_ids]
+        problems.append("left out of the cascade: "
+                        + "; ".join(([f"{', '.join(map(repr, absent))} not in this bank"] if absent else [])
+                                    + ([f"{', '.join(no_outputs)} has no outputs on {split}"] if no_outputs else [])))
+    if len(kept) > state.MAX_STAGES:
+        problems.append(f"a cascade has at most {state.MAX_STAGES} models; kept the {state.MAX_STAGES} cheapest")
+    models = tuple(kept[: state.MAX_STAGES])
     if models != view.models:
         changes["models"] = models
         if len(models) != len(view.models):
             changes["thresholds"] = ()
+    elif models and view.thresholds and len(view.thresholds) != len(models) - 1:
+        changes["thresholds"] = ()
+        problems.append(f"{len(view.thresholds)} threshold(s) given for {len(models)} models (needs "
+                        f"{len(models) - 1}); using each stage's median confidence")
     shortlist = tuple(m for m in view.shortlist if m in order)
     if shortlist != view.shortlist:
         changes["shortlist"] = shortlist
+        problems.append("shortlist: " + ", ".join(repr(m) for m in view.shortlist if m not in order)
+                        + f" not in this bank's models on {split}; left out")
     if view.gallery_class is not None and not 0 <= view.gallery_class < bank.num_classes:
         changes["gallery_class"] = None
-    for name in ("shift_fit", "shift_apply"):
+        problems.append(f"class {view.gallery_class} does not exist (this bank has classes 0 to "
+                        f"{bank.num_classes - 1}); showing all classes")
+    for name, label in (("shift_fit", "thresholds chosen on"), ("shift_apply", "applied to")):
         if getattr(view, name) and getattr(view, name) not in bank.splits:
             changes[name] = ""
+            problems.append(f"image set {getattr(view, name)!r} ({label}) is not in this bank; picked another")
     if changes:
         view = state.update(**changes)
+    for problem in problems:   # after the update, which restarts the list
+        state.add_problem(problem)
     return view
 
 
@@ -192,13 +216,18 @@ TARGET_NAMES = {"accuracy": "reach an accuracy", "gmacs": "stay under a cost bud
                 "escalated": "escalate at most a share of images"}
 
 
-def default_target(bank, split: str, kind: str) -> float:
-    """A sensible starting target: the best single model's accuracy, half the largest cost, 30% escalated."""
-    singles = data.single_models(data.key(bank), split)
+def default_target(bank, split: str, kind: str, view: state.ViewState, models) -> float:
+    """A starting target the chain can meet on the calibration part: accuracy within
+    data.HEADLINE_TOLERANCE of the best single model (capped at the chain's best, rounded down), a
+    budget halfway through the chain's cost range (rounded up), or 30% escalated."""
+    reach = data.target_range(data.key(bank), split, tuple(models), view.criterion, view.temperature,
+                              view.ensemble)
     if kind == "accuracy":
-        return round(float(singles["accuracy"].max()), 3)
+        best_single = float(data.single_models(data.key(bank), split)["accuracy"].max())
+        return math.floor(min(best_single - data.HEADLINE_TOLERANCE, reach["accuracy"][1]) * 1000) / 1000
     if kind == "gmacs":
-        return round(float(singles["gmacs"].max()) / 2, 4)
+        low, high = reach["avg_gmacs"]
+        return min(math.ceil((low + high) / 2 * 1e4) / 1e4, high)
     return 0.3
 
 
@@ -212,7 +241,8 @@ def resolve_cascade(bank, view: state.ViewState) -> dict:
     target_value = None
     fit_error = None
     if view.mode == "target" and len(models) >= 2:
-        target_value = view.target_value if view.target_value is not None else default_target(bank, split, view.target_kind)
+        target_value = (view.target_value if view.target_value is not None
+                        else default_target(bank, split, view.target_kind, view, models))
         try:
             thresholds = data.fit_for_target(data.key(bank), split, models, view.criterion, view.temperature,
                                              view.ensemble, view.target_kind, float(target_value))

@@ -299,6 +299,10 @@ def test_gallery_groups_match_core_result(app, bank_path, monkeypatch):
     assert view(at).gallery_class == cls
     in_class = int((exited & ~result.correct & (np.asarray(labels) == cls)).sum())
     assert any(h.value.endswith(f"— {in_class:,} images") for h in at.subheader), [h.value for h in at.subheader]
+    # the four counts follow the class filter too
+    assert metric(at, "Answered by stage 1, wrong (over-confident)") == f"{in_class:,}"
+    assert metric(at, "Escalated, still wrong") == \
+        f"{int((~exited & ~result.correct & (np.asarray(labels) == cls)).sum()):,}"
     at.selectbox(key="w_class").set_value(-1).run()  # back to all classes
     assert view(at).gallery_class is None
     assert any(h.value.endswith(f"— {expected['Answered by stage 1, wrong (over-confident)']:,} images")
@@ -448,6 +452,9 @@ def test_incomplete_bank_leaves_missing_models_out(tmp_path, monkeypatch):
     at.selectbox(key="w_split").set_value("val-shifted").run()
     assert_clean(at)
     assert "huge" not in view(at).models
+    # and the page says why the chain lost a model
+    assert any("left out of the cascade: Huge net has no outputs on val-shifted" in t.value for t in at.toast), \
+        [t.value for t in at.toast]
     assert not any(o.startswith("Huge net") for o in at.multiselect(key="w_models").options)
     assert any(o.startswith("Large net") for o in at.multiselect(key="w_models").options)
     for page in ("overview", "leaderboard", "gallery", "zoo"):
@@ -527,3 +534,54 @@ def test_default_bank_every_page(default_bank_app):
             at.slider(key="w_thr_0").set_value(float(at.slider(key="w_thr_0").min)).run()
             v = view(at)
             assert_cards_match(at, core_eval(bank, v.models, v.thresholds))
+
+
+# ------------------------------------------------------------------- what a link asks for but cannot get
+
+def toasts(at) -> list[str]:
+    return [t.value for t in at.toast]
+
+
+@pytest.mark.parametrize("query, fragment", [
+    ({"bank": "elsewhere"}, "bank='elsewhere' is not a bank found here"),
+    ({"models": "nope,large"}, "left out of the cascade: 'nope' not in this bank"),
+    ({"split": "nope"}, "image set 'nope' is not in this bank"),
+    ({"models": "tiny,large", "thr": "0.5,0.6,0.7"}, "3 threshold(s) given for 2 models"),
+    ({"stages": "3", "short": "zzz,tiny,small,large"}, "shortlist: 'zzz'"),
+    ({"cls": "99999"}, "class 99999 does not exist"),
+    ({"fit_on": "zzz"}, "image set 'zzz' (thresholds chosen on) is not in this bank"),
+])
+def test_a_link_asking_for_what_the_bank_lacks_says_so(app, query, fragment):
+    at = app(None, query)     # the first run of a shared link, where its toasts show
+    assert any(fragment in t for t in toasts(at)), toasts(at)
+
+
+def test_default_target_is_reachable(app, bank_path):
+    """'fit for a target' without a value starts from a target the chain meets on the calibration half."""
+    at = app("explorer", {"mode": "target", "models": "tiny,medium"})
+    assert_clean(at)
+    assert not [w.value for w in at.warning if "No thresholds meet" in w.value]
+    assert any("Thresholds fitted" in i.value for i in at.info)
+    spec = analysis.CascadeSpec(models=("tiny", "medium"))
+    reach = analysis.target_range(str(bank_path), spec)
+    best_single = max(analysis.single_models(str(bank_path))["accuracy"])
+    target = at.number_input(key="w_target_value").value
+    assert target <= reach["accuracy"][1] and target <= best_single - 0.01 + 1e-9
+    at.selectbox(key="w_target_kind").set_value("gmacs").run()
+    budget = at.number_input(key="w_target_value").value
+    assert reach["avg_gmacs"][0] <= budget <= reach["avg_gmacs"][1]
+    assert any("Thresholds fitted" in i.value for i in at.info)
+
+
+def test_shift_with_an_unreachable_target_still_shows_the_shift(app):
+    at = app("shift", {"mode": "target", "target": "accuracy", "tval": "1.0", "models": "tiny,medium"})
+    assert_clean(at)
+    assert any("showing the hand-set thresholds instead" in w.value for w in at.warning)
+    assert metric(at, "Accuracy on val") and metric(at, "Accuracy on val-shifted")
+    assert not at.error
+
+
+def test_live_says_when_the_target_is_out_of_reach(app):
+    at = app("live", {"mode": "target", "target": "accuracy", "tval": "1.0", "models": "tiny,medium"})
+    assert_clean(at)
+    assert any("No thresholds meet the Explorer's target" in w.value for w in at.warning)

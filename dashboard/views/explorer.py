@@ -39,6 +39,8 @@ state.bound(
     help="Pick 1-4 models. They always run cheapest first (cost in GMACs per image beside each name); "
          "a single model is shown for comparison.",
 )
+if not state.current().models:
+    st.caption("No models picked, so this is the headline cascade (the Overview's); pick models to change it.")
 controls, main = st.columns([1.2, 2.8], gap="medium")
 
 with controls:
@@ -106,7 +108,8 @@ with controls:
             options=list(state.TARGET_KINDS), format_func=ui.TARGET_NAMES.get,
             help="Fit the thresholds so the cascade meets this on the calibration half.",
         )
-        target_value = view.target_value if view.target_value is not None else ui.default_target(bank, split, kind)
+        target_value = (view.target_value if view.target_value is not None
+                        else ui.default_target(bank, split, kind, view, models))
         if kind == "gmacs":
             widget_args = dict(min_value=0.0, step=0.01, format="%.4f")
         else:

@@ -47,10 +47,7 @@ GROUP_NAMES = {
     "escalated-wrong": "escalated, still wrong",
 }
 
-counts = st.columns(4)
-for col, (name, mask) in zip(counts, groups.items()):
-    col.metric(GROUP_NAMES[name].capitalize(), f"{int(mask.sum()):,}",
-               help=f"{ui.pct(mask.mean() if len(mask) else 0)} of the {len(mask):,} images shown.")
+counts_holder = st.container()   # filled once the class filter is known
 
 c1, c2 = st.columns([2, 1])
 with c1:
@@ -73,6 +70,17 @@ with c2:
         help="Only images whose true label is this class.",
     )
 class_mask = np.ones(len(labels), dtype=bool) if chosen_class is None else labels == chosen_class
+if view.gallery_class is not None and chosen_class is None:
+    st.info(f"Class {view.gallery_class} ({bank.class_names[view.gallery_class]}) has no images in {split}"
+            + ("'s held-out half" if ev["index"] is not None else "") + "; showing all classes.",
+            icon=":material/filter_alt_off:")
+scope = "" if chosen_class is None else f" of class {bank.class_names[chosen_class]}"
+with counts_holder:
+    for col, (name, mask) in zip(st.columns(4), groups.items()):
+        selected = mask & class_mask
+        col.metric(GROUP_NAMES[name].capitalize(), f"{int(selected.sum()):,}",
+                   help=f"{ui.pct(selected.sum() / max(int(class_mask.sum()), 1))} of the "
+                        f"{int(class_mask.sum()):,} images{scope} shown.")
 
 # image lookup: local only while rendering (a button fetches missing ones)
 info = bank.split_info(split) if hasattr(bank, "split_info") else bank.manifest["splits"][split]

@@ -48,6 +48,9 @@ if stages == 3 and len(available) >= 3:
             help="The models combined into 3-model chains (all ordered triples, cheapest first). Keep it short: "
                  "the number of chains grows with the cube of its length.",
         )
+    if not state.current().shortlist:
+        st.caption(f"No shortlist picked, so the first {len(default_short)} models are combined; pick models to "
+                   "narrow it.")
     shortlist = tuple(m for m in available if m in chosen)
     if len(shortlist) < 3:
         st.info("Pick at least three models for 3-model chains; showing pairs only.")

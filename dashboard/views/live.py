@@ -26,6 +26,9 @@ st.markdown(f"**Cascade:** {chain}  \n**Criterion:** {ui.CRITERION_NAMES.get(vie
             f"**thresholds:** {thr} · **temperature:** {'fitted' if view.temperature == 'fit' else 'none'} · "
             f"**ensemble:** {'on' if view.ensemble else 'off'}")
 st.caption("This is the cascade set in the Explorer (or the headline cascade); change it there and come back.")
+if resolved["fit_error"]:
+    st.warning(f"No thresholds meet the Explorer's target: {resolved['fit_error']}. Running with the hand-set "
+               "thresholds instead; relax the target in the Explorer.", icon=":material/warning:")
 
 no_spec = [m for m in models if not bank.model(m).spec]
 cascade = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from cascade_explorer.core import plots
+from cascade_explorer.core.errors import UsageError
 from cascade_explorer.dashboard import data, state, ui
 
 bank = data.current_bank()
@@ -57,14 +58,23 @@ if len(models) < 2:
 
 target_value = None
 if target_mode:
-    target_value = view.target_value if view.target_value is not None else ui.default_target(bank, fit_on,
-                                                                                             view.target_kind)
+    target_value = (view.target_value if view.target_value is not None
+                    else ui.default_target(bank, fit_on, view.target_kind, view, models))
     on = "eval"
 else:
     on = view.on
-report = data.shift(bank_key, fit_on, apply_to, models, view.criterion, () if target_mode else thresholds,
-                    view.temperature, view.ensemble, on, view.target_kind if target_mode else None,
-                    float(target_value) if target_mode else None)
+try:
+    report = data.shift(bank_key, fit_on, apply_to, models, view.criterion, () if target_mode else thresholds,
+                        view.temperature, view.ensemble, on, view.target_kind if target_mode else None,
+                        float(target_value) if target_mode else None)
+except UsageError as error:
+    if not target_mode:
+        raise
+    # an unreachable target: say so, and go on with the hand-set thresholds (as the Explorer does)
+    st.warning(f"{error} — showing the hand-set thresholds instead; change the target in the Explorer.")
+    target_mode, on = False, view.on
+    report = data.shift(bank_key, fit_on, apply_to, models, view.criterion, thresholds, view.temperature,
+                        view.ensemble, on, None, None)
 source, target, delta = report["source"], report["target"], report["delta"]
 used = tuple(report["thresholds"])
 
