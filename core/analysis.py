@@ -316,6 +316,9 @@ def _speedup(result_cost: float, result_accuracy: float, hull: SingleModelHull) 
 
 
 def _prepare(bank, spec: CascadeSpec, split, *, need_thresholds: bool):
+    if not isinstance(spec, CascadeSpec):
+        raise UsageError(f"spec must be a CascadeSpec (e.g. CascadeSpec(models=('a', 'b'), thresholds=(0.5,))), "
+                         f"got {type(spec).__name__}")
     bank = open_bank(bank)
     split = resolve_split(bank, split)
     check_spec(bank, spec, split, need_thresholds=need_thresholds)

@@ -278,6 +278,8 @@ def test_spec_keeps_infinite_thresholds():
      "grid_size must be a whole number"),
     (lambda b, s: analysis.shift(b, s, "val", "val-shifted", target_accuracy=0.5), "not both"),
     (lambda b, s: analysis.open_bank(5), "bank must be a Bank, a folder path or None"),
+    (lambda b, s: analysis.evaluate(b, {"models": ("tiny", "medium"), "thresholds": (0.5,)}),
+     "spec must be a CascadeSpec"),
 ])
 def test_library_mistakes_name_the_argument(bank_path, call, message):
     spec = analysis.CascadeSpec(models=("tiny", "medium"), thresholds=(0.5,))
