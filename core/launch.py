@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -54,13 +55,22 @@ def run_dashboard(args) -> int:
     url = f"http://{args.address}:{args.port}"
     print(f"Cascade Explorer on {url}  (Ctrl+C stops it)", file=sys.stderr)
     server = subprocess.Popen(command, env=env)
+    # `kill`, a service manager or a test stopping this process must stop the server too, not orphan it
+    # (SIGTERM would otherwise end Python without running the clean-up below)
+    previous = signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     if not args.headless:
         threading.Thread(target=_open_browser_when_up, args=(url, server), daemon=True).start()
     try:
         return server.wait()
     except KeyboardInterrupt:
         server.terminate()
-        return server.wait()
+        try:
+            return server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            return server.wait()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _check_address(address: str, port: int) -> None:

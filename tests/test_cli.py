@@ -130,6 +130,12 @@ def test_dashboard_command_serves_the_default_bank_without_prompting(tmp_path):
                 assert server.poll() is None, server.stdout.read().decode(errors="replace")
                 assert time.monotonic() < deadline, "dashboard did not answer within 60 s"
                 time.sleep(0.5)
-    finally:
+        # stopping the command (SIGTERM) stops the Streamlit server it started: nothing keeps the port
         server.terminate()
-        server.wait(timeout=20)
+        server.wait(timeout=30)
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", port))
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait(timeout=20)
