@@ -130,11 +130,11 @@ def test_dashboard_command_serves_the_default_bank_without_prompting(tmp_path):
                 assert server.poll() is None, server.stdout.read().decode(errors="replace")
                 assert time.monotonic() < deadline, "dashboard did not answer within 60 s"
                 time.sleep(0.5)
-        # stopping the command (SIGTERM) stops the Streamlit server it started: nothing keeps the port
+        # stopping the command (SIGTERM) stops the Streamlit server it started: nothing answers there
         server.terminate()
         server.wait(timeout=30)
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", port))
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
     finally:
         if server.poll() is None:
             server.kill()
