@@ -32,7 +32,7 @@ from .errors import UsageError
 from .jsonsafe import json_float
 from .images import DEFAULT_MAX_PIXELS, ImageError, load_image
 from .signals import chain_signals
-from .validate import check_bool, check_number, check_sequence
+from .validate import check_bool, check_sequence
 
 TOP_K = 5
 
@@ -249,8 +249,6 @@ class Cascade:
         if len(set(ids)) != len(ids):
             raise UsageError(f"a model appears twice in the cascade ({', '.join(ids)}); name each model once")
         self.criterion = check_criterion(criterion)
-        thresholds = [check_number(t, f"thresholds[{i}]", allow_inf=True)
-                      for i, t in enumerate(check_sequence(thresholds, "thresholds"))]
         self.thresholds = tuple(float(t) for t in check_thresholds(thresholds, len(self.stages)))
         self.class_names = list(class_names)
         self.ensemble = check_bool(ensemble, "ensemble")

@@ -398,11 +398,7 @@ def precompute(*, samples: SampleList, specs: list[str], out, split: str = "val"
     from .macs import device_name, measure_latency
 
     started = time.perf_counter()
-    check_split_id(split)
-    if batch_size < 1:
-        raise UsageError(f"--batch-size must be >= 1, got {batch_size}")
-    if workers is not None and workers < 0:
-        raise UsageError(f"--workers must be >= 0, got {workers}")
+    check_run_options(split, batch_size, workers)
     if not len(samples):
         raise UsageError("no images to process")
     if not specs:
@@ -615,13 +611,18 @@ def _check_severity(severity) -> int:
     return check_severity(severity, "--severity")
 
 
+def check_run_options(split, batch_size, workers) -> None:
+    """The options precompute() itself takes (the CLI checks them before reading any image)."""
+    check_split_id(split)
+    if batch_size < 1:
+        raise UsageError(f"--batch-size must be >= 1, got {batch_size}")
+    if workers is not None and workers < 0:
+        raise UsageError(f"--workers must be >= 0, got {workers}")
+
+
 def check_options(args) -> None:
     """Every numeric / id option of `precompute`, before any file is read or written."""
-    check_split_id(args.split)
-    if args.batch_size < 1:
-        raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
-    if args.workers is not None and args.workers < 0:
-        raise UsageError(f"--workers must be >= 0, got {args.workers}")
+    check_run_options(args.split, args.batch_size, args.workers)
     if args.seed < 0:
         raise UsageError(f"--seed must be >= 0, got {args.seed}")
     severity = getattr(args, "severity", None)
