@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .errors import UsageError
+from .errors import AdapterError, UsageError
 from .fetch import KNOWN_MODEL_FILES, resolve_model_file, sha256_file
 
 # TFLite MobileNets (Google's Inception preprocessing): central 87.5% crop, bilinear resize.
@@ -39,10 +39,6 @@ KNOWN_MODELS = {
     "tf_efficientnet_lite1": ("efficientnet_lite1", "EfficientNet-Lite1"),
     "tf_efficientnet_lite2": ("efficientnet_lite2", "EfficientNet-Lite2"),
 }
-
-
-class AdapterError(UsageError):
-    """A model spec that cannot be parsed or loaded; says which spec and how to fix it."""
 
 
 def _slug(text: str) -> str:
@@ -343,15 +339,24 @@ def _create_tflite(spec: str, body: str) -> TFLiteAdapter:
 
 
 # ----------------------------------------------------------------------------------- registry
-BACKENDS = {
-    "timm": lambda spec, body, device, amp: _create_timm(spec, body, device, amp),
-    "tflite": lambda spec, body, device, amp: _create_tflite(spec, body),
-}
+BACKENDS: dict = {}
 
 
 def register_backend(prefix: str, factory) -> None:
-    """Add a backend: factory(spec, body, device, amp) -> adapter, for specs 'PREFIX:BODY'."""
+    """Add a backend (timm-style registry): factory(spec, body, device, amp) -> adapter, for model specs
+    'PREFIX:BODY'. Raises UsageError for a prefix that is not a plain word or is already taken."""
+    if not isinstance(prefix, str) or not re.fullmatch(r"[a-z][a-z0-9_]*", prefix):
+        raise UsageError(f"prefix must be a lower-case word (letters, digits, _), got {prefix!r}", parameter="prefix")
+    if prefix in BACKENDS:
+        raise UsageError(f"prefix: backend {prefix!r} is already registered", parameter="prefix")
+    if not callable(factory):
+        raise UsageError(f"factory must be callable (spec, body, device, amp) -> adapter, got {factory!r}",
+                         parameter="factory")
     BACKENDS[prefix] = factory
+
+
+register_backend("timm", lambda spec, body, device, amp: _create_timm(spec, body, device, amp))
+register_backend("tflite", lambda spec, body, device, amp: _create_tflite(spec, body))
 
 
 def create_adapter(spec: str, *, device: str = "cpu", amp: bool = False):

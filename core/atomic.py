@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import UsageError
+
 # Temp files are ".<final name>.tmp-<random>": hidden, and never ending in .npy/.json/.csv, so a
 # glob for data files cannot pick one up.
 TEMP_PREFIX = "."
@@ -85,7 +87,7 @@ def atomic_save_npy(path, array) -> Path:
     """Save `array` as .npy (no pickles: object arrays are refused) to `path` atomically."""
     array = np.asanyarray(array)
     if array.dtype.hasobject:
-        raise ValueError(f"refusing to save an object array to {path}: .npy files here never hold pickles")
+        raise UsageError(f"refusing to save an object array to {path}: .npy files here never hold pickles")
 
     def write(handle: io.BufferedWriter) -> None:
         np.lib.format.write_array(handle, array, allow_pickle=False)

@@ -20,23 +20,13 @@ from pathlib import Path
 
 from .atomic import atomic_write_json
 from .criteria import CRITERIA
+from .errors import ConfigError
 from .jsonsafe import json_float
 
 CONFIG_FORMAT = "cascade-explorer/cascade"
 CONFIG_VERSION = 1
 _KNOWN_KEYS = {"format", "version", "bank", "models", "criterion", "thresholds", "ensemble",
                "class_names_from", "class_names", "expected"}
-
-
-class ConfigError(ValueError):
-    """A bad cascade config; the message names the file (if any) and the field."""
-
-    def __init__(self, field_name: str, problem: str, *, path=None):
-        self.field = field_name
-        self.problem = problem
-        self.path = path
-        prefix = f"{path}: " if path is not None else ""
-        super().__init__(f"{prefix}cascade config field {field_name!r}: {problem}")
 
 
 def _is_real(value) -> bool:

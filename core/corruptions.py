@@ -191,7 +191,8 @@ def corruption_for(sample_id: str, types, seed: int) -> str:
 SEVERITIES = range(1, 6)   # ImageNet-C's levels: one constant per level in the tables above
 
 
-def check_severity(severity, what: str = "corruption severity") -> int:
+def check_severity(severity, what: str = "severity") -> int:
+    """The ImageNet-C severity level (1..5) as an int; UsageError naming `what` otherwise."""
     if int(severity) not in SEVERITIES:
         raise UsageError(f"{what} must be 1..5 (ImageNet-C levels), got {severity}")
     return int(severity)
@@ -205,7 +206,7 @@ def corrupt_image(image: np.ndarray, types, *, severity: int, seed: int, sample_
     kind = types[int(rng.integers(len(types)))]
     image = np.asarray(image, dtype=np.uint8)
     if image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"corrupt_image expects (H, W, 3) uint8 RGB, got shape {image.shape}")
+        raise UsageError(f"corrupt_image expects (H, W, 3) uint8 RGB, got shape {image.shape}")
     return CORRUPTIONS[kind](image, int(severity), rng)
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from itertools import product
 
+import math
+
 import numpy as np
 
 from .engine import check_costs, check_stages
@@ -98,7 +100,12 @@ def _grid(conf: np.ndarray, size: int) -> np.ndarray:
 
 def cascade_curve(stages: list[ModelSignals], gmacs, ms=None, grid_size: int = 64, *,
                   pareto_only: bool = False) -> CascadeCurve:
-    """Accuracy-cost points of one model sequence.
+    """Accuracy-cost points of one model sequence over its thresholds (the paper's per-cascade curve).
+
+    stages: ModelSignals of each stage (same N samples); gmacs / ms: per-stage cost per sample.
+    Returns a CascadeCurve: thresholds (points x n-1), accuracy (fraction), avg_gmacs (GMACs per
+    sample), avg_ms, escalated_fraction and exit_fractions per point. Raises UsageError for
+    mismatched stages or costs.
 
     n=1: the single point of the model alone. n=2: every distinct confidence of stage 0 plus +inf
     (exact). n>=3: the earlier thresholds on a quantile grid (about grid_size combinations in all,
@@ -265,3 +272,11 @@ def speedup_at_equal_accuracy(cascade_cost, cascade_accuracy, hull: SingleModelH
         raise UsageError("cascade_cost must be >= 0 (and not NaN) for every cascade")
     with np.errstate(divide="ignore", invalid="ignore"):
         return hull.cost_at(accuracy) / cost
+
+
+def speedup_of(cascade_cost: float, cascade_accuracy: float, hull: SingleModelHull) -> float | None:
+    """The speed-up of one cascade (a plain float), or None where `speedup_at_equal_accuracy` gives NaN
+    (the cascade is more accurate than every single model, so none matches it)."""
+    value = float(np.asarray(speedup_at_equal_accuracy(np.asarray([cascade_cost], dtype=float),
+                                                       np.asarray([cascade_accuracy], dtype=float), hull)).ravel()[0])
+    return value if math.isfinite(value) else None

@@ -1,7 +1,7 @@
 """Rebuild the shipped default bank `precomputed/imagenet-val-1300/` from ../shared and packages.
 
     CASCADE_EXPLORER_MODELS=../shared/models/tflite \\
-        nice python -m cascade_explorer.core.default_bank --shared ../shared --out precomputed/imagenet-val-1300
+        nice python -m cascade_explorer.commands.default_bank --shared ../shared --out precomputed/imagenet-val-1300
 
 Inputs: the 1,300 ILSVRC-2012 val images of ../shared/data/imagenet-val-1300 (labels from
 dataset.txt, class names from synset_words.txt), the five uint8 TFLite MobileNets of
@@ -14,13 +14,13 @@ Re-running resumes: finished model x split pairs are kept (use --force to redo t
 
 from __future__ import annotations
 
-import argparse
+import logging
 import os
-import sys
 import time
 from pathlib import Path
 
 from .corruptions import DEFAULT_TYPES
+from .errors import UsageError
 from .fetch import DEFAULT_IMAGES_URL_BASE, IMAGES_ENV, MODELS_ENV, sha256_file
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -71,14 +71,16 @@ def _class_names(shared: Path) -> list[str]:
     lines = (shared / "data" / "imagenet-val-1300" / "synset_words.txt").read_text().splitlines()
     names = [line.split(" ", 1)[1].split(",")[0].strip() for line in lines if line.strip()]
     if len(names) != 1000:
-        raise ValueError(f"synset_words.txt: expected 1000 class names, got {len(names)}")
+        raise UsageError(f"synset_words.txt: expected 1000 class names, got {len(names)}")
     return names
 
 
 def build_default_bank(shared=DEFAULT_SHARED, out=DEFAULT_OUT, *, device: str = "cpu", batch_size: int = 32,
                        workers: int | None = None, force: bool = False, splits=("val", "val-corrupted"),
-                       latency: bool = True, progress: bool = True, log=print) -> list:
-    """Build (or resume) the default bank; returns one PrecomputeReport per split."""
+                       latency: bool = True, progress: bool = True, log=None) -> list:
+    """Build (or resume) the default bank; returns one PrecomputeReport per split. `log` gets progress
+    lines (default: this module's logger at INFO)."""
+    log = log or logging.getLogger(__name__).info
     from .adapters import create_adapter
     from .precompute import precompute, samples_from_list
 
@@ -112,8 +114,9 @@ def build_default_bank(shared=DEFAULT_SHARED, out=DEFAULT_OUT, *, device: str = 
     return reports
 
 
-def remeasure_latency(shared=DEFAULT_SHARED, out=DEFAULT_OUT, *, device: str = "cpu", log=print) -> dict:
+def remeasure_latency(shared=DEFAULT_SHARED, out=DEFAULT_OUT, *, device: str = "cpu", log=None) -> dict:
     """Measure every model's latency again (e.g. on a quieter machine) without recomputing logits."""
+    log = log or logging.getLogger(__name__).info
     from .adapters import create_adapter
     from .bank import BankWriter
     from .macs import device_name, measure_latency
@@ -188,40 +191,9 @@ def write_readme(bank_path, reports=(), *, wall_s: float | None = None) -> Path:
               f"({IMAGES_URL_BASE}) and a sha256 per file; `{IMAGES_ENV}` may point at a local folder "
               "holding them (looked up by file name).", "",
               "## Rebuild", "", "From the repository root, with ../shared present and the `[test]` extras installed:",
-              "", "```", f"{MODELS_ENV}=../shared/models/tflite nice python -m cascade_explorer.core.default_bank "
+              "", "```", f"{MODELS_ENV}=../shared/models/tflite nice python -m cascade_explorer.commands.default_bank "
               "--shared ../shared --out precomputed/imagenet-val-1300 --force", "```", "",
               "Without `--force` a re-run only computes what is missing (resumable).", ""]
     path = Path(bank_path) / "README.md"
     atomic_write_text(path, "\n".join(lines))
     return path
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m cascade_explorer.core.default_bank",
-                                     description=__doc__.splitlines()[0])
-    parser.add_argument("--shared", default=str(DEFAULT_SHARED), help="folder with data/ and models/ (../shared)")
-    parser.add_argument("--out", default=str(DEFAULT_OUT), help="bank folder (default: precomputed/imagenet-val-1300)")
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--workers", type=int, default=None)
-    parser.add_argument("--force", action="store_true", help="recompute finished model x split pairs")
-    parser.add_argument("--splits", default="val,val-corrupted")
-    parser.add_argument("--no-latency", action="store_true")
-    parser.add_argument("--latency-only", action="store_true",
-                        help="only measure latency again (logits untouched), e.g. on a quieter machine")
-    args = parser.parse_args(argv)
-    try:
-        if args.latency_only:
-            remeasure_latency(args.shared, args.out, device=args.device)
-            return 0
-        build_default_bank(args.shared, args.out, device=args.device, batch_size=args.batch_size,
-                           workers=args.workers, force=args.force, splits=args.splits.split(","),
-                           latency=not args.no_latency)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"default_bank: error: {error}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

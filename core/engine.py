@@ -121,7 +121,17 @@ def exit_stages(confidences, thresholds) -> np.ndarray:
 
 
 def evaluate_cascade(stages: list[ModelSignals], thresholds, gmacs, ms=None, models=None) -> CascadeResult:
-    """Evaluate a cascade of n >= 1 stages (n=1: the model alone, no thresholds)."""
+    """Evaluate a cascade of n >= 1 stages (n=1: the model alone, no thresholds): Algorithm 1 of
+    Lebovitz et al. 2023 (each sample exits at the first non-final stage whose confidence >= that
+    stage's threshold, else at the last stage), vectorised over samples.
+
+    stages: n ModelSignals over the same N samples (confidence (N,), correct (N,)). thresholds: n-1
+    numbers (+inf never exits, -inf always exits). gmacs / ms: the cost of running each stage, in
+    GMACs / milliseconds per sample; a sample exiting at stage k pays the sum of stages 0..k.
+    Returns a CascadeResult: accuracy (fraction), avg_gmacs / worst_gmacs (per sample), avg_ms,
+    exit_fractions (n,), and per-sample exit_stage, correct and cost_gmacs.
+    Raises UsageError for mismatched lengths, a wrong number of thresholds, NaN, negative costs.
+    """
     stages = check_stages(stages)
     n_stages = len(stages)
     n = len(stages[0].confidence)

@@ -1,4 +1,13 @@
-"""Errors a user can cause and fix; the CLI prints them as one line and exits 2."""
+"""Every error the library raises on purpose, in one module (model: ``sklearn/exceptions.py``).
+
+All of them derive from :class:`CascadeExplorerError` (itself a ``ValueError``, so code written
+against earlier versions that caught ``ValueError`` keeps working). The command line turns exactly
+these into one line on stderr and exit status 2; anything else is a bug in Cascade Explorer and is
+shown with its traceback and a request to report it.
+
+Messages name the argument (``batch_size must be >= 1, got 0``), never a command-line flag: the
+command layer (``cascade_explorer.commands``) rewrites parameter names into its flags.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +15,81 @@ import os
 from pathlib import Path
 
 
-class UsageError(ValueError):
-    """A mistake in how a command or function was called (bad argument value, unknown name)."""
+class CascadeExplorerError(ValueError):
+    """Base of every deliberate library error: something the caller can see and fix.
+
+    ``parameter`` (optional) names the argument at fault; the CLI maps it to its flag.
+    """
+
+    parameter: str | None = None
+
+
+class UsageError(CascadeExplorerError):
+    """A mistake in how a function was called: a bad argument value, an unknown name.
+
+    When ``parameter`` is given, the message starts with that parameter's name, so the command layer
+    can rewrite the name into its flag (``batch_size must be >= 1`` -> ``--batch-size must be >= 1``).
+    """
+
+    def __init__(self, message: str, *, parameter: str | None = None):
+        super().__init__(message)
+        self.parameter = parameter
+
+
+class BankError(CascadeExplorerError):
+    """A bank problem; the message names the file, the model/split, what is wrong and how to fix it."""
+
+    def __init__(self, problem: str, *, path=None, model=None, split=None, fix: str | None = None):
+        self.problem = problem
+        self.path = None if path is None else Path(path)
+        self.model = model
+        self.split = split
+        self.fix = fix
+        where = []
+        if model is not None:
+            where.append(f"model {model!r}")
+        if split is not None:
+            where.append(f"split {split!r}")
+        message = f"{path}: " if path is not None else ""
+        message += f"{problem}"
+        if where:
+            message += f" ({', '.join(where)})"
+        if fix:
+            message += f". Fix: {fix}"
+        super().__init__(message)
+
+
+class ConfigError(CascadeExplorerError):
+    """A bad cascade config; the message names the file (if any) and the field."""
+
+    def __init__(self, field_name: str, problem: str, *, path=None):
+        self.field = field_name
+        self.problem = problem
+        self.path = path
+        prefix = f"{path}: " if path is not None else ""
+        super().__init__(f"{prefix}cascade config field {field_name!r}: {problem}")
+
+
+class ImageError(CascadeExplorerError):
+    """An image that cannot be decoded safely; the message names the file and the problem."""
+
+
+class FetchError(CascadeExplorerError):
+    """A file that is neither available locally nor downloadable/verifiable."""
+
+
+class AdapterError(UsageError):
+    """A model spec that cannot be turned into a model adapter (unknown backend, bad file)."""
+
+
+class ModelLoadError(UsageError):
+    """A model of the cascade cannot be created: missing backend package, weights or spec."""
 
 
 def require_file(path, what: str) -> Path:
-    """`path` as a Path when it is an existing file; else a UsageError naming `what` (an option such
-    as '--labels', or a description) that says whether the path is missing, a folder, or unusable."""
+    """`path` as a Path when it is an existing file; else a UsageError naming `what` (a parameter
+    name such as 'labels_path', or a description) that says whether the path is missing, a folder,
+    or unusable."""
     return _require(path, what, want_dir=False)
 
 
@@ -23,18 +100,19 @@ def require_dir(path, what: str) -> Path:
 
 def _require(path, what: str, *, want_dir: bool) -> Path:
     p = Path(path)
+    parameter = what.split()[0] if what and what.split()[0].isidentifier() else None
     try:
         # stat follows symlinks, as opening the file later will
         is_dir = p.is_dir()
         exists = is_dir or p.exists()
     except OSError as error:      # name too long, a file used as a folder on the way, ...
-        raise UsageError(f"{what} {p}: {error.strerror or error}") from None
+        raise UsageError(f"{what} {p}: {error.strerror or error}", parameter=parameter) from None
     if not exists:
-        raise UsageError(f"{what} {p}: {'folder' if want_dir else 'file'} not found")
+        raise UsageError(f"{what} {p}: {'folder' if want_dir else 'file'} not found", parameter=parameter)
     if is_dir and not want_dir:
-        raise UsageError(f"{what} {p}: is a folder, expected a file")
+        raise UsageError(f"{what} {p}: is a folder, expected a file", parameter=parameter)
     if want_dir and not is_dir:
-        raise UsageError(f"{what} {p}: is a file, expected a folder")
+        raise UsageError(f"{what} {p}: is a file, expected a folder", parameter=parameter)
     if not os.access(p, os.R_OK):
-        raise UsageError(f"{what} {p}: not readable (permission denied)")
+        raise UsageError(f"{what} {p}: not readable (permission denied)", parameter=parameter)
     return p

@@ -12,6 +12,8 @@ import hashlib
 import os
 from pathlib import Path
 
+from .errors import FetchError
+
 MODELS_ENV = "CASCADE_EXPLORER_MODELS"
 IMAGES_ENV = "CASCADE_EXPLORER_IMAGES"
 CACHE_ENV = "CASCADE_EXPLORER_CACHE"
@@ -41,10 +43,6 @@ KNOWN_MODEL_FILES: dict[str, dict[str, str]] = {
         "url": _CORAL + "mobilenet_v2_1.0_224_quant.tflite",
         "sha256": "7aad0c74c5e3c06e5eb3c827e13304fdd68a83da6087d92ee169c24ff9fd4776"},
 }
-
-
-class FetchError(ValueError):
-    """A file that is neither available locally nor downloadable/verifiable."""
 
 
 def cache_dir() -> Path:

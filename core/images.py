@@ -16,14 +16,12 @@ from typing import BinaryIO, Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .errors import ImageError
+
 # 8,000 x 8,000 = 64 Mpx: far above any photo a classifier needs, far below a memory bomb.
 DEFAULT_MAX_PIXELS = 64_000_000
 
 ImageSource = Union[str, os.PathLike, bytes, bytearray, BinaryIO]
-
-
-class ImageError(ValueError):
-    """An image that cannot be decoded safely; the message names the file and the problem."""
 
 
 def _describe(source) -> str:

@@ -1,4 +1,4 @@
-"""`cascade-explorer import`: build (or extend) a bank from logits a user already has.
+"""Import: build (or extend) a bank from logits a user already has (`cascade-explorer import`).
 
 Works for any classification task (images, text, audio): it only needs labels (N,), one (N, C)
 logits array per model and each model's cost. Every input is checked before anything is
@@ -8,14 +8,13 @@ written, so a mistake never leaves a half-imported bank.
 from __future__ import annotations
 
 import csv
-import shutil
 from pathlib import Path
 
 import numpy as np
 
-from .bank import (MANIFEST, SCAN_CHUNK_ROWS, Bank, BankError, BankWriter, ID_PATTERN, first_non_finite_row,
-                   load_manifest, read_npy_header, read_samples)
-from .atomic import atomic_write_bytes
+from .bank import (SCAN_CHUNK_ROWS, Bank, BankError, BankWriter, ID_PATTERN, first_non_finite_row,
+                   load_manifest, manifest_path, read_npy_header, read_samples, samples_path, undo_on_failure)
+from .bank import labels_path as split_labels_path   # `labels_path` is import_bank's parameter
 from .errors import UsageError, require_file
 
 COST_COLUMNS = ("model", "gmacs", "params", "latency_ms", "display_name")
@@ -25,19 +24,24 @@ STORED_DTYPE = {np.dtype(np.float16): np.dtype(np.float16), np.dtype(np.float32)
 
 
 def parse_logits_args(items) -> dict[str, Path]:
-    """['NAME=PATH', ...] -> {NAME: PATH}, with one-line errors naming --logits."""
+    """['NAME=PATH', ...] -> {NAME: PATH}, with one-line errors naming the logits parameter."""
     result: dict[str, Path] = {}
     for item in items or ():
         name, sep, path = str(item).partition("=")
         name, path = name.strip(), path.strip()
         if not sep or not name or not path:
-            raise UsageError(f"--logits {item!r}: expected NAME=PATH.npy (model name, '=', logits file)")
+            raise UsageError(f"logits {item!r}: expected NAME=PATH.npy (model name, '=', logits file)", parameter="logits")
         if name in result:
-            raise UsageError(f"--logits: model {name!r} given twice")
+            raise UsageError(f"logits: model {name!r} given twice", parameter="logits")
         result[name] = Path(path)
     if not result:
-        raise UsageError("--logits: give at least one NAME=PATH.npy")
+        raise UsageError("logits: give at least one NAME=PATH.npy", parameter="logits")
     return result
+
+
+def _parameter(what: str) -> str:
+    """The parameter a `what` text ('logits NAME=PATH', 'costs_csv') is about: its first word."""
+    return what.split()[0].split("=")[0]
 
 
 def _read_lines(path, what: str) -> list[str]:
@@ -45,21 +49,21 @@ def _read_lines(path, what: str) -> list[str]:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError:
-        raise UsageError(f"{what} {path}: not UTF-8 text (one entry per line expected)") from None
+        raise UsageError(f"{what} {path}: not UTF-8 text (one entry per line expected)", parameter=_parameter(what)) from None
     while lines and not lines[-1].strip():
         lines.pop()   # tolerate trailing blank lines
     return [line.strip() for line in lines]
 
 
 def _require_file(path, what: str) -> Path:
-    """require_file, written '--logits NAME=PATH: ...' when `what` ends with '='."""
+    """require_file, written 'logits NAME=PATH: ...' when `what` ends with '='."""
     if not what.endswith("="):
         return require_file(path, what)
     try:
         return require_file(path, what[:-1])
     except UsageError as error:
         message = str(error).replace(f"{what[:-1]} {Path(path)}", f"{what}{Path(path)}", 1)
-        raise UsageError(message) from None
+        raise UsageError(message, parameter=_parameter(what)) from None
 
 
 def _load_npy(path: Path, what: str, *, mmap: bool) -> np.ndarray:
@@ -68,9 +72,9 @@ def _load_npy(path: Path, what: str, *, mmap: bool) -> np.ndarray:
         read_npy_header(path)
         return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
     except BankError as error:
-        raise UsageError(f"{what} {path}: {error.problem} (save it with numpy.save, allow_pickle=False)") from None
+        raise UsageError(f"{what} {path}: {error.problem} (save it with numpy.save, allow_pickle=False)", parameter=_parameter(what)) from None
     except ValueError as error:
-        raise UsageError(f"{what} {path}: not a plain .npy array ({error})") from None
+        raise UsageError(f"{what} {path}: not a plain .npy array ({error})", parameter=_parameter(what)) from None
 
 
 def _parse_number(text: str, *, column: str, model: str, costs: Path, integer: bool = False):
@@ -80,12 +84,12 @@ def _parse_number(text: str, *, column: str, model: str, costs: Path, integer: b
     try:
         value = float(text)
     except ValueError:
-        raise UsageError(f"--costs {costs}: {column} of model {model!r} is not a number: {text!r}") from None
+        raise UsageError(f"costs_csv {costs}: {column} of model {model!r} is not a number: {text!r}", parameter="costs_csv") from None
     if not np.isfinite(value) or value < 0:
-        raise UsageError(f"--costs {costs}: {column} of model {model!r} must be a finite number >= 0, got {text}")
+        raise UsageError(f"costs_csv {costs}: {column} of model {model!r} must be a finite number >= 0, got {text}", parameter="costs_csv")
     if integer:
         if value != int(value):
-            raise UsageError(f"--costs {costs}: {column} of model {model!r} must be a whole number, got {text}")
+            raise UsageError(f"costs_csv {costs}: {column} of model {model!r} must be a whole number, got {text}", parameter="costs_csv")
         return int(value)
     return value
 
@@ -96,21 +100,21 @@ def read_costs(path) -> dict[str, dict]:
     A row with more fields than the header (often a decimal comma: `a,0,1`) or too few to reach the
     required columns is an error naming the line, never silently truncated or padded.
     """
-    path = require_file(path, "--costs")
+    path = require_file(path, "costs_csv")
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:
             reader = csv.reader(handle)
             header = next(reader, None) or []
             columns = [c.strip() for c in header]
             if "model" not in columns or "gmacs" not in columns:
-                raise UsageError(f"--costs {path}: header must include 'model' and 'gmacs' "
-                                 f"(columns model,gmacs[,params,latency_ms]), got {columns}")
+                raise UsageError(f"costs_csv {path}: header must include 'model' and 'gmacs' "
+                                 f"(columns model,gmacs[,params,latency_ms]), got {columns}", parameter="costs_csv")
             unknown = [c for c in columns if c not in COST_COLUMNS]
             if unknown:
-                raise UsageError(f"--costs {path}: unknown column(s) {unknown}; allowed: {', '.join(COST_COLUMNS)}")
+                raise UsageError(f"costs_csv {path}: unknown column(s) {unknown}; allowed: {', '.join(COST_COLUMNS)}", parameter="costs_csv")
             duplicated = sorted({c for c in columns if columns.count(c) > 1})
             if duplicated:
-                raise UsageError(f"--costs {path}: column(s) {duplicated} appear twice in the header")
+                raise UsageError(f"costs_csv {path}: column(s) {duplicated} appear twice in the header", parameter="costs_csv")
             required = max(columns.index("model"), columns.index("gmacs")) + 1
             costs: dict[str, dict] = {}
             for fields in reader:
@@ -118,20 +122,20 @@ def read_costs(path) -> dict[str, dict]:
                     continue   # blank line
                 line = reader.line_num
                 if len(fields) > len(columns):
-                    raise UsageError(f"--costs {path}: line {line} has {len(fields)} fields, the header has "
-                                     f"{len(columns)}; a decimal comma? use '.' (e.g. 0.1, not 0,1)")
+                    raise UsageError(f"costs_csv {path}: line {line} has {len(fields)} fields, the header has "
+                                     f"{len(columns)}; a decimal comma? use '.' (e.g. 0.1, not 0,1)", parameter="costs_csv")
                 if len(fields) < required:
-                    raise UsageError(f"--costs {path}: line {line} has {len(fields)} field(s), the header has "
-                                     f"{len(columns)} and 'model' and 'gmacs' need at least {required}")
+                    raise UsageError(f"costs_csv {path}: line {line} has {len(fields)} field(s), the header has "
+                                     f"{len(columns)} and 'model' and 'gmacs' need at least {required}", parameter="costs_csv")
                 row = dict(zip(columns, fields))
                 model = row["model"].strip()
                 if not model:
-                    raise UsageError(f"--costs {path}: line {line} has an empty model name")
+                    raise UsageError(f"costs_csv {path}: line {line} has an empty model name", parameter="costs_csv")
                 if model in costs:
-                    raise UsageError(f"--costs {path}: model {model!r} listed twice")
+                    raise UsageError(f"costs_csv {path}: model {model!r} listed twice", parameter="costs_csv")
                 gmacs = _parse_number(row["gmacs"], column="gmacs", model=model, costs=path)
                 if gmacs is None:
-                    raise UsageError(f"--costs {path}: gmacs of model {model!r} is missing")
+                    raise UsageError(f"costs_csv {path}: gmacs of model {model!r} is missing", parameter="costs_csv")
                 costs[model] = {
                     "gmacs": gmacs,
                     "params": _parse_number(row.get("params", ""), column="params", model=model, costs=path,
@@ -141,11 +145,11 @@ def read_costs(path) -> dict[str, dict]:
                     "display_name": row.get("display_name", "").strip() or None,
                 }
     except UnicodeDecodeError:
-        raise UsageError(f"--costs {path}: not UTF-8 text") from None
+        raise UsageError(f"costs_csv {path}: not UTF-8 text", parameter="costs_csv") from None
     except csv.Error as error:
-        raise UsageError(f"--costs {path}: malformed CSV ({error})") from None
+        raise UsageError(f"costs_csv {path}: malformed CSV ({error})", parameter="costs_csv") from None
     if not costs:
-        raise UsageError(f"--costs {path}: no model rows")
+        raise UsageError(f"costs_csv {path}: no model rows", parameter="costs_csv")
     return costs
 
 
@@ -155,7 +159,7 @@ def _check_logits_values(array: np.ndarray, what: str) -> None:
     Scans in row chunks without numpy warnings (nothing is cast before the check)."""
     bad_row = first_non_finite_row(array)
     if bad_row is not None:
-        raise UsageError(f"{what}: NaN or inf at row {bad_row}; fix the export first")
+        raise UsageError(f"{what}: NaN or inf at row {bad_row}; fix the export first", parameter=_parameter(what))
     stored = STORED_DTYPE[np.dtype(array.dtype)]
     limit = float(np.finfo(stored).max)
     if np.finfo(array.dtype).max <= limit:
@@ -167,84 +171,93 @@ def _check_logits_values(array: np.ndarray, what: str) -> None:
             biggest = max(biggest, float(np.abs(chunk).max()))
     if biggest > limit:
         raise UsageError(f"{what}: values up to {biggest:.3g} in magnitude exceed {stored.name}'s range "
-                         f"({limit:.2g}); rescale the logits (e.g. subtract each row's maximum)")
+                         f"({limit:.2g}); rescale the logits (e.g. subtract each row's maximum)",
+                         parameter=_parameter(what))
 
 
 def import_bank(labels_path, logits: dict, costs_csv, out, *, split: str = "val", class_names=None,
                 sample_ids=None, dataset: dict | None = None, force: bool = False) -> Bank:
     """Create or extend the bank at `out` with one split's labels and the given models' logits.
 
-    logits: {model name: path to (N, C) .npy}. class_names / sample_ids: a list, or a text file
-    with one entry per line (defaults: class_0.., and row numbers). dataset: manifest metadata
-    (name, description, licence, caveats). Returns the bank, opened.
+    labels_path: .npy of int class indices, shape (N,). logits: {model id: path to a (N, C) float16/32/64
+    .npy, rows in label order} (float64 is stored as float32). costs_csv: CSV with columns
+    model,gmacs[,params,latency_ms,display_name] (GMACs and ms per sample). class_names / sample_ids:
+    a list, or a text file with one entry per line (defaults: class_0.., and row numbers). dataset:
+    manifest metadata (name, description, licence, caveats). force: overwrite logits (and costs) of
+    models already in the bank.
+
+    Every input is checked before anything is written, and a failed write undoes itself. Raises
+    UsageError naming the parameter at fault (a missing file, N or C mismatch, NaN/inf, a bad
+    costs.csv line, a clash with the existing bank). Returns the bank, opened.
     """
     out = Path(out).expanduser()
     if not ID_PATTERN.match(str(split)):
-        raise UsageError(f"--split {split!r}: use letters, digits and ._+- (it becomes a folder name)")
+        raise UsageError(f"split {split!r}: use letters, digits and ._+- (it becomes a folder name)", parameter="split")
     if dataset and dataset.get("name") is not None and not str(dataset["name"]).strip():
-        raise UsageError("--name: must not be empty (leave it out to use the --out folder's name)")
+        raise UsageError("dataset['name']: must not be empty (leave it out to use the `out` folder's name)",
+                         parameter="dataset['name']")
     logits = {str(name): Path(path) for name, path in dict(logits).items()}
     if not logits:
-        raise UsageError("--logits: give at least one NAME=PATH.npy")
+        raise UsageError("logits: give at least one NAME=PATH.npy", parameter="logits")
     for name in logits:
         if not ID_PATTERN.match(name):
-            raise UsageError(f"--logits {name}=...: model name must use letters, digits and ._+- "
-                             "(starting with a letter or digit; it becomes a file name)")
+            raise UsageError(f"logits {name}=...: model name must use letters, digits and ._+- "
+                             "(starting with a letter or digit; it becomes a file name)", parameter="logits")
 
     # -- read and check every input before writing anything
     labels_path = Path(labels_path)
-    labels = np.asarray(_load_npy(labels_path, "--labels", mmap=False))
+    labels = np.asarray(_load_npy(labels_path, "labels_path", mmap=False))
     if labels.ndim != 1:
-        raise UsageError(f"--labels {labels_path}: expected a 1-D array of class indices, got shape {labels.shape}")
+        raise UsageError(f"labels_path {labels_path}: expected a 1-D array of class indices, got shape {labels.shape}", parameter="labels_path")
     if labels.dtype == bool or not np.issubdtype(labels.dtype, np.integer):
-        raise UsageError(f"--labels {labels_path}: expected integer class indices, got dtype {labels.dtype} "
-                         "(convert with labels.astype('int64'))")
+        raise UsageError(f"labels_path {labels_path}: expected integer class indices, got dtype {labels.dtype} "
+                         "(convert with labels.astype('int64'))", parameter="labels_path")
     n = len(labels)
     if n == 0:
-        raise UsageError(f"--labels {labels_path}: no samples")
+        raise UsageError(f"labels_path {labels_path}: no samples", parameter="labels_path")
 
     arrays: dict[str, np.ndarray] = {}
     num_classes = None
     for name, path in logits.items():
-        array = _load_npy(path, f"--logits {name}=", mmap=True)
+        array = _load_npy(path, f"logits {name}=", mmap=True)
         if array.dtype not in (np.float16, np.float32, np.float64):
-            raise UsageError(f"--logits {name}={path}: dtype {array.dtype}; float16/32/64 logits expected")
+            raise UsageError(f"logits {name}={path}: dtype {array.dtype}; float16/32/64 logits expected", parameter="logits")
         if array.ndim != 2:
-            raise UsageError(f"--logits {name}={path}: expected shape (N, C), got {array.shape}")
+            raise UsageError(f"logits {name}={path}: expected shape (N, C), got {array.shape}", parameter="logits")
         if array.shape[0] != n:
-            raise UsageError(f"--logits {name}={path}: {array.shape[0]} rows but --labels has {n} samples "
-                             "(N mismatch: one row per sample, same order as the labels)")
+            raise UsageError(f"logits {name}={path}: {array.shape[0]} rows but `labels_path` has {n} samples "
+                             "(N mismatch: one row per sample, same order as the labels)", parameter="logits")
         if num_classes is None:
             num_classes = array.shape[1]
         elif array.shape[1] != num_classes:
             first = next(iter(logits))
-            raise UsageError(f"--logits {name}={path}: {array.shape[1]} classes but {first} has {num_classes} "
-                             "(C mismatch: every model must score the same classes)")
-        _check_logits_values(array, f"--logits {name}={path}")
+            raise UsageError(f"logits {name}={path}: {array.shape[1]} classes but {first} has {num_classes} "
+                             "(C mismatch: every model must score the same classes)", parameter="logits")
+        _check_logits_values(array, f"logits {name}={path}")
         arrays[name] = array
 
     if labels.min() < 0 or labels.max() >= num_classes:
-        raise UsageError(f"--labels {labels_path}: labels must be in 0..{num_classes - 1} (logits have "
-                         f"{num_classes} columns), found {int(labels.min())}..{int(labels.max())}")
+        raise UsageError(f"labels_path {labels_path}: labels must be in 0..{num_classes - 1} (logits have "
+                         f"{num_classes} columns), found {int(labels.min())}..{int(labels.max())}", parameter="labels_path")
 
     costs_path = Path(costs_csv)
     costs = read_costs(costs_path)
     missing_costs = [m for m in logits if m not in costs]
     if missing_costs:
-        raise UsageError(f"--costs {costs_path}: no row for model(s) {', '.join(missing_costs)} given in --logits")
+        raise UsageError(f"costs_csv {costs_path}: no row for model(s) {', '.join(missing_costs)} given in `logits`", parameter="costs_csv")
     extra_costs = [m for m in costs if m not in logits]
     if extra_costs:
-        raise UsageError(f"--costs {costs_path}: model(s) {', '.join(extra_costs)} have costs but no --logits "
-                         "(remove those rows or add their logits)")
+        raise UsageError(f"costs_csv {costs_path}: model(s) {', '.join(extra_costs)} have costs but no `logits` "
+                         "(remove those rows or add their logits)", parameter="costs_csv")
 
     existing = None
-    if (out / MANIFEST).exists():
+    if manifest_path(out).exists():
         try:
             existing = load_manifest(out)
         except BankError as error:
-            raise UsageError(f"--out {out}: existing bank is unreadable: {error}") from None
+            raise UsageError(f"out {out}: existing bank is unreadable: {error}", parameter="out") from None
     elif out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise UsageError(f"--out {out}: exists and is not a bank (no manifest.json); choose a new or empty folder")
+        raise UsageError(f"out {out}: exists and is not a bank (no manifest.json); choose a new or empty folder", parameter="out")
 
     if class_names is None:
         if existing is not None:
@@ -252,94 +265,60 @@ def import_bank(labels_path, logits: dict, costs_csv, out, *, split: str = "val"
         else:
             names = [f"class_{i}" for i in range(num_classes)]
     elif isinstance(class_names, (str, Path)):
-        names = _read_lines(class_names, "--class-names")
+        names = _read_lines(class_names, "class_names")
     else:
         names = [str(c) for c in class_names]
     if len(names) != num_classes:
-        where = f"--class-names {class_names}" if isinstance(class_names, (str, Path)) else "--class-names"
+        where = f"class_names {class_names}" if isinstance(class_names, (str, Path)) else "class_names"
         if class_names is None:
-            where = f"--out {out} (existing bank)"
-        raise UsageError(f"{where}: {len(names)} class names but the logits have {num_classes} columns")
+            where = f"out {out} (existing bank)"
+        raise UsageError(f"{where}: {len(names)} class names but the logits have {num_classes} columns",
+                         parameter=_parameter(where))
     if existing is not None and names != list(existing["class_names"]):
-        raise UsageError(f"--out {out}: the existing bank has different class names "
+        raise UsageError(f"out {out}: the existing bank has different class names "
                          f"({len(existing['class_names'])} classes); import into a new folder, or pass that "
-                         "bank's class list")
+                         "bank's class list", parameter="out")
 
     if sample_ids is None:
         ids = [str(i) for i in range(n)]
     elif isinstance(sample_ids, (str, Path)):
-        ids = _read_lines(sample_ids, "--sample-ids")
+        ids = _read_lines(sample_ids, "sample_ids")
     else:
         ids = [str(s) for s in sample_ids]
     if len(ids) != n:
-        raise UsageError(f"--sample-ids: {len(ids)} ids but --labels has {n} samples")
+        raise UsageError(f"sample_ids: {len(ids)} ids but `labels_path` has {n} samples", parameter="sample_ids")
     if any(not s for s in ids):
-        raise UsageError("--sample-ids: empty id (one non-empty id per line)")
+        raise UsageError("sample_ids: empty id (one non-empty id per line)", parameter="sample_ids")
     if len(set(ids)) != n:
         seen: set[str] = set()
-        raise UsageError(f"--sample-ids: duplicate id {next(s for s in ids if s in seen or seen.add(s))!r}")
+        raise UsageError(f"sample_ids: duplicate id {next(s for s in ids if s in seen or seen.add(s))!r}", parameter="sample_ids")
 
     if existing is not None:
         if split in existing["splits"]:
-            bank_split = Path(out) / "splits" / split
             try:
-                old_ids, _ = read_samples(bank_split / "samples.csv", split=split)
-                old_labels = np.load(bank_split / "labels.npy", allow_pickle=False)
+                old_ids, _ = read_samples(samples_path(out, split), split=split)
+                old_labels = np.load(split_labels_path(out, split), allow_pickle=False)
             except (BankError, OSError, ValueError) as error:
-                raise UsageError(f"--out {out}: existing split {split!r} is unreadable: {error}") from None
+                raise UsageError(f"out {out}: existing split {split!r} is unreadable: {error}", parameter="out") from None
             if list(old_ids) != ids or not np.array_equal(old_labels, labels):
-                raise UsageError(f"--split {split}: the bank already has this split with different samples or "
-                                 "labels; use another --split name")
+                raise UsageError(f"split {split}: the bank already has this split with different samples or "
+                                 "labels; use another `split` name", parameter="split")
         for name in logits:
             old = existing["models"].get(name)
             if old is None:
                 continue
             if split in old.get("top1", {}) and not force:
-                raise UsageError(f"--logits {name}=...: the bank already has logits for {name!r} on split "
-                                 f"{split!r}; pass --force to overwrite")
+                raise UsageError(f"logits {name}=...: the bank already has logits for {name!r} on split "
+                                 f"{split!r}; pass `force=True` to overwrite", parameter="logits")
             if old.get("gmacs") != costs[name]["gmacs"] and not force:
-                raise UsageError(f"--costs: gmacs of {name!r} is {costs[name]['gmacs']} but the bank records "
-                                 f"{old.get('gmacs')}; pass --force to update it")
+                raise UsageError(f"costs_csv: gmacs of {name!r} is {costs[name]['gmacs']} but the bank records "
+                                 f"{old.get('gmacs')}; pass `force=True` to update it", parameter="costs_csv")
 
     # -- write: split, then each model's metadata and logits (each step atomic). Everything above was
     # checked, so a failure here is an I/O problem; it still leaves no trace (see _undo_on_failure).
-    with _undo_on_failure(out, new=existing is None):
+    with undo_on_failure(out, new=existing is None):
         _write(out, existing, names, dataset, split, ids, labels, arrays, costs)
     return Bank.open(out, allow_incomplete=True)
-
-
-class _undo_on_failure:
-    """A failed write removes what it added: a new bank's files (and its folder, if this run created
-    it), or, for an existing bank, new files and the previous manifest.json."""
-
-    def __init__(self, out: Path, *, new: bool):
-        self.out, self.new = out, new
-
-    def __enter__(self):
-        self.created_folder = not self.out.exists()
-        self.before = {p for p in self.out.rglob("*")} if self.out.is_dir() else set()
-        manifest = self.out / MANIFEST
-        self.manifest = manifest.read_bytes() if manifest.is_file() else None
-        return self
-
-    def __exit__(self, kind, error, traceback):
-        if kind is None:
-            return False
-        try:
-            if self.new and self.created_folder:
-                shutil.rmtree(self.out, ignore_errors=True)
-                return False
-            added = [p for p in self.out.rglob("*") if p not in self.before] if self.out.is_dir() else []
-            for path in sorted(added, key=lambda p: len(p.parts), reverse=True):
-                if path.is_dir() and not path.is_symlink():
-                    shutil.rmtree(path, ignore_errors=True)
-                else:
-                    path.unlink(missing_ok=True)
-            if self.manifest is not None:
-                atomic_write_bytes(self.out / MANIFEST, self.manifest)
-        except OSError:
-            pass   # report the original error, not the clean-up's
-        return False
 
 
 def _write(out: Path, existing, names, dataset, split, ids, labels, arrays, costs) -> None:
@@ -354,11 +333,11 @@ def _write(out: Path, existing, names, dataset, split, ids, labels, arrays, cost
         updates = {k: v for k, v in dataset.items() if v not in (None, "")}
         if updates:
             writer.set_dataset(**updates)
-    if split not in writer.manifest["splits"]:   # an existing identical split keeps its metadata
+    if not writer.has_split(split):   # an existing identical split keeps its metadata
         writer.add_split(split, ids, [""] * n, labels, description=(dataset or {}).get("split_description", ""))
     for name, array in arrays.items():
         cost = costs[name]
-        old = writer.manifest["models"].get(name, {})
+        old = writer.model_entry(name)
         latency = dict(old.get("latency_ms", {}))
         if cost["latency_ms"] is not None:
             latency[USER_LATENCY_DEVICE] = {"batch_1": cost["latency_ms"]}
@@ -368,28 +347,3 @@ def _write(out: Path, existing, names, dataset, split, ids, labels, arrays, cost
                          input_size=old.get("input_size"), preprocessing=old.get("preprocessing"),
                          latency_ms=latency)
         writer.add_logits(name, split, array)
-
-
-def run_import(args) -> int:
-    """CLI handler for `cascade-explorer import`."""
-    logits = parse_logits_args(args.logits)
-    dataset = {"name": getattr(args, "name", None),
-               "description": getattr(args, "description", "") or None,
-               "licence": getattr(args, "licence", None)}
-    if dataset["licence"] == "unknown":
-        dataset["licence"] = None   # the CLI default: keep an existing bank's licence
-    bank = import_bank(args.labels, logits, args.costs, args.out, split=args.split or "val",
-                       class_names=getattr(args, "class_names", None), sample_ids=getattr(args, "sample_ids", None),
-                       dataset=dataset, force=bool(getattr(args, "force", False)))
-    split = args.split or "val"
-    print(f"imported split {split!r}: {bank.n_samples(split)} samples x {bank.num_classes} classes, "
-          f"{len(logits)} model(s) into {bank.path}")
-    for model in bank.models:
-        if split in model.top1:
-            print(f"  {model.id:<32} gmacs={model.gmacs:<10g} top1={model.top1[split]:.4f}")
-    incomplete = [(m.id, s) for m in bank.models for s in bank.splits if s not in m.top1]
-    if incomplete:
-        pairs = ", ".join(f"{m}@{s}" for m, s in incomplete[:10])
-        print(f"note: the bank is incomplete (no logits for {pairs}); import those to open it without "
-              "allow_incomplete")
-    return 0

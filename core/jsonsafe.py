@@ -6,6 +6,7 @@ One rule for every file and printout the project writes: NaN -> null, +-inf -> "
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -21,6 +22,11 @@ def json_float(value):
     if math.isinf(value):
         return "inf" if value > 0 else "-inf"
     return value
+
+
+def dumps(value, *, indent: int | None = None) -> str:
+    """Strict JSON text of `value` (made jsonable first): the one serializer of every JSON output."""
+    return json.dumps(jsonable(value), allow_nan=False, indent=indent)
 
 
 def jsonable(value):

@@ -1,23 +1,21 @@
 """Live cascade inference: run a cascade on real images, stage by stage, on the real models.
 
-`Cascade.from_config(path).predict(image)` -> `Trace`; `cascade-explorer predict` (`run_predict`).
+`Cascade.from_config(path).predict(image)` -> `Trace` (what `cascade-explorer predict` runs).
 A cascade here decides exactly as the engine does on a bank (core.signals.chain_signals on the
 stage's temperature-scaled logits, core.engine exit rule: exit at the first non-final stage whose
 confidence >= its threshold), and every image goes through the precompute path
 (core.images.load_image, then each model adapter's own `preprocess`), so live answers
 reproduce the bank's stored logits.
 
-Speed benchmark on the default bank's images:
-    python -m cascade_explorer.core.live --bench [--limit N] [--bank B --models M1,M2 --thresholds T]
+Speed benchmark on the default bank's images (`benchmark`):
+    python -m cascade_explorer.commands.live_bench [--limit N] [--bank B --models M1,M2 --thresholds T]
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import statistics
-import sys
 import threading
 import time
 import warnings
@@ -28,9 +26,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .criteria import check_criterion, softmax
-from .errors import UsageError
+from .errors import ImageError, ModelLoadError, UsageError
 from .jsonsafe import json_float
-from .images import DEFAULT_MAX_PIXELS, ImageError, load_image
+from .images import DEFAULT_MAX_PIXELS, load_image
 from .signals import chain_signals
 from .validate import check_bool, check_sequence
 
@@ -45,10 +43,6 @@ INSTALL_HINTS = {
     "timm": "pip install timm",
     "torch": "pip install torch",
 }
-
-
-class ModelLoadError(UsageError):
-    """A model of the cascade cannot be created: missing backend package, weights or spec."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -261,10 +255,13 @@ class Cascade:
     # -- construction ---------------------------------------------------------------------
     @classmethod
     def from_config(cls, config, *, device: str = "cpu", bank=None) -> "Cascade":
-        """From a cascade JSON file (exported by the dashboard) or a CascadeConfig.
+        """From a cascade JSON file (exported by the dashboard or `evaluate --save-config`) or a
+        CascadeConfig.
 
         Class names come from the config's bank (its path, else a bank of that name found here);
-        pass `bank` to supply it directly.
+        pass `bank` to supply it directly. device: "cpu" or "cuda". Models load lazily (`load()` to
+        load them now). Raises ConfigError for a bad file (naming the field), ModelLoadError
+        when a model cannot be created (with the install command).
         """
         from .config import CascadeConfig
 
@@ -364,7 +361,14 @@ class Cascade:
         return load_image(image, max_pixels=self.max_pixels)
 
     def predict(self, image, *, name: str | None = None, measure_last_alone: bool = True) -> Trace:
-        """Run the cascade on one image (path, bytes, binary file object or PIL image)."""
+        """Run the cascade on one image (path, bytes, binary file object or PIL image), stage by stage,
+        exactly as the engine decides on a bank (see the module docstring).
+
+        Returns a Trace: the answering stage, prediction, class name, and per stage its confidence,
+        decision, top-5 and milliseconds (preprocess + forward); with measure_last_alone, also the
+        last model's own time for comparison. Raises ImageError for a file that is not a usable
+        image, ModelLoadError when a model cannot run.
+        """
         label = name or _image_label(image)
         start = time.perf_counter()
         rgb = self.decode(image, label)
@@ -513,40 +517,10 @@ def predict_upload(cascade: Cascade, data: bytes, name: str, *, max_bytes: int =
 
 
 # ---------------------------------------------------------------------------------------------
-# CLI: cascade-explorer predict
+# Running a cascade over files
 
-def cascade_from_args(args) -> Cascade:
-    device = getattr(args, "device", "cpu") or "cpu"
-    if device == "auto":
-        device = _auto_device()
-    if args.config:
-        extra = [flag for flag, value in (("--models", args.models), ("--thresholds", args.thresholds))
-                 if value]
-        if extra:
-            raise UsageError(f"--config already defines the cascade; drop {', '.join(extra)}")
-        bank = None
-        if args.bank:
-            from .bank import Bank
-
-            bank = Bank.open(args.bank)
-        return Cascade.from_config(args.config, device=device, bank=bank)
-    if not args.models:
-        raise UsageError("give the cascade: --config CASCADE.json, or --models M1,M2 --thresholds T1 "
-                         "(with --bank B, default: the shipped bank)")
-    from .bank import DEFAULT_BANK_PATH, Bank
-
-    bank = Bank.open(args.bank or DEFAULT_BANK_PATH)
-    if getattr(args, "split", None) and args.temperature != "fit":
-        raise UsageError("--split only chooses where temperatures are fitted; add --temperature fit, or drop --split")
-    thresholds = args.thresholds or []
-    if len(thresholds) != len(args.models) - 1:
-        raise UsageError(f"--models has {len(args.models)} model(s), so --thresholds needs "
-                         f"{len(args.models) - 1} value(s) (one per stage except the last), got {len(thresholds)}")
-    return Cascade.from_bank(bank, args.models, args.criterion, thresholds, args.temperature, args.ensemble,
-                             split=getattr(args, "split", None), device=device)
-
-
-def _auto_device() -> str:
+def auto_device() -> str:
+    """'cuda' when torch sees a GPU, else 'cpu' (what device='auto' means)."""
     try:
         import torch
 
@@ -565,38 +539,6 @@ def predict_files(cascade: Cascade, paths: Sequence[str]) -> tuple[list[dict], i
             errors += 1
             results.append({"image": str(path), "error": str(error)})
     return results, errors
-
-
-def format_trace(trace: dict) -> str:
-    """Human-readable lines for one trace entry (the CLI without --json)."""
-    if "error" in trace:
-        return f"{trace['image']}: ERROR {trace['error']}"
-    lines = [f"{trace['image']}: {trace['class_name']} (class {trace['prediction']}) "
-             f"from stage {trace['exit_stage'] + 1}/{trace['n_stages']}, {trace['total_ms']:.1f} ms "
-             f"(last model alone: {trace['last_model_alone_ms']:.1f} ms)"
-             if trace["last_model_alone_ms"] is not None else
-             f"{trace['image']}: {trace['class_name']} (class {trace['prediction']}), {trace['total_ms']:.1f} ms"]
-    for i, s in enumerate(trace["stages"]):
-        thr = "final" if s["threshold"] is None else f"threshold {s['threshold']}"
-        top = ", ".join(f"{t['class_name']} {t['probability']:.3f}" for t in s["top5"][:3])
-        lines.append(f"  stage {i + 1} {s['model_id']}: confidence {s['confidence']:.4f} ({thr}) -> "
-                     f"{s['decision']}, {s['ms']:.1f} ms; top: {top}")
-    return "\n".join(lines)
-
-
-def run_predict(args) -> int:
-    cascade = cascade_from_args(args)
-    cascade.load()   # a missing model fails before any image, with its install command
-    results, errors = predict_files(cascade, args.images)
-    if args.json:
-        print(json.dumps(results, indent=2))
-    else:
-        for entry in results:
-            print(format_trace(entry))
-    if errors:
-        print(f"cascade-explorer predict: {errors} of {len(results)} image(s) could not be read",
-              file=sys.stderr)
-    return 1 if errors else 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -655,86 +597,3 @@ def _torch_threads() -> int | None:
         return int(torch.get_num_threads())
     except ImportError:
         return None
-
-
-DEFAULT_BENCH_MODELS = ("mobilenet_v1_025_128", "efficientnet_lite2")
-
-
-def _bench_main(argv: Sequence[str]) -> int:
-    import argparse
-
-    from .bank import DEFAULT_BANK_PATH, Bank
-
-    parser = argparse.ArgumentParser(prog="python -m cascade_explorer.core.live --bench",
-                                     description="median / p90 ms per image: a cascade vs its last model alone, "
-                                                 "on the bank's images, measured in the same run")
-    parser.add_argument("--bench", action="store_true")
-    parser.add_argument("--bank", default=str(DEFAULT_BANK_PATH))
-    parser.add_argument("--models", help="comma-separated model ids (default: MobileNet V1 0.25 -> "
-                                         "EfficientNet-Lite2, else cheapest -> most accurate)")
-    parser.add_argument("--thresholds", help="comma-separated (default: fitted on the calibration half for the "
-                                             "last model's accuracy minus --accuracy-drop)")
-    parser.add_argument("--accuracy-drop", type=float, default=0.005)
-    parser.add_argument("--criterion", default="max_softmax")
-    parser.add_argument("--images", help="image folder (default: CASCADE_EXPLORER_IMAGES)")
-    parser.add_argument("--limit", type=int, help="only the first N images (e.g. on a busy machine)")
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args(argv)
-    from .analysis import CascadeSpec, evaluate, fit_for_target
-    from .fetch import resolve_image
-
-    if args.images:
-        os.environ["CASCADE_EXPLORER_IMAGES"] = args.images
-    bank = Bank.open(args.bank)
-    split = bank.default_split
-    if args.models:
-        models = [m.strip() for m in args.models.split(",") if m.strip()]
-    else:
-        models = [m for m in DEFAULT_BENCH_MODELS if m in bank.model_ids]
-        if len(models) != len(DEFAULT_BENCH_MODELS):
-            models = [bank.model_ids[0], max(bank.models, key=lambda m: m.top1.get(split, 0)).id]
-    if args.thresholds:
-        thresholds = [float(t) for t in args.thresholds.split(",")]
-    else:
-        # the last model's accuracy on the calibration half (where thresholds are fitted), minus the drop
-        from .protocol import calibration_mask
-
-        part = calibration_mask(bank.sample_ids(split))
-        last_right = np.asarray(bank.logits(models[-1], split)).argmax(axis=1) == bank.labels(split)
-        target = float(last_right[part].mean()) - args.accuracy_drop
-        thresholds = list(fit_for_target(bank, CascadeSpec(tuple(models), args.criterion), target_accuracy=target))
-    expected = evaluate(bank, CascadeSpec(tuple(models), args.criterion, tuple(thresholds)), on="all",
-                        n_bootstrap=0)
-    source = bank.split_info(split).get("image_source") or {}
-    rows = range(len(bank.labels(split)))[: args.limit] if args.limit else range(len(bank.labels(split)))
-    paths = [resolve_image(bank.image_paths(split)[r], url_base=source.get("url_base")) for r in rows]
-    labels = bank.labels(split)[list(rows)]
-    cascade = Cascade.from_bank(bank, models, args.criterion, thresholds)
-    result = benchmark(cascade, paths, labels=labels,
-                       progress=lambda k, n: print(f"\r{k}/{n}", end="", file=sys.stderr) if k % 50 == 0 or k == n
-                       else None)
-    print(file=sys.stderr)
-    result["bank_expected"] = {"accuracy": expected["accuracy"], "exit_fractions": list(expected["exit_fractions"]),
-                               "split": split, "n_samples": expected["n_samples"]}
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        c, a = result["cascade_ms"], result["last_model_alone_ms"]
-        print(f"{' -> '.join(models)} ({args.criterion}, thresholds {[round(t, 4) for t in thresholds]}) on "
-              f"{result['n_images']} images, {cascade.device}, torch threads {result['torch_threads']}:")
-        print(f"  cascade:          median {c['median_ms']:.2f} ms, p90 {c['p90_ms']:.2f} ms, mean {c['mean_ms']:.2f} ms")
-        print(f"  last model alone: median {a['median_ms']:.2f} ms, p90 {a['p90_ms']:.2f} ms, mean {a['mean_ms']:.2f} ms")
-        print(f"  speed-up: {result['speedup_median']:.2f}x median, {result['speedup_mean']:.2f}x mean; "
-              f"exit fractions {[round(f, 3) for f in result['exit_fractions']]}")
-        acc = result["accuracy"]
-        print(f"  accuracy live: cascade {acc['cascade']:.2%}, last model alone {acc['last_model_alone']:.2%}; "
-              f"bank says cascade {expected['accuracy']:.2%} on these {expected['n_samples']} images "
-              f"(exit fractions {[round(f, 3) for f in expected['exit_fractions']]})")
-    return 0
-
-
-if __name__ == "__main__":
-    if "--bench" in sys.argv[1:]:
-        sys.exit(_bench_main(sys.argv[1:]))
-    print(__doc__)
-    sys.exit(2)

@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from .errors import UsageError
+
 # Okabe-Ito palette (colour-blind safe), mid-tones readable on white and on near-black.
 COLOURS = {
     "single": "#0072B2",
@@ -30,7 +32,7 @@ CHAIN_TRACE = "this cascade, every threshold"
 
 def _cost_label(cost: str) -> str:
     if cost not in COST_LABELS:
-        raise ValueError(f"cost axis {cost!r} is not one of {sorted(COST_LABELS)}")
+        raise UsageError(f"cost axis {cost!r} is not one of {sorted(COST_LABELS)}")
     return COST_LABELS[cost]
 
 
@@ -59,7 +61,7 @@ def thin(n: int, max_points: int | None) -> np.ndarray:
     if max_points is None or n <= max_points:
         return np.arange(n)
     if max_points < 2:
-        raise ValueError(f"max_points must be at least 2, got {max_points}")
+        raise UsageError(f"max_points must be at least 2, got {max_points}")
     return np.unique(np.round(np.linspace(0, n - 1, max_points)).astype(int))
 
 
@@ -182,7 +184,10 @@ def from_tradeoff(
 
 def from_model_zoo(singles: pd.DataFrame, *, hull: Any = None, cost: str = "gmacs", log_x: bool = True,
                    split: str | None = None) -> go.Figure:
-    """Accuracy-cost scatter of the bank's models (``display_name``, ``accuracy``, ``gmacs``/``ms``)."""
+    """Accuracy-cost scatter of the bank's models: singles is ``analysis.single_models``' DataFrame
+    (``display_name``, ``accuracy`` as a fraction, ``gmacs`` per image or ``ms`` per image), hull its
+    SingleModelHull in the same unit; log_x draws the cost axis on a log scale. Returns a Plotly
+    Figure; UsageError for an unknown cost axis."""
     fig = from_tradeoff(singles, hull=hull, cost=cost, log_x=log_x, height=420)
     if split:
         fig.update_yaxes(title_text=f"top-1 accuracy on {split}")
@@ -190,13 +195,16 @@ def from_model_zoo(singles: pd.DataFrame, *, hull: Any = None, cost: str = "gmac
 
 
 def from_exit_fractions(fractions: Mapping[str, Sequence[float]], stage_names: Sequence[str]) -> go.Figure:
-    """Grouped bars: share of images leaving at each stage, one bar group per setting (e.g. split)."""
+    """Grouped bars: share of images leaving at each stage, one bar group per setting (e.g. split).
+
+    fractions: {setting name: exit fraction per stage (fractions in [0, 1], one per stage name)}.
+    Returns a Plotly Figure; UsageError when a setting has the wrong number of stages."""
     fig = go.Figure()
     palette = [COLOURS["single"], COLOURS["chain"], COLOURS["frontier"], *COLOURS["extra"]]
     for i, (name, values) in enumerate(fractions.items()):
         values = np.asarray(values, dtype=float)
         if len(values) != len(stage_names):
-            raise ValueError(f"exit fractions for {name!r} have {len(values)} stages, expected {len(stage_names)}")
+            raise UsageError(f"exit fractions for {name!r} have {len(values)} stages, expected {len(stage_names)}")
         fig.add_trace(go.Bar(
             x=list(stage_names), y=values, name=str(name), marker_color=palette[i % len(palette)],
             text=[f"{v:.1%}" for v in values], textposition="auto",
@@ -211,7 +219,9 @@ def from_exit_fractions(fractions: Mapping[str, Sequence[float]], stage_names: S
 def from_shift(curves: Mapping[str, Any], points: Mapping[str, Mapping] | None = None, *,
                hulls: Mapping[str, Any] | None = None, cost: str = "gmacs", log_x: bool = False,
                max_points: int | None = 400) -> go.Figure:
-    """Distribution shift: one cascade curve (and optional hull / operating point) per image set."""
+    """Distribution shift (paper, section 5.4): one cascade curve (a CascadeCurve) per image set, with
+    optional single-model hulls and operating points ({set: {"accuracy", "avg_gmacs"/"avg_ms"}}), on
+    the chosen cost axis ("gmacs" or "ms", per image). Returns a Plotly Figure."""
     label = _cost_label(cost)
     fig = go.Figure()
     palette = [COLOURS["chain"], COLOURS["single"], COLOURS["frontier"], *COLOURS["extra"]]
@@ -249,11 +259,13 @@ def from_shift(curves: Mapping[str, Any], points: Mapping[str, Mapping] | None =
 
 def from_confidences(confidences: np.ndarray, correct: np.ndarray, *, threshold: float | None = None,
                      bins: int = 40, name: str = "stage 1") -> go.Figure:
-    """Histogram of one stage's confidence, right and wrong predictions stacked, with the threshold."""
+    """Histogram of one stage's confidence (N,), right and wrong predictions (correct, bool (N,))
+    stacked, with the threshold drawn when given. Returns a Plotly Figure; UsageError when the two
+    arrays differ in shape."""
     confidences = np.asarray(confidences, dtype=float)
     correct = np.asarray(correct, dtype=bool)
     if confidences.shape != correct.shape:
-        raise ValueError(f"confidences {confidences.shape} and correct {correct.shape} differ in shape")
+        raise UsageError(f"confidences {confidences.shape} and correct {correct.shape} differ in shape")
     finite = np.isfinite(confidences)
     lo, hi = (float(confidences[finite].min()), float(confidences[finite].max())) if finite.any() else (0.0, 1.0)
     edges = np.linspace(lo, hi if hi > lo else lo + 1.0, bins + 1)

@@ -14,6 +14,7 @@ A killed run keeps every finished model x split; re-running skips them unless fo
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sys
@@ -24,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import UsageError, require_dir, require_file
+from .validate import check_int
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 DEFAULT_CACHE_BYTES = 3 * 1024**3
@@ -212,7 +214,7 @@ def read_label_file(path: Path) -> list[tuple[str, str]]:
 
 def samples_from_list(list_path) -> SampleList:
     """A 'PATH, LABEL' list; paths are relative to the list's folder."""
-    list_path = require_file(Path(list_path).expanduser(), "--image-list")
+    list_path = require_file(Path(list_path).expanduser(), "list_path")
     root = list_path.parent.resolve()
     pairs = read_label_file(list_path)
     files, rel = [], []
@@ -235,14 +237,14 @@ def samples_from_list(list_path) -> SampleList:
 
 def samples_from_folder(folder, labels_file=None) -> SampleList:
     """ImageFolder (one sub-folder per class) or a flat folder + labels file."""
-    folder = require_dir(Path(folder).expanduser(), "--images").resolve()
+    folder = require_dir(Path(folder).expanduser(), "folder").resolve()
     if labels_file is not None:
-        labels_path = require_file(Path(labels_file).expanduser(), "--labels")
+        labels_path = require_file(Path(labels_file).expanduser(), "labels_file")
         pairs = (read_devkit_ground_truth(labels_path) if _is_devkit_ground_truth(labels_path)
                  else read_label_file(labels_path))
         images = {p.name: p for p in folder.iterdir() if _is_image(p)}
         if not images:
-            raise UsageError(f"--images {folder} holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
+            raise UsageError(f"folder {folder} holds no image files ({', '.join(IMAGE_EXTENSIONS)})", parameter="folder")
         by_stem = {Path(n).stem: n for n in images}
         by_name = {}
         for name, label in pairs:
@@ -269,9 +271,9 @@ def samples_from_folder(folder, labels_file=None) -> SampleList:
     loose = [p for p in folder.iterdir() if _is_image(p)]
     if not class_dirs:
         if loose:
-            raise UsageError(f"--images {folder} is a flat folder of {len(loose)} images: give their labels "
-                             "with --labels FILE ('FILE, LABEL' lines), or use class sub-folders")
-        raise UsageError(f"--images {folder} is empty: no class sub-folders and no images")
+            raise UsageError(f"folder {folder} is a flat folder of {len(loose)} images: give their labels "
+                             "with `labels_file` ('FILE, LABEL' lines), or use class sub-folders", parameter="folder")
+        raise UsageError(f"folder {folder} is empty: no class sub-folders and no images", parameter="folder")
     files, rel, tokens = [], [], []
     for class_dir in class_dirs:
         for path in sorted((p for p in class_dir.rglob("*") if _is_image(p)), key=lambda p: _natural_key(p.name)):
@@ -279,7 +281,7 @@ def samples_from_folder(folder, labels_file=None) -> SampleList:
             rel.append(path.relative_to(folder).as_posix())
             tokens.append(class_dir.name)
     if not files:
-        raise UsageError(f"--images {folder}: its {len(class_dirs)} class folder(s) hold no image files")
+        raise UsageError(f"folder {folder}: its {len(class_dirs)} class folder(s) hold no image files", parameter="folder")
     labels, class_names = _parse_label_tokens(tokens, source=str(folder))
     if class_names is None and all(re.fullmatch(r"\d+", d.name) for d in class_dirs):
         class_names = None  # numbered folders: their numbers are the class indices
@@ -387,14 +389,27 @@ def precompute(*, samples: SampleList, specs: list[str], out, split: str = "val"
                corruption: dict | None = None, latency: bool = True, dataset: dict | None = None,
                class_names=None, split_description: str = "", image_source: dict | None = None,
                progress: bool = True, cache_bytes: int = DEFAULT_CACHE_BYTES, adapters=None,
-               log=print) -> PrecomputeReport:
+               log=None) -> PrecomputeReport:
     """Compute logits of every model spec on `samples` into the bank at `out` (see module docstring).
 
-    corruption: {"types": [...], "severity": 3, "seed": 0} applies ImageNet-C style corruptions.
-    adapters: already-built adapters (same order as specs), e.g. shared across splits.
+    samples: a SampleList (samples_from_folder / samples_from_list). specs: model specs such as
+    'timm:resnet50.a1_in1k' or 'tflite:FILE.tflite' (core.adapters). out: bank folder, created or
+    extended (same classes; an existing split must have the same samples). Logits are stored as
+    float16 (N, C); GMACs per image are counted from each model, latency (ms per image, batch 1
+    and 32) measured unless latency=False. A model x split already in the bank is skipped unless
+    force. corruption: {"types": [...], "severity": 3, "seed": 0} applies ImageNet-C style
+    corruptions (Hendrycks & Dietterich 2019). adapters: already-built adapters (same order as
+    specs), e.g. shared across splits. log: called with each progress line (default: this module's
+    logger at INFO).
+
+    Raises UsageError for bad options (naming the parameter), no images, no models, models with
+    different class counts; BankError when `out` holds a different bank. Returns a PrecomputeReport
+    (per-model timings, skipped images).
     """
+    if log is None:
+        log = logging.getLogger(__name__).info
     from .adapters import create_adapter
-    from .bank import BankError, BankWriter, read_samples, split_dir
+    from .bank import BankError, BankWriter, remove_leftover_temp_files
     from .macs import device_name, measure_latency
 
     started = time.perf_counter()
@@ -402,7 +417,7 @@ def precompute(*, samples: SampleList, specs: list[str], out, split: str = "val"
     if not len(samples):
         raise UsageError("no images to process")
     if not specs:
-        raise UsageError("no models given (--models SPEC ...)")
+        raise UsageError("specs: no models given (one model spec per model)", parameter="specs")
     # 1. Every model loads before any image work (bad spec -> error now).
     if adapters is None:
         adapters = [create_adapter(spec, device=device, amp=amp) for spec in specs]
@@ -417,36 +432,36 @@ def precompute(*, samples: SampleList, specs: list[str], out, split: str = "val"
     # 2. The output bank: new, or the same classes and (for an existing split) the same samples.
     out = Path(out).expanduser()
     dataset = dict(dataset or {"name": out.name})
-    _remove_leftover_temp_files(out, log)
+    remove_leftover_temp_files(out, log)
     writer = BankWriter(out, create={"dataset": dataset, "class_names": names})
     transform = None
     if corruption:
         from .corruptions import transform_entry
 
         transform = transform_entry(corruption["types"], corruption["severity"], corruption["seed"])
-    split_entry = writer.manifest["splits"].get(split)
+    split_entry = writer.split_entry(split)
     if split_entry is not None:
-        old_ids, _ = read_samples(split_dir(out, split) / "samples.csv", split=split)
+        old_ids = writer.sample_ids(split)
         previously_skipped = {s["image_path"] for s in split_entry.get("skipped", [])}
         planned = [sid for sid, rel in zip(samples.sample_ids, samples.rel_paths) if rel not in previously_skipped]
         if list(old_ids) != planned or (split_entry.get("transform") or None) != (transform or None):
             raise BankError(f"split {split!r} already exists with different samples"
                             + (" or a different corruption" if list(old_ids) == planned else ""),
                             path=out, split=split,
-                            fix="use another --split name or another --out folder (or delete the old bank)")
+                            fix="use another `split` name or another `out` folder (or delete the old bank)")
         keep = [i for i, rel in enumerate(samples.rel_paths) if rel not in previously_skipped]
         old_labels = writer.labels(split)
         if not np.array_equal(old_labels, samples.labels[keep]):
             raise BankError(f"split {split!r} already exists with different labels", path=out, split=split,
-                            fix="use another --split name or another --out folder")
+                            fix="use another `split` name or another `out` folder")
 
     pending = [a for a in adapters if force or not writer.has_logits(a.id, split)]
     finished = [a.id for a in adapters if a not in pending]
     for adapter in adapters:
-        if adapter in pending or adapter.id not in writer.manifest["models"]:
+        if adapter in pending or not writer.has_model(adapter.id):
             _add_model(writer, adapter)
     if finished:
-        log(f"already in the bank, skipped (use --force to redo): {', '.join(finished)}")
+        log(f"already in the bank, skipped (force redoes them): {', '.join(finished)}")
     timings: list[ModelTiming] = []
     skipped_images = list(split_entry.get("skipped", [])) if split_entry else []
     passes_s = 0.0
@@ -457,13 +472,13 @@ def precompute(*, samples: SampleList, specs: list[str], out, split: str = "val"
             transform=transform, split_description=split_description, image_source=image_source,
             progress=progress, cache_bytes=cache_bytes)
 
-    # 3. Latency once per model and device (kept across runs unless --force).
+    # 3. Latency once per model and device (kept across runs unless force).
     latency_s = 0.0
     if latency:
         t0 = time.perf_counter()
         for adapter in adapters:
             key = device_name(getattr(adapter, "device", "cpu"))
-            if force or key not in writer.manifest["models"][adapter.id].get("latency_ms", {}):
+            if force or key not in writer.model_entry(adapter.id).get("latency_ms", {}):
                 writer.set_latency(adapter.id, key, measure_latency(adapter))
         latency_s = time.perf_counter() - t0
     report = PrecomputeReport(out, split, timings, finished, skipped_images, time.perf_counter() - started,
@@ -471,21 +486,6 @@ def precompute(*, samples: SampleList, specs: list[str], out, split: str = "val"
     for line in report.lines():
         log(line)
     return report
-
-
-def _remove_leftover_temp_files(out: Path, log) -> None:
-    """Delete temp files a killed writer left (never data: atomic writes only rename complete files).
-
-    Assumes one writer per bank at a time, as precompute does.
-    """
-    from .atomic import is_temp_name
-
-    if not out.is_dir():
-        return
-    for path in [out, *out.rglob("*")]:
-        if path.is_file() and is_temp_name(path.name):
-            path.unlink()
-            log(f"removed a temp file left by an interrupted run: {path}")
 
 
 def _add_model(writer, adapter) -> None:
@@ -590,71 +590,24 @@ def _run_passes(writer, pending, samples: SampleList, split, split_entry, *, bat
     return timings, skipped, time.perf_counter() - passes_started
 
 
-# ------------------------------------------------------------------------------------- CLI
+# ------------------------------------------------------------------------------------- option checks
+
+DEFAULT_SEVERITY = 3   # ImageNet-C's middle level, what a corruption without a severity applies
+
 
 def check_split_id(split) -> str:
-    """The split id, or a UsageError naming --split (the rule core/bank.py applies to every split id)."""
+    """The split id, or a UsageError naming `split` (the rule core/bank.py applies to every split id)."""
     from .bank import BankError, check_id
 
     try:
         return check_id("split", split)
     except BankError as error:
-        raise UsageError(f"--split {split!r}: {error.problem}") from None
-
-
-DEFAULT_SEVERITY = 3   # ImageNet-C's middle level, what `--corruptions` alone applies
-
-
-def _check_severity(severity) -> int:
-    from .corruptions import check_severity
-
-    return check_severity(severity, "--severity")
+        raise UsageError(f"split {split!r}: {error.problem}", parameter="split") from None
 
 
 def check_run_options(split, batch_size, workers) -> None:
-    """The options precompute() itself takes (the CLI checks them before reading any image)."""
+    """The options precompute() takes that are checked before any image is read (the CLI calls it first)."""
     check_split_id(split)
-    if batch_size < 1:
-        raise UsageError(f"--batch-size must be >= 1, got {batch_size}")
-    if workers is not None and workers < 0:
-        raise UsageError(f"--workers must be >= 0, got {workers}")
-
-
-def check_options(args) -> None:
-    """Every numeric / id option of `precompute`, before any file is read or written."""
-    check_run_options(args.split, args.batch_size, args.workers)
-    if args.seed < 0:
-        raise UsageError(f"--seed must be >= 0, got {args.seed}")
-    severity = getattr(args, "severity", None)
-    if severity is not None:
-        if not args.corruptions:
-            raise UsageError(f"--severity {severity}: --severity only applies with --corruptions")
-        _check_severity(severity)
-
-
-def run_precompute(args) -> int:
-    """`cascade-explorer precompute`: see `cascade-explorer precompute --help`."""
-    check_options(args)
-    corruption = None
-    if args.corruptions:
-        from .corruptions import check_types
-
-        types = check_types([t.strip() for t in args.corruptions.split(",") if t.strip()])
-        severity = DEFAULT_SEVERITY if args.severity is None else args.severity
-        corruption = {"types": types, "severity": _check_severity(severity), "seed": int(args.seed)}
-    if args.image_list:
-        if args.labels:
-            raise UsageError("--labels is for a flat --images folder; an --image-list already has labels")
-        samples = samples_from_list(args.image_list)
-    else:
-        samples = samples_from_folder(args.images, args.labels)
-    name = args.dataset_name or Path(args.out).name
-    precompute(samples=samples, specs=list(args.models), out=args.out, split=args.split, device=args.device,
-               batch_size=args.batch_size, workers=args.workers, amp=args.amp, force=args.force,
-               corruption=corruption, latency=not args.no_latency,
-               dataset={"name": name, "description": f"images from {samples.root}"},
-               split_description=(f"{len(samples)} images from {samples.root}"
-                                  + (f", corrupted ({args.corruptions}, severity {corruption['severity']})"
-                                     if corruption else "")),
-               image_source={"root": str(samples.root), "env": "CASCADE_EXPLORER_IMAGES"})
-    return 0
+    check_int(batch_size, "batch_size", minimum=1)
+    if workers is not None:
+        check_int(workers, "workers", minimum=0)

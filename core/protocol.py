@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .criteria import fit_temperature
-from .curves import CascadeCurve, SingleModelHull, cascade_curve, speedup_at_equal_accuracy
+from .curves import CascadeCurve, SingleModelHull, cascade_curve, speedup_of
 from .engine import CascadeResult, check_stages, evaluate_cascade
 from .errors import UsageError
 from .signals import ModelSignals, check_correct
@@ -74,7 +74,7 @@ def fit_temperatures(logits_list: Sequence[np.ndarray], labels: np.ndarray, mask
 # Threshold fitting for a target
 # --------------------------------------------------------------------------------------
 
-def _one_target(target_accuracy, max_gmacs, max_escalated) -> tuple[str, float]:
+def one_target(target_accuracy, max_gmacs, max_escalated) -> tuple[str, float]:
     """The one target given, as (name, checked value): target_accuracy and max_escalated are
     fractions in [0, 1], max_gmacs a finite number >= 0."""
     given = [name for name, value in (("target_accuracy", target_accuracy), ("max_gmacs", max_gmacs),
@@ -98,7 +98,7 @@ def select_operating_point(accuracy, avg_gmacs, escalated, *, target_accuracy=No
       (ties: the cheaper).
     Raises UsageError naming the best achievable value when no point qualifies.
     """
-    kind, value = _one_target(target_accuracy, max_gmacs, max_escalated)
+    kind, value = one_target(target_accuracy, max_gmacs, max_escalated)
     accuracy = check_array(accuracy, "accuracy")
     avg_gmacs = check_array(avg_gmacs, "avg_gmacs")
     escalated = check_array(escalated, "escalated")
@@ -146,11 +146,16 @@ class ThresholdFit:
     exit_fractions: tuple[float, ...]
     target: dict
 
+    def summary(self) -> dict:
+        """What reports print of a fit: the target ({kind: value}) and the calibration-part metrics."""
+        return {"target": dict(self.target), "calibration_accuracy": self.accuracy,
+                "calibration_avg_gmacs": self.avg_gmacs}
+
 
 def fit_thresholds_detailed(stages: list[ModelSignals], gmacs, *, target_accuracy=None, max_gmacs=None,
                             max_escalated=None, grid_size: int = 64, curve: CascadeCurve | None = None) -> ThresholdFit:
     """Like `fit_thresholds`, also returning the calibration metrics of the chosen point."""
-    kind, value = _one_target(target_accuracy, max_gmacs, max_escalated)
+    kind, value = one_target(target_accuracy, max_gmacs, max_escalated)
     stages = check_stages(stages)
     if len(stages) < 2:
         raise UsageError("a cascade needs at least 2 models to fit thresholds")
@@ -237,11 +242,7 @@ def apply_thresholds(stages: list[ModelSignals], thresholds, gmacs, ms=None, mod
 
 
 def _speedup(result: CascadeResult, hull: SingleModelHull | None) -> float | None:
-    if hull is None:
-        return None
-    value = float(np.asarray(speedup_at_equal_accuracy(np.asarray([result.avg_gmacs]),
-                                                       np.asarray([result.accuracy]), hull)).ravel()[0])
-    return value if np.isfinite(value) else None
+    return None if hull is None else speedup_of(result.avg_gmacs, result.accuracy, hull)
 
 
 @dataclass

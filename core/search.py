@@ -192,7 +192,12 @@ def _pair_points(confidences: list[np.ndarray], correct: np.ndarray, costs: np.n
 
 def pair_frontier(signals: dict[str, ModelSignals], gmacs: dict[str, float], ms: dict | None = None, *,
                   per_pair: bool = False) -> pd.DataFrame:
-    """The global frontier of all 2-model cascades (first model not more expensive than the second).
+    """The global frontier of all 2-model cascades (first model not more expensive than the second):
+    the paper's Pareto front over all pairs (Lebovitz et al. 2023, section 5.1), exact.
+
+    signals: {model id: ModelSignals} over the same N samples; gmacs / ms: {model id: cost per
+    sample} in GMACs / ms (ms=None: no latency column values). Raises UsageError for fewer than 2
+    models, mismatched lengths or bad costs.
 
     Each pair's curve is exact (every distinct confidence of the first model, plus +inf). Returns
     one row per frontier point, cost ascending, with COLUMNS. per_pair=True instead returns every

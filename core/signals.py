@@ -164,3 +164,26 @@ def chain_signals(logits_list, labels, criterion: str, temperatures=None, ensemb
             confs[i - 1][start:stop] = confidence_from_probs(mean, criterion)
             preds[i - 1][start:stop] = mean.argmax(axis=1)
     return [first] + [ModelSignals(c, p, p == labels) for c, p in zip(confs, preds)]
+
+
+class SignalSource:
+    """Where a `core.analysis.BankAnalysis` gets per-model signals and temperatures: the seam a
+    persistent store plugs into (compute-or-load per model, split, criterion, temperature).
+
+    This default computes both from the bank's logits every time it is asked; the analysis object
+    memoises the results in memory. A store subclasses it and overrides the two methods (or wraps
+    an instance and falls back to it), keeping the results bit-identical.
+    """
+
+    def model_signals(self, bank, model_id: str, split: str, criterion: str, temperature: float = 1.0) -> ModelSignals:
+        """Signals of one model on every sample of `split` (rows in the bank's order)."""
+        return model_signals(bank.logits(model_id, split), bank.labels(split), criterion, temperature)
+
+    def temperature(self, bank, model_id: str, split: str, calibration_rows: np.ndarray) -> float:
+        """NLL temperature of one model fitted on the given rows of `split` (its calibration part)."""
+        from .protocol import fit_temperatures   # protocol imports this module
+
+        labels = np.asarray(bank.labels(split))
+        mask = np.zeros(len(labels), dtype=bool)
+        mask[calibration_rows] = True
+        return fit_temperatures([bank.logits(model_id, split)], labels, mask)[0]

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .criteria import CRITERIA, check_criterion, check_temperature
+from .errors import UsageError
 from .signals import ModelSignals, model_signals
 
 N_CANDIDATES = 8          # true class + confusers per sample
@@ -66,7 +67,7 @@ class SyntheticBank:
     def logits(self, model_id: str, dtype=np.float16, rows: slice | None = None) -> np.ndarray:
         """The model's full logits (N x C, or the given rows), exactly the ones its signals describe."""
         if model_id not in self._models:
-            raise ValueError(f"unknown synthetic model {model_id!r}; known: {self.model_ids[:5]}...")
+            raise UsageError(f"unknown synthetic model {model_id!r}; known: {self.model_ids[:5]}...")
         rows = rows or slice(0, self.n_samples)
         sharpness = self._models[model_id][1]
         background = (sharpness * (BACKGROUND_LEVEL + BACKGROUND_SPREAD * self._pattern)).astype(np.float32)
@@ -164,7 +165,7 @@ def make_synthetic_bank(n_models: int = 100, n_samples: int = 50_000, n_classes:
                         seed: int = 0) -> SyntheticBank:
     """A reproducible synthetic bank; models are named synth_000.. in cost order."""
     if n_models < 1 or n_samples < 1 or n_classes < 2:
-        raise ValueError(f"need >= 1 model, >= 1 sample and >= 2 classes, got {n_models}, {n_samples}, {n_classes}")
+        raise UsageError(f"need >= 1 model, >= 1 sample and >= 2 classes, got {n_models}, {n_samples}, {n_classes}")
     rng = np.random.default_rng([seed, 0])
     k = min(N_CANDIDATES, n_classes)
     labels = rng.integers(0, n_classes, n_samples).astype(np.int64)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from cascade_explorer.core.errors import UsageError
+from cascade_explorer.core.errors import BankError, CascadeExplorerError
 from cascade_explorer.dashboard import data, state, ui
 
 
@@ -32,7 +32,6 @@ HERE = Path(__file__).resolve().parent
 # The page scripts live in views/, NOT pages/: a pages/ folder next to app.py switches Streamlit into its
 # legacy multipage mode until app.py first runs, so a link straight to /explorer on a fresh server would
 # run the page without app.py (no bank opened) and crash.
-bank_errors = (data.bank_mod.BankError, UsageError)
 # (file, title, url path, icon); the order is the sidebar's.
 PAGES = [
     ("overview.py", "Overview", "overview", ":material/home:"),
@@ -89,8 +88,8 @@ for message in state.url_problems():
 st.session_state[state.PROBLEMS_KEY] = []
 try:
     page.run()
-except bank_errors as exc:  # found only while reading arrays (e.g. NaN logits): message, not traceback
-    if isinstance(exc, data.bank_mod.BankError):
+except CascadeExplorerError as exc:  # found only while reading arrays (e.g. NaN logits): message, not traceback
+    if isinstance(exc, BankError):
         ui.problem_page(data.BankProblem(bank_path, "The bank is damaged", str(exc)), choices)
     else:
         st.error(f"{exc}", icon=":material/error:")

@@ -1,6 +1,6 @@
-"""How long the server takes to re-render the Explorer after a threshold slider move.
+"""How long the server takes to re-render the Explorer after a threshold slider move (`measure`).
 
-    python -m cascade_explorer.dashboard.bench_rerender [--bank PATH] [--repeats 30]
+    python -m cascade_explorer.commands.rerender_bench [--bank PATH] [--repeats 30]
 
 Runs the real app in Streamlit's AppTest (same process, no browser), warms it up, then moves the
 first threshold slider to a new value each time (so no cached evaluation is reused) and times the
@@ -10,22 +10,19 @@ serialisation. Prints median / p90 / max in ms. Target: median <= 300 ms on the 
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import statistics
-import sys
 import time
 from pathlib import Path
 
-APP = Path(__file__).resolve().parent / "app.py"
+from . import APP_PATH, BANK_ENV
 
 
 def measure(bank: Path, repeats: int = 30, page: str = "explorer") -> dict:
     from streamlit.testing.v1 import AppTest
 
-    os.environ["CASCADE_EXPLORER_BANK"] = str(bank)
-    at = AppTest.from_file(str(APP), default_timeout=300)
+    os.environ[BANK_ENV] = str(bank)
+    at = AppTest.from_file(str(APP_PATH), default_timeout=300)
     t0 = time.perf_counter()
     at.run()
     at.switch_page(f"views/{page}.py").run()
@@ -55,30 +52,3 @@ def measure(bank: Path, repeats: int = 30, page: str = "explorer") -> dict:
         "rerender_ms_max": round(times[-1], 1),
         "target_ms": 300,
     }
-
-
-def main(argv=None) -> int:
-    from cascade_explorer.core.bank import DEFAULT_BANK_PATH
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bank", default=str(DEFAULT_BANK_PATH), help="bank folder (default: the shipped bank)")
-    parser.add_argument("--repeats", type=int, default=30)
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args(argv)
-    bank = Path(args.bank)
-    if not (bank / "manifest.json").is_file():
-        print(f"bench_rerender: no bank at {bank} (build it, or pass --bank)", file=sys.stderr)
-        return 2
-    result = measure(bank, args.repeats)
-    if args.json:
-        print(json.dumps(result))
-    else:
-        print(f"Explorer re-render after a slider move on {result['bank']} ({' -> '.join(result['models'])}), "
-              f"{result['repeats']} moves: median {result['rerender_ms_median']} ms, "
-              f"p90 {result['rerender_ms_p90']} ms, max {result['rerender_ms_max']} ms "
-              f"(target <= {result['target_ms']} ms); first render {result['first_render_s']} s")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,8 +1,9 @@
-"""Cached access to banks and to core's analysis for the dashboard (Streamlit caching only; no maths here).
+"""Access to banks and to core's analysis for the dashboard (no maths here).
 
-Every number the pages show comes from ``cascade_explorer.core`` (mostly ``core.analysis``); this
-module only opens banks, keys caches on the bank's manifest stamp (so a rewritten bank is re-read),
-and turns exceptions into messages for the message page.
+Every number the pages show comes from ``cascade_explorer.core`` (mostly ``core.analysis``). This
+module keeps one ``BankAnalysis`` per bank version in ``st.cache_resource`` (keyed on the bank's
+manifest stamp, so a rewritten bank is re-read), calls it, and turns exceptions into messages for
+the message page.
 """
 
 from __future__ import annotations
@@ -17,26 +18,17 @@ import streamlit as st
 
 from cascade_explorer.core import analysis, curves, search
 from cascade_explorer.core import bank as bank_mod
+from cascade_explorer.dashboard import BANK_ENV   # set by `cascade-explorer dashboard --bank`
 
 # The headline cascade may trail the best single model by at most this much accuracy (1 point).
 HEADLINE_TOLERANCE = 0.01
 
-BANK_ENV = "CASCADE_EXPLORER_BANK"          # set by `cascade-explorer dashboard --bank`
 EXTRA_ROOTS_ENV = "CASCADE_EXPLORER_BANKS"  # more folders to search for banks (os.pathsep separated)
 N_BOOTSTRAP = 1000
 TARGET_ARGS = {"accuracy": "target_accuracy", "gmacs": "max_gmacs", "escalated": "max_escalated"}
 
 
 # ----------------------------------------------------------------------------------------------- banks
-
-def _stamp(path: Path) -> str:
-    """Changes whenever the bank's manifest is rewritten (every bank write rewrites it atomically)."""
-    try:
-        s = (path / "manifest.json").stat()
-        return f"{s.st_mtime_ns}-{s.st_size}"
-    except OSError:
-        return "missing"
-
 
 @st.cache_data(ttl=30, show_spinner=False)
 def _found_banks(roots: tuple[str, ...]) -> list[str]:
@@ -79,10 +71,12 @@ def resolve_bank(key: str, choices: dict[str, Path]) -> tuple[str, Path]:
 
 
 @st.cache_resource(show_spinner="Opening the bank...", max_entries=8)
-def _open(path: str, stamp: str):
+def _open(path: str, stamp: tuple[int, int]) -> analysis.BankAnalysis:
+    """One BankAnalysis per bank version, shared by every session: it holds the bank and every derived
+    result (signals, curves, frontiers), so no per-sample array is pickled through st.cache_data."""
     # allow_incomplete: a bank whose precompute is still running (or stopped) is still worth exploring;
     # models without logits for a split are simply left out on that split.
-    return bank_mod.Bank.open(path, allow_incomplete=True)
+    return analysis.BankAnalysis(bank_mod.Bank.open(path, allow_incomplete=True))
 
 
 @dataclass(frozen=True)
@@ -99,14 +93,14 @@ def open_bank(path: Path):
         return None, BankProblem(path, "No bank at this path", f"The folder {path} does not exist.")
     if not path.is_dir():
         return None, BankProblem(path, "Not a bank folder", f"{path} is a file; a bank is a folder with a manifest.json.")
-    if not (path / "manifest.json").is_file():
+    if not bank_mod.is_bank(path):
         return None, BankProblem(path, "The bank folder is empty or incomplete",
                                  f"{path} has no manifest.json, so it holds no bank (yet).")
     try:
-        bank = _open(str(path), _stamp(path))
+        bank = _open(str(path), bank_mod.manifest_stamp(path)).bank
         if not bank.splits or not bank.models:
             return None, BankProblem(path, "The bank is empty",
-                                     f"{path / 'manifest.json'} lists {len(bank.splits)} image sets and "
+                                     f"{bank_mod.manifest_path(path)} lists {len(bank.splits)} image sets and "
                                      f"{len(bank.models)} models; the dashboard needs at least one of each.")
         return bank, None
     except bank_mod.BankError as exc:
@@ -120,30 +114,35 @@ def current_bank():
     return st.session_state["_bank"]
 
 
-def key(bank) -> tuple[str, str]:
-    return str(bank.path), _stamp(Path(bank.path))
+def key(bank) -> tuple[str, tuple[int, int]]:
+    """(path, manifest stamp) of the bank: the key of its BankAnalysis."""
+    return str(bank.path), bank.stamp
 
 
-def _bank(bank_key: tuple[str, str]):
+def _analysis(bank_key) -> analysis.BankAnalysis:
     return _open(*bank_key)
 
 
+def _bank(bank_key):
+    return _analysis(bank_key).bank
+
+
 # -------------------------------------------------------------------------------------------- analysis
+# Thin calls into the bank's BankAnalysis (memoised there); results are small or shared read-only.
 
 def spec(models, criterion="max_softmax", thresholds=(), temperature="none", ensemble=False):
     return analysis.CascadeSpec(models=tuple(models), criterion=criterion, thresholds=tuple(float(t) for t in thresholds),
                                 temperature=temperature, ensemble=bool(ensemble))
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
 def single_models(bank_key, split) -> pd.DataFrame:
-    return analysis.single_models(_bank(bank_key), split)
+    return _analysis(bank_key).single_models(split)
 
 
 def hull(bank_key, split, cost="gmacs"):
     """Single-model hull in the chosen cost unit (models without latency drop out of the ms hull)."""
     if cost == "gmacs":
-        return analysis.hull(_bank(bank_key), split)
+        return _analysis(bank_key).hull(split)
     df = single_models(bank_key, split)
     df = df[df["ms"].notna()]
     if df.empty:
@@ -151,56 +150,55 @@ def hull(bank_key, split, cost="gmacs"):
     return curves.single_model_hull(df["ms"].to_numpy(dtype=float), df["accuracy"].to_numpy(dtype=float))
 
 
-@st.cache_data(show_spinner="Searching the best cascades...", max_entries=32)
 def frontier(bank_key, split, criterion="max_softmax", max_stages=2, shortlist=()) -> pd.DataFrame:
-    return analysis.frontier(_bank(bank_key), split=split, criterion=criterion, max_stages=max_stages,
-                             shortlist=list(shortlist) or None)
+    return _analysis(bank_key).frontier(split=split, criterion=criterion, max_stages=max_stages,
+                                        shortlist=list(shortlist) or None)
 
 
-@st.cache_data(show_spinner=False, max_entries=256)
 def evaluate(bank_key, split, models, criterion, thresholds, temperature, ensemble, on="all") -> dict:
     """core.analysis.evaluate's metrics, plus 'result' (the CascadeResult) and 'stages' (stage signals)."""
-    result = analysis.evaluate(_bank(bank_key), spec(models, criterion, thresholds, temperature, ensemble),
-                               split=split, on=on, n_bootstrap=N_BOOTSTRAP)
+    result = _analysis(bank_key).evaluate(spec(models, criterion, thresholds, temperature, ensemble), split=split,
+                                          on=on, n_bootstrap=N_BOOTSTRAP)
     out = dict(result)
     out["result"], out["stages"], out["index"] = result.result, tuple(result.stages), result.index
     return out
 
 
-@st.cache_data(show_spinner="Fitting thresholds on the calibration part...", max_entries=64)
 def fit_for_target(bank_key, split, models, criterion, temperature, ensemble, target_kind, target_value):
     kwargs = {TARGET_ARGS[target_kind]: target_value}
-    return tuple(float(t) for t in analysis.fit_for_target(
-        _bank(bank_key), spec(models, criterion, (), temperature, ensemble), split=split, **kwargs))
+    return tuple(float(t) for t in _analysis(bank_key).fit_for_target(
+        spec(models, criterion, (), temperature, ensemble), split=split, **kwargs))
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
 def target_range(bank_key, split, models, criterion, temperature, ensemble) -> dict:
-    return analysis.target_range(_bank(bank_key), spec(models, criterion, (), temperature, ensemble), split=split)
+    return _analysis(bank_key).target_range(spec(models, criterion, (), temperature, ensemble), split=split)
 
 
 def chain_curve(bank_key, split, models, criterion, temperature, ensemble, on="all", temperature_split=None):
-    """The chain's accuracy-cost curve over its thresholds (core memoises it)."""
-    return analysis.curve(_bank(bank_key), spec(models, criterion, (), temperature, ensemble), split=split, on=on,
-                          temperature_split=temperature_split)
+    """The chain's accuracy-cost curve over its thresholds."""
+    return _analysis(bank_key).curve(spec(models, criterion, (), temperature, ensemble), split=split, on=on,
+                                     temperature_split=temperature_split)
 
 
-@st.cache_data(show_spinner="Applying the thresholds to the other image set...", max_entries=64)
 def shift(bank_key, source, target, models, criterion, thresholds, temperature, ensemble, on,
           target_kind=None, target_value=None) -> dict:
     """core.analysis.shift: the same thresholds (given, or fitted on `source`) on both image sets."""
     kwargs = {} if target_kind is None else {TARGET_ARGS[target_kind]: target_value}
-    out = analysis.shift(_bank(bank_key), spec(models, criterion, thresholds, temperature, ensemble), source, target,
-                         on=on, n_bootstrap=N_BOOTSTRAP, **kwargs)
+    out = _analysis(bank_key).shift(spec(models, criterion, thresholds, temperature, ensemble), source, target,
+                                    on=on, n_bootstrap=N_BOOTSTRAP, **kwargs)
     return {k: (dict(v) if k in ("source", "target") else v) for k, v in out.items()}
 
 
 def stage_signals(bank_key, split, models, criterion, temperature, ensemble, on="all"):
-    return analysis.stage_signals(_bank(bank_key), spec(models, criterion, (), temperature, ensemble),
-                                  split=split, on=on)
+    return _analysis(bank_key).stage_signals(spec(models, criterion, (), temperature, ensemble), split=split, on=on)
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
+def temperatures(bank_key, models, split=None) -> list[float]:
+    """Per-model NLL temperatures fitted on the calibration half of `split` (what evaluate uses)."""
+    fitted = _analysis(bank_key).temperatures(spec(models, temperature="fit"), split=split)
+    return [float(fitted[m]) for m in models]
+
+
 def headline(bank_key, split):
     """The Overview's best cascade (core.search.headline_cascade). None with fewer than 2 models."""
     singles = single_models(bank_key, split)

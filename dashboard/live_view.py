@@ -44,11 +44,11 @@ def load_models(cascade: live.Cascade) -> str | None:
     return None
 
 
-@st.cache_data(show_spinner="Fitting temperatures on the calibration half...", max_entries=64)
 def fitted_temperatures(bank_key, split: str, models: tuple[str, ...]) -> list[float]:
+    """The bank's NLL temperatures for these models (fitted once by its BankAnalysis, as evaluate does)."""
     from cascade_explorer.dashboard import data
 
-    return live.fit_bank_temperatures(data._bank(bank_key), list(models), split=split)
+    return data.temperatures(bank_key, models, split=split)
 
 
 def cascade_key(cascade: live.Cascade) -> tuple:

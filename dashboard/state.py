@@ -244,7 +244,3 @@ def bound(widget: Callable, label: str, key: str, value: Any, setter: Callable[[
     if key not in st.session_state or st.session_state[key] != value:
         st.session_state[key] = value
     return widget(label, key=key, on_change=_on_change, args=(key, setter), **kwargs)
-
-
-def field_setter(name: str, convert: Callable[[Any], Any] = lambda v: v) -> Callable[[ViewState, Any], ViewState]:
-    return lambda view, value: view.replace(**{name: convert(value)})

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 
-import numpy as np
 import streamlit as st
 
 from cascade_explorer.core.errors import UsageError
@@ -197,13 +196,6 @@ def export_button(bank, view: state.ViewState, result: dict, models, thresholds,
         help="A config with the models, their weight sources, criterion, temperatures, thresholds and "
              "expected metrics; `cascade-explorer predict --config cascade.json` and the Live page load it.",
     )
-
-
-def finite_or_none(x):
-    if x is None:
-        return None
-    x = float(x)
-    return x if np.isfinite(x) else None
 
 
 CRITERION_NAMES = {

@@ -14,6 +14,7 @@ from cascade_explorer.core.criteria import fit_temperature
 from cascade_explorer.core.curves import single_model_hull
 from cascade_explorer.core.engine import evaluate_cascade
 from cascade_explorer.core.errors import UsageError
+from cascade_explorer.core.signals import SignalSource
 from cascade_explorer.core.signals import chain_signals, model_signals
 
 # id -> (gmacs, skill: how far the true class's logit is lifted, latency ms)
@@ -241,7 +242,7 @@ def test_usage_mistakes_are_clear(bank_path, spec, split, message):
 
 
 def test_bad_spec_values():
-    with pytest.raises(UsageError, match="unknown criterion"):
+    with pytest.raises(UsageError, match="unknown confidence criterion"):
         analysis.CascadeSpec(models=("a",), criterion="vibes")
     with pytest.raises(UsageError, match="temperature mode"):
         analysis.CascadeSpec(models=("a",), temperature="auto")
@@ -309,10 +310,20 @@ def test_bank_writer_refuses_empty_and_string_splits(tmp_path):
 def test_caches_are_reused_and_invalidated_by_a_bank_write(tmp_path):
     path = build_random_bank(tmp_path / "bank", n=60, shifted=False)
     spec = analysis.CascadeSpec(models=("tiny", "large"), thresholds=(0.5,))
-    analysis.evaluate(path, spec)
-    hits = analysis._chain_part.cache_info().hits
-    analysis.evaluate(path, analysis.CascadeSpec(models=("tiny", "large"), thresholds=(0.7,)))
-    assert analysis._chain_part.cache_info().hits > hits   # a threshold change reuses the signals
+    computed = []
+
+    class CountingSource(SignalSource):
+        def model_signals(self, bank, model_id, split, criterion, temperature=1.0):
+            computed.append(model_id)
+            return super().model_signals(bank, model_id, split, criterion, temperature)
+
+    shared = analysis.BankAnalysis(path, signal_source=CountingSource())
+    shared.evaluate(spec)
+    assert computed and len(computed) == len(set(computed))   # each model's signals computed once
+    before = len(computed)
+    shared.evaluate(analysis.CascadeSpec(models=("tiny", "large"), thresholds=(0.7,)))
+    assert len(computed) == before   # a threshold change reuses the signals
+    assert shared.memory_bytes > 0
     assert "extra" not in set(analysis.single_models(path)["id"])
     writer = BankWriter(path)
     writer.add_model("extra", display_name="Extra", backend="external", source={"kind": "user"}, gmacs=9.0)

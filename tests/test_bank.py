@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cascade_explorer.core import bank as bank_module
+from cascade_explorer.core.bank import format as bank_format
 from cascade_explorer.core.bank import (DEFAULT_BANK_PATH, SCHEMA_VERSION, Bank, BankError, BankWriter, find_banks,
                                         logits_path, read_npy_header)
 
@@ -131,7 +132,7 @@ def test_open_reads_no_logits(bank_path, monkeypatch):
         loaded.append(str(file))
         return real_load(file, *args, **kwargs)
 
-    monkeypatch.setattr(bank_module.np, "load", recording_load)
+    monkeypatch.setattr(np, "load", recording_load)
     Bank.open(bank_path)
     assert loaded and not any("/logits/" in path for path in loaded), loaded   # labels only
 
@@ -145,7 +146,7 @@ def test_open_is_fast_on_a_realistic_bank(tmp_path, capsys):
     for m in range(8):
         writer.add_model(f"m{m}", display_name=f"m{m}", backend="external", source={"kind": "user"}, gmacs=m + 1.0)
         writer.add_logits(f"m{m}", "val", block)
-    bank_module._FINITE_CHECKED.clear()
+    bank_format._FINITE_CHECKED.clear()
     timings = []
     for _ in range(3):
         start = time.perf_counter()
@@ -162,10 +163,13 @@ def test_open_is_fast_on_a_realistic_bank(tmp_path, capsys):
 
 def test_signals_are_memoised_and_match_engine(bank_path):
     signals_module = pytest.importorskip("cascade_explorer.core.signals")
+    from cascade_explorer.core.analysis import BankAnalysis
+
     bank = Bank.open(bank_path)
-    first = bank.signals("medium", "val", "max_softmax")
-    assert bank.signals("medium", "val", "max_softmax", 1.0) is first
-    assert bank.signals("medium", "val", "max_softmax", 2.0) is not first
+    analysis = BankAnalysis(bank)
+    first = analysis.model_signals("medium", "val", "max_softmax")
+    assert analysis.model_signals("medium", "val", "max_softmax", 1.0) is first
+    assert analysis.model_signals("medium", "val", "max_softmax", 2.0) is not first
     direct = signals_module.model_signals(np.asarray(bank.logits("medium", "val")), bank.labels("val"),
                                           "max_softmax")
     assert np.array_equal(first.confidence, direct.confidence)
@@ -528,16 +532,18 @@ def test_non_finite_logits(bank_path, value):
     assert "NaN or inf" in message and "row 13" in message and "medium.npy" in message and "Fix:" in message
     with pytest.raises(BankError, match="row 13"):
         Bank.open(bank_path).validate(values=True)
+    from cascade_explorer.core.analysis import BankAnalysis
+
     with pytest.raises(BankError, match="row 13"):
-        bank.signals("medium", "val", "max_softmax")
+        BankAnalysis(bank).model_signals("medium", "val", "max_softmax")
 
 
 def test_finite_scan_is_cached_per_file_version(bank_path, monkeypatch):
     bank = Bank.open(bank_path)
     bank.logits("small", "val")
     calls = []
-    real = bank_module.first_non_finite_row
-    monkeypatch.setattr(bank_module, "first_non_finite_row", lambda a, *k: calls.append(1) or real(a, *k))
+    real = bank_format.first_non_finite_row
+    monkeypatch.setattr(bank_format, "first_non_finite_row", lambda a, *k: calls.append(1) or real(a, *k))
     Bank.open(bank_path).logits("small", "val")
     assert calls == []
     logits = _logits(0)

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from cascade_explorer.core.cli import main
+from cascade_explorer.commands.cli import main
 from cascade_explorer.core.criteria import CRITERIA
 from cascade_explorer.core.synthetic import make_synthetic_bank
 

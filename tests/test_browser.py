@@ -23,7 +23,7 @@ import pytest
 
 from cascade_explorer.core import analysis, plots
 from cascade_explorer.core.bank import DEFAULT_BANK_PATH
-from cascade_explorer.core.launch import dashboard_command
+from cascade_explorer.commands.dashboard import dashboard_command
 from cascade_explorer.dashboard import demo_bank
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -5,13 +5,15 @@ import sys
 
 import pytest
 
-from cascade_explorer.core import cli
+from cascade_explorer.commands import cli
 
 
 def test_every_documented_subcommand_is_wired():
     parser = cli.build_parser()
     subcommands = parser._subparsers._group_actions[0].choices
-    assert set(subcommands) == set(cli.HANDLERS)
+    assert set(subcommands) == set(cli.COMMANDS)
+    for command in cli.COMMANDS:
+        assert callable(cli._module(command).run)
 
 
 @pytest.mark.parametrize(
@@ -99,7 +101,7 @@ def test_dashboard_checks_address_port_and_bank_before_starting(tmp_path, capsys
 
 
 def test_console_script_runs_as_a_module():
-    done = subprocess.run([sys.executable, "-m", "cascade_explorer.core.cli", "--version"],
+    done = subprocess.run([sys.executable, "-m", "cascade_explorer.commands.cli", "--version"],
                           capture_output=True, text=True, check=True)
     assert done.stdout.startswith("cascade-explorer ")
 
@@ -115,7 +117,7 @@ def test_dashboard_command_serves_the_default_bank_without_prompting(tmp_path):
         port = probe.getsockname()[1]
     # No Streamlit credentials file (HOME is empty), and "open the browser" runs `true`.
     env = dict(__import__("os").environ, HOME=str(tmp_path), BROWSER="true")
-    server = subprocess.Popen([sys.executable, "-m", "cascade_explorer.core.cli", "dashboard",
+    server = subprocess.Popen([sys.executable, "-m", "cascade_explorer.commands.cli", "dashboard",
                                "--port", str(port)],
                               env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT)

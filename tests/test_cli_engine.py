@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from cascade_explorer.core import cli, protocol
+from cascade_explorer.commands import cli
+from cascade_explorer.core import protocol
 from test_analysis import MODELS, build_random_bank, direct, raw_ids
 
 

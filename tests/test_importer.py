@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from cascade_explorer.core.bank import Bank
-from cascade_explorer.core.cli import main
+from cascade_explorer.commands.cli import main
 from cascade_explorer.core.errors import UsageError
 from cascade_explorer.core.importer import import_bank, parse_logits_args, read_costs
 

@@ -358,7 +358,9 @@ def test_benchmark_measures_cascade_and_last_model_in_one_run(test_images):
 def test_bench_command(shared_dir, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("CASCADE_EXPLORER_IMAGES", str(shared_dir / "data" / "imagenet-val-1300" / "data"))
     bank = make_bank(tmp_path / "bench-bank", n=8, shared_dir=shared_dir)
-    code = live._bench_main(["--bench", "--bank", str(bank), "--models", "efficientnet_lite0,efficientnet_lite1",
+    from cascade_explorer.commands import live_bench
+
+    code = live_bench.main(["--bank", str(bank), "--models", "efficientnet_lite0,efficientnet_lite1",
                              "--limit", "4", "--json"])
     assert code == 0
     result = json.loads(capsys.readouterr().out)

@@ -14,7 +14,7 @@ from PIL import Image
 
 from cascade_explorer.core import precompute as pc
 from cascade_explorer.core.bank import Bank, BankError
-from cascade_explorer.core.cli import main as cli_main
+from cascade_explorer.commands.cli import main as cli_main
 from cascade_explorer.core.errors import UsageError
 
 SYNSETS = ["n01440764", "n01443537", "n01484850"]  # ImageNet classes 0, 1, 2
@@ -122,7 +122,7 @@ def test_bad_label_inputs_are_clear_errors(tmp_path, case):
             pc.samples_from_folder(tmp_path / "e")
     elif case == "flat_without_labels":
         folder, _ = _flat_folder(tmp_path / "val")
-        with pytest.raises(UsageError, match="--labels"):
+        with pytest.raises(UsageError, match="`labels_file`"):
             pc.samples_from_folder(folder)
     elif case == "labels_missing_file":
         folder, labels = _flat_folder(tmp_path / "val")
@@ -471,9 +471,10 @@ def test_worker_processes_give_the_same_logits(tmp_path, tiny_specs):
 
 
 def test_default_bank_command_errors_and_readme(tmp_path, capsys):
+    from cascade_explorer.commands import default_bank as default_bank_command
     from cascade_explorer.core import default_bank
 
-    assert default_bank.main(["--shared", str(tmp_path / "nowhere"), "--out", str(tmp_path / "b")]) == 2
+    assert default_bank_command.main(["--shared", str(tmp_path / "nowhere"), "--out", str(tmp_path / "b")]) == 2
     assert "dataset.txt not found" in capsys.readouterr().err
     bank = _default_bank()
     import shutil
@@ -481,7 +482,7 @@ def test_default_bank_command_errors_and_readme(tmp_path, capsys):
     copy = tmp_path / "copy"
     shutil.copytree(bank.path, copy)
     text = default_bank.write_readme(copy).read_text()
-    assert "python -m cascade_explorer.core.default_bank" in text
+    assert "python -m cascade_explorer.commands.default_bank" in text
     assert all(f"`{m}`" in text for m in bank.model_ids) and "not a random sample" in text.lower()
 
 
@@ -498,7 +499,7 @@ def test_sigkill_mid_run_keeps_finished_models(tmp_path, tiny_specs):
         _photo(i).save(folder / f"{i}.png")
     out = tmp_path / "bank"
     # A leftover temp file from an earlier killed write is cleaned up, never read as data.
-    command = [sys.executable, "-m", "cascade_explorer.core.cli", "precompute", "--images", str(tmp_path / "imgs"),
+    command = [sys.executable, "-m", "cascade_explorer.commands.cli", "precompute", "--images", str(tmp_path / "imgs"),
                "--models", *tiny_specs, "--out", str(out), "--batch-size", "1", "--workers", "0", "--no-latency"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     logits = out / "splits" / "val" / "logits"
@@ -582,22 +583,25 @@ def test_cli_paths_of_the_wrong_kind_say_so(tmp_path, tiny_specs, capsys):
     ({"severity": 5}, "--severity only applies with --corruptions"),
 ], ids=["split", "seed", "severity-0", "severity-6", "batch-size", "workers", "severity-without-corruptions"])
 def test_bad_options_fail_before_any_work(tmp_path, tiny_specs, capsys, monkeypatch, overrides, expected):
-    """run_precompute checks its options itself (whatever the argument parser lets through)."""
+    """The precompute command checks its options itself (whatever the argument parser lets through); the
+    library's message, written with the command's flags, names the option."""
+    from cascade_explorer.commands import cli
+    from cascade_explorer.commands import precompute as precompute_command
     from cascade_explorer.core import adapters
-    from cascade_explorer.core.cli import build_parser
 
     folder, labels = _flat_folder(tmp_path / "val", n=2)
     built = []
     real_create = adapters.create_adapter
     monkeypatch.setattr(adapters, "create_adapter", lambda *a, **k: built.append(a) or real_create(*a, **k))
     out = tmp_path / "bank"
-    args = build_parser().parse_args(["precompute", "--images", str(folder), "--labels", str(labels), "--models",
+    parser = cli.build_parser()
+    args = parser.parse_args(["precompute", "--images", str(folder), "--labels", str(labels), "--models",
                                       tiny_specs[0], "--out", str(out), "--workers", "0", "--no-latency"])
     for key, value in overrides.items():
         setattr(args, key, value)
     with pytest.raises(UsageError) as error:
-        pc.run_precompute(args)
-    assert expected in str(error.value)
+        precompute_command.run(args)
+    assert expected in cli.user_message(error.value, cli.parameter_flags(parser, "precompute"))
     assert built == [] and not out.exists()
 
 
@@ -618,8 +622,8 @@ def test_cli_bad_options_are_one_line_before_any_work(tmp_path, tiny_specs, caps
 
 def test_library_rejects_a_bad_split_before_models_load(tmp_path, tiny_specs):
     samples = pc.samples_from_folder(_image_folder(tmp_path / "imgs", per_class=1))
-    with pytest.raises(UsageError, match="--split '../x'"):
+    with pytest.raises(UsageError, match="^split '../x'"):
         _run(samples, ["timm:not_a_net"], tmp_path / "bank", split="../x")
-    with pytest.raises(UsageError, match="--workers must be >= 0"):
+    with pytest.raises(UsageError, match="^workers must be >= 0"):
         _run(samples, ["timm:not_a_net"], tmp_path / "bank", workers=-2)
     assert not (tmp_path / "bank").exists()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cascade_explorer.core import cli
+from cascade_explorer.commands import cli
 from cascade_explorer.core.analysis import CascadeSpec, temperatures
 from cascade_explorer.core.bank import Bank
 from cascade_explorer.core.config import CascadeConfig
@@ -130,7 +130,7 @@ def test_config_and_models_together_is_a_usage_error(capsys, bank_path, files, t
 
 
 def test_console_script_in_a_subprocess(bank_path, files):
-    command = [sys.executable, "-m", "cascade_explorer.core.cli", "predict", "--bank", str(bank_path),
+    command = [sys.executable, "-m", "cascade_explorer.commands.cli", "predict", "--bank", str(bank_path),
                "--models", "efficientnet_lite0", str(files["a.jpg"]), str(files["empty.png"]), "--json"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 1, done.stderr

@@ -83,7 +83,7 @@ with counts_holder:
                         f"{int(class_mask.sum()):,} images{scope} shown.")
 
 # image lookup: local only while rendering (a button fetches missing ones)
-info = bank.split_info(split) if hasattr(bank, "split_info") else bank.manifest["splits"][split]
+info = bank.split_info(split)
 source = info.get("image_source") or {}
 paths = bank.image_paths(split)
 transform = info.get("transform")

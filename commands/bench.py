@@ -19,12 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .curves import cascade_curve, pareto_front
-from .engine import evaluate_cascade
-from .errors import UsageError
-from .search import pair_frontier
-from .signals import model_signals
-from .synthetic import make_synthetic_bank
+from cascade_explorer.core.curves import cascade_curve, pareto_front
+from cascade_explorer.core.engine import evaluate_cascade
+from cascade_explorer.core.errors import UsageError
+from cascade_explorer.core.search import pair_frontier
+from cascade_explorer.core.signals import model_signals
+from cascade_explorer.core.synthetic import make_synthetic_bank
 
 CRITERION = "max_softmax"
 GRID_POINTS = 100          # the naive sweep: a 100-point threshold grid, each point evaluated from scratch
@@ -82,7 +82,19 @@ def _stage(name: str, json_mode: bool) -> None:
         print(f"  ... {name}", file=sys.stderr, flush=True)
 
 
-def run_bench(args) -> int:
+def add_parser(sub) -> None:
+    p = sub.add_parser("bench", help="speed and memory figures of the engine on a synthetic bank")
+    p.add_argument("--models", type=int, default=100,
+                   help="models in the synthetic bank (at least 3: one benchmark is a 3-model cascade)")
+    p.add_argument("--samples", type=int, default=50_000)
+    p.add_argument("--classes", type=int, default=1000)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--large-models", type=int, default=500,
+                   help="also time the pair search at this many models (0 to skip)")
+    p.add_argument("--json", action="store_true")
+
+
+def run(args) -> int:
     _check_args(args)
     n_models, n, n_classes, repeats = args.models, args.samples, args.classes, args.repeats
     results: dict = {}

@@ -12,22 +12,16 @@ import urllib.request
 import webbrowser
 from pathlib import Path
 
-from .errors import UsageError
+from cascade_explorer.core.errors import UsageError
+from cascade_explorer.dashboard import APP_PATH, BANK_ENV
 
-APP_PATH = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
-# Bank chosen on the command line; the app reads it on start-up.
-BANK_ENV = "CASCADE_EXPLORER_BANK"
+from .common import port as port_number, say
 
 
 def dashboard_command(*, port: int = 8501, address: str = "127.0.0.1") -> list[str]:
     """The command that serves the dashboard (also used by the browser tests)."""
-    app = APP_PATH
-    if not app.is_file():  # installed non-editably: dashboard/ sits beside core/ in the package
-        from .. import dashboard
-
-        app = Path(dashboard.__file__).resolve().parent / "app.py"
     return [
-        sys.executable, "-m", "streamlit", "run", str(app),
+        sys.executable, "-m", "streamlit", "run", str(APP_PATH),
         "--server.port", str(port),
         "--server.address", address,
         # Always headless: a non-headless first run asks for an e-mail address on stdin and
@@ -39,13 +33,21 @@ def dashboard_command(*, port: int = 8501, address: str = "127.0.0.1") -> list[s
     ]
 
 
-def run_dashboard(args) -> int:
+def add_parser(sub) -> None:
+    p = sub.add_parser("dashboard", help="open the web dashboard")
+    p.add_argument("--bank", help="bank to open first (default: the shipped default bank)")
+    p.add_argument("--port", type=port_number, default=8501)
+    p.add_argument("--address", default="127.0.0.1")
+    p.add_argument("--headless", action="store_true", help="do not open a browser window")
+
+
+def run(args) -> int:
+    from cascade_explorer.core.bank import Bank, is_bank
+
     env = dict(os.environ)
     if args.bank:
-        from .bank import Bank
-
         bank = Path(args.bank).expanduser().resolve()
-        if not (bank / "manifest.json").is_file():
+        if not is_bank(bank):
             raise UsageError(f"--bank {args.bank}: no manifest.json there; pass a bank folder "
                              "(build one with `cascade-explorer import` or `precompute`)")
         Bank.open(bank)   # a damaged bank fails here, with the file and the fix, not later in the browser
@@ -53,7 +55,7 @@ def run_dashboard(args) -> int:
     _check_address(args.address, args.port)
     command = dashboard_command(port=args.port, address=args.address)
     url = f"http://{args.address}:{args.port}"
-    print(f"Cascade Explorer on {url}  (Ctrl+C stops it)", file=sys.stderr)
+    say(f"Cascade Explorer on {url}  (Ctrl+C stops it)", err=True)
     server = subprocess.Popen(command, env=env)
     # `kill`, a service manager or a test stopping this process must stop the server too, not orphan it
     # (SIGTERM would otherwise end Python without running the clean-up below)

@@ -1,0 +1,66 @@
+"""`cascade-explorer pareto`: the best cascades over all model pairs (or 3-model chains), as text, JSON or CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from .common import add_criterion_arg, csv_list, say
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("pareto", help="the best cascades over all model pairs (or 3-model chains)")
+    p.add_argument("--bank", help="bank folder (default: the shipped default bank)")
+    p.add_argument("--split", help="image set (default: the bank's first split)")
+    add_criterion_arg(p)
+    p.add_argument("--max-stages", type=int, choices=[2, 3], default=2)
+    p.add_argument("--shortlist", type=csv_list, help="models to combine into 3-model cascades")
+    p.add_argument("--target-accuracy", type=float, help="only the cheapest cascade reaching this accuracy")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true")
+    out.add_argument("--csv", action="store_true")
+
+
+def run(args) -> int:
+    import pandas as pd
+
+    from cascade_explorer.core import search
+    from cascade_explorer.core.analysis import FRONTIER_COLUMNS, BankAnalysis, frontier_records, resolve_split
+    from cascade_explorer.core.errors import UsageError
+    from cascade_explorer.core.jsonsafe import dumps
+    from cascade_explorer.core.validate import check_fraction
+
+    analysis = BankAnalysis(args.bank)
+    split = resolve_split(analysis.bank, args.split)
+    if args.shortlist and args.max_stages < 3:
+        raise UsageError("--shortlist only applies to 3-model cascades: add --max-stages 3")
+    frame = analysis.frontier(split=split, criterion=args.criterion, max_stages=args.max_stages,
+                              shortlist=args.shortlist)
+    if args.target_accuracy is not None:
+        target = check_fraction(args.target_accuracy, "target_accuracy")
+        best = search.best_cascade(frame, target_accuracy=target)
+        if best is None:
+            top = float(frame["accuracy"].max()) if len(frame) else float("nan")
+            raise UsageError(f"no cascade reaches accuracy {target:.4f} on split {split!r}; the best is {top:.4f}")
+        frame = pd.DataFrame([best]).reset_index(drop=True)
+    records = frontier_records(frame)
+    if args.json:
+        say(dumps(records))
+    elif args.csv:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        columns = [c for c in FRONTIER_COLUMNS if records and c in records[0]] or FRONTIER_COLUMNS
+        writer.writerow(columns)
+        for record in records:
+            writer.writerow(["+".join(record[c]) if c == "models" else
+                             ";".join(str(v) for v in record[c]) if isinstance(record[c], list) else
+                             "" if record[c] is None else record[c] for c in columns])
+        say(buffer.getvalue(), end="")
+    else:
+        say(f"{len(records)} frontier cascade(s) on split {split!r} ({args.criterion}):")
+        for record in records:
+            speedup = "" if record.get("speedup") is None else f"  speed-up {record['speedup']:.2f}x"
+            thresholds = ",".join(str(t) if isinstance(t, str) else f"{t:.4g}" for t in record["thresholds"])
+            say(f"  {' -> '.join(record['models'])}  thresholds {thresholds}  "
+                f"accuracy {100 * record['accuracy']:.2f} %  {record['avg_gmacs']:.4g} GMACs{speedup}")
+    return 0

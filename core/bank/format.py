@@ -1,0 +1,396 @@
+"""The bank format: file layout, paths, the manifest schema and the checks of each file.
+
+Layout (documented in precomputed/README.md), readable with numpy + json + csv alone:
+
+    BANK/manifest.json
+    BANK/splits/<split>/samples.csv          sample_id,image_path
+    BANK/splits/<split>/labels.npy           int64 (N,)
+    BANK/splits/<split>/logits/<model>.npy   (N, C) float16|float32, rows in samples.csv order
+
+Every file name of the format is spelled here and only here; the reader (`reader.Bank`) and the
+writer (`writer.BankWriter`) build paths with the functions below. Every check raises
+`BankError` naming the file, what is wrong and how to fix it.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import numbers
+import re
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import BankError
+
+SCHEMA_VERSION = 1
+MANIFEST = "manifest.json"
+SAMPLES = "samples.csv"
+LABELS = "labels.npy"
+LOGITS_DIR = "logits"
+SPLITS_DIR = "splits"
+SAMPLES_HEADER = ["sample_id", "image_path"]
+LOGITS_DTYPES = (np.dtype(np.float16), np.dtype(np.float32))
+BACKENDS = ("tflite", "timm", "external")
+# Model and split ids become file names: keep them portable and free of path separators.
+ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+\-]{0,127}$")
+SCAN_CHUNK_ROWS = 4096
+# The manifest's fields, level by level (documented in precomputed/README.md; a test keeps both in step).
+# validate_manifest checks each one's type; keys outside these are left alone (forward compatibility).
+MANIFEST_FIELDS = ("schema_version", "dataset", "class_names", "splits", "models")
+DATASET_FIELDS = ("name", "description", "licence", "caveats", "task")
+SPLIT_FIELDS = ("description", "image_source", "transform", "skipped")
+MODEL_FIELDS = ("display_name", "backend", "source", "spec", "input_size", "preprocessing", "gmacs", "params",
+                "latency_ms", "top1")
+
+DEFAULT_BANK_PATH = Path(__file__).resolve().parents[2] / "precomputed" / "imagenet-val-1300"
+PRECOMPUTED_DIR = DEFAULT_BANK_PATH.parent
+
+
+# ----------------------------------------------------------------------------- paths and files
+
+def split_dir(bank_path, split: str) -> Path:
+    return Path(bank_path) / SPLITS_DIR / split
+
+
+def logits_path(bank_path, model_id: str, split: str) -> Path:
+    return split_dir(bank_path, split) / LOGITS_DIR / f"{model_id}.npy"
+
+
+def manifest_path(bank_path) -> Path:
+    """BANK/manifest.json."""
+    return Path(bank_path) / MANIFEST
+
+
+def samples_path(bank_path, split: str) -> Path:
+    """BANK/splits/<split>/samples.csv."""
+    return split_dir(bank_path, split) / SAMPLES
+
+
+def labels_path(bank_path, split: str) -> Path:
+    """BANK/splits/<split>/labels.npy."""
+    return split_dir(bank_path, split) / LABELS
+
+
+def is_bank(path) -> bool:
+    """True when `path` is a folder holding a manifest.json file (a bank, maybe damaged)."""
+    return manifest_path(path).is_file()
+
+
+def manifest_stamp(bank_path) -> tuple[int, int]:
+    """(mtime_ns, size) of BANK/manifest.json, (0, 0) when unreadable: it changes whenever the bank is
+    written (every write rewrites the manifest atomically), so caches keyed on it start fresh."""
+    try:
+        stat = manifest_path(bank_path).stat()
+        return (stat.st_mtime_ns, stat.st_size)
+    except OSError:
+        return (0, 0)
+
+
+def find_banks(*roots) -> list[Path]:
+    """Every folder holding a manifest.json under `roots` (searched 3 levels deep) and precomputed/."""
+    found: dict[Path, None] = {}
+    for root in (*roots, PRECOMPUTED_DIR):
+        root = Path(root).expanduser()
+        if not root.is_dir():
+            continue
+        if (root / MANIFEST).is_file():
+            found[root.resolve()] = None
+        for depth in ("*", "*/*", "*/*/*"):
+            for manifest in sorted(root.glob(f"{depth}/{MANIFEST}")):
+                relative = manifest.parent.relative_to(root)
+                # Skip hidden folders (.git, caches) and the inside of another bank.
+                if any(part.startswith(".") for part in relative.parts) or SPLITS_DIR in relative.parts:
+                    continue
+                found[manifest.parent.resolve()] = None
+    return sorted(found)
+
+
+def read_npy_header(path) -> tuple[tuple[int, ...], np.dtype, bool, int]:
+    """(shape, dtype, fortran_order, data_offset) of a .npy file, reading only its header.
+
+    Raises BankError if the file is not a valid .npy or its length does not match the header
+    (a truncated file from a killed writer, or trailing bytes).
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(handle)
+            elif version == (2, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(handle)
+            else:
+                raise ValueError(f"unsupported .npy format version {version}")
+            offset = handle.tell()
+    except FileNotFoundError:
+        raise
+    except (ValueError, OSError, SyntaxError) as error:
+        raise BankError(f"not a readable .npy file ({error})", path=path,
+                        fix="re-create it (re-run the import or precompute step that wrote it)") from None
+    if dtype.hasobject:
+        raise BankError(f"holds Python objects (dtype {dtype}); banks never contain pickles", path=path,
+                        fix="save a plain numeric array with numpy.save(..., allow_pickle=False)")
+    expected = offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    actual = path.stat().st_size
+    if actual != expected:
+        what = "truncated" if actual < expected else "longer than its header says"
+        raise BankError(f"file is {what}: {actual} bytes, header {shape} {dtype} needs {expected}",
+                        path=path, fix="delete it and re-run the step that wrote it (an interrupted write?)")
+    return tuple(int(n) for n in shape), dtype, bool(fortran), offset
+
+
+# Finite-value scans, keyed by file identity so an unchanged file is scanned once per process.
+_FINITE_CHECKED: dict[tuple, bool] = {}
+_FINITE_LOCK = threading.Lock()
+
+
+def _file_key(path: Path) -> tuple:
+    st = path.stat()
+    return (str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def first_non_finite_row(array, chunk_rows: int = SCAN_CHUNK_ROWS) -> int | None:
+    """Index of the first row of a 2-D array holding NaN/inf, scanned in row chunks; None if all finite."""
+    for start in range(0, array.shape[0], chunk_rows):
+        chunk = np.asarray(array[start:start + chunk_rows])
+        finite = np.isfinite(chunk)
+        if not finite.all():
+            return start + int(np.flatnonzero(~finite.all(axis=1))[0])
+    return None
+
+
+def check_finite_file(path: Path, array, *, model: str, split: str) -> None:
+    """BankError when the logits file holds NaN/inf; scanned once per file version per process."""
+    key = _file_key(path)
+    with _FINITE_LOCK:
+        if key in _FINITE_CHECKED:
+            return
+    bad_row = first_non_finite_row(array)
+    if bad_row is not None:
+        raise BankError(f"logits contain NaN or inf (first at row {bad_row})", path=path, model=model,
+                        split=split, fix="re-export that model's logits (check the model for overflow), "
+                                         "then import again with --force")
+    with _FINITE_LOCK:
+        _FINITE_CHECKED[key] = True
+
+
+def mark_finite(path: Path) -> None:
+    """Record that the file at `path` (this exact version) was just scanned and is finite."""
+    with _FINITE_LOCK:
+        _FINITE_CHECKED[_file_key(path)] = True
+
+
+# ----------------------------------------------------------------------------- manifest checks
+
+def is_number(value) -> bool:
+    """A finite real number (not a bool)."""
+    if isinstance(value, (bool, np.bool_)):
+        return False
+    return isinstance(value, numbers.Real) and math.isfinite(value)
+
+
+def load_manifest(path) -> dict:
+    """Parse BANK/manifest.json (or the file given) with errors naming line and column."""
+    path = Path(path)
+    if path.name != MANIFEST or path.is_dir():
+        if path.is_file():
+            raise BankError("is a file, not a bank folder", path=path,
+                            fix="pass the folder that holds manifest.json")
+        path = path / MANIFEST
+    if not path.is_file():
+        if not path.parent.exists():
+            raise BankError("bank folder does not exist", path=path.parent,
+                            fix="check the path, or build a bank with `cascade-explorer import` or `precompute`")
+        if path.is_dir():
+            raise BankError("manifest.json is a folder, not a file", path=path,
+                            fix="remove that folder and restore the bank's manifest.json")
+        raise BankError("manifest.json is missing, so this folder is not a bank", path=path,
+                        fix="point at a bank folder (one containing manifest.json), or build one with "
+                            "`cascade-explorer import` / `precompute`")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise BankError(f"not UTF-8 text ({error})", path=path, fix="re-save manifest.json as UTF-8") from None
+    try:
+        manifest = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise BankError(f"malformed JSON at line {error.lineno}, column {error.colno}: {error.msg}",
+                        path=path, fix="correct the JSON syntax there (or restore the file)") from None
+    if not isinstance(manifest, dict):
+        raise BankError(f"top level must be a JSON object, got {type(manifest).__name__}", path=path,
+                        fix="see precomputed/README.md for the manifest layout")
+    return manifest
+
+
+def check_id(kind: str, value, *, path=None) -> str:
+    """`value` when it is a valid model/split id (a portable file name); else BankError."""
+    if not isinstance(value, str) or not ID_PATTERN.match(value):
+        raise BankError(f"invalid {kind} id {value!r}: ids are file names of letters, digits and ._+- "
+                        "(starting with a letter or digit, at most 128 characters)", path=path,
+                        fix=f"rename the {kind}")
+    return value
+
+
+def validate_manifest(manifest: dict, path) -> None:
+    """Structural checks of a parsed manifest; raises BankError naming the field."""
+    path = Path(path)
+    fix_doc = "see precomputed/README.md for the manifest fields"
+    version = manifest.get("schema_version")
+    if version is None:
+        raise BankError("missing 'schema_version'", path=path, fix=f"add \"schema_version\": {SCHEMA_VERSION}")
+    if version != SCHEMA_VERSION or isinstance(version, bool):
+        raise BankError(f"unknown schema_version {version!r} (this version reads {SCHEMA_VERSION})", path=path,
+                        fix="upgrade cascade-explorer, or re-create the bank with this version")
+    dataset = manifest.get("dataset")
+    if not isinstance(dataset, dict) or not isinstance(dataset.get("name"), str) or not dataset["name"]:
+        raise BankError("'dataset' must be an object with a non-empty 'name'", path=path, fix=fix_doc)
+    for key in ("description", "licence", "task"):
+        if key in dataset and not isinstance(dataset[key], str):
+            raise BankError(f"'dataset.{key}' must be a string", path=path, fix=fix_doc)
+    caveats = dataset.get("caveats", [])
+    if not isinstance(caveats, list) or not all(isinstance(c, str) for c in caveats):
+        raise BankError("'dataset.caveats' must be a list of strings", path=path, fix=fix_doc)
+    names = manifest.get("class_names")
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise BankError("'class_names' must be a non-empty list of strings", path=path, fix=fix_doc)
+    splits = manifest.get("splits")
+    if not isinstance(splits, dict):
+        raise BankError("'splits' must be an object {split name: {...}}", path=path, fix=fix_doc)
+    for split, info in splits.items():
+        check_id("split", split, path=path)
+        if not isinstance(info, dict):
+            raise BankError("split entry must be an object", path=path, split=split, fix=fix_doc)
+        if not isinstance(info.get("description", ""), str):
+            raise BankError("'description' must be a string", path=path, split=split, fix=fix_doc)
+        for key in ("image_source", "transform"):
+            if info.get(key) is not None and not isinstance(info[key], dict):
+                raise BankError(f"'{key}' must be null or an object", path=path, split=split, fix=fix_doc)
+        skipped = info.get("skipped", [])
+        if not isinstance(skipped, list) or not all(isinstance(s, dict) for s in skipped):
+            raise BankError("'skipped' must be a list of objects", path=path, split=split, fix=fix_doc)
+    models = manifest.get("models")
+    if not isinstance(models, dict):
+        raise BankError("'models' must be an object {model id: {...}}", path=path, fix=fix_doc)
+    for model_id, info in models.items():
+        check_id("model", model_id, path=path)
+        validate_model_entry(model_id, info, splits, path)
+
+
+def validate_model_entry(model_id: str, info, splits: dict, path: Path) -> None:
+    """Checks of one manifest model entry; BankError naming the field."""
+    def bad(problem: str, fix: str = "see precomputed/README.md for the model fields"):
+        return BankError(problem, path=path, model=model_id, fix=fix)
+
+    if not isinstance(info, dict):
+        raise bad("model entry must be an object")
+    if "gmacs" not in info:
+        raise bad("'gmacs' (cost per sample, in billions of multiply-accumulates) is missing",
+                  "add the model's GMACs (e.g. from its paper or a FLOP counter)")
+    gmacs = info["gmacs"]
+    if not is_number(gmacs):
+        raise bad(f"'gmacs' must be a finite number, got {gmacs!r}", "set gmacs to the model's GMACs per sample")
+    if gmacs < 0:
+        raise bad(f"'gmacs' is negative ({gmacs})", "costs are >= 0: set gmacs to the model's GMACs per sample")
+    for key in ("display_name", "backend"):
+        if not isinstance(info.get(key), str) or not info[key]:
+            raise bad(f"'{key}' must be a non-empty string")
+    if not isinstance(info.get("source", {}), dict):
+        raise bad("'source' must be an object")
+    params = info.get("params")
+    if params is not None and (not is_number(params) or params < 0):
+        raise bad(f"'params' must be null or a number >= 0, got {params!r}")
+    if info.get("spec") is not None and not isinstance(info["spec"], str):
+        raise bad("'spec' must be null or a string")
+    input_size = info.get("input_size")
+    if input_size is not None and (not isinstance(input_size, list)
+                                   or not all(isinstance(v, int) and v > 0 for v in input_size)):
+        raise bad(f"'input_size' must be null or a list of positive integers, got {input_size!r}")
+    if not isinstance(info.get("preprocessing", {}) or {}, dict):
+        raise bad("'preprocessing' must be an object")
+    latency = info.get("latency_ms", {}) or {}
+    if not isinstance(latency, dict):
+        raise bad("'latency_ms' must be an object {device: {batch_N: ms}}")
+    for device, values in latency.items():
+        if not isinstance(values, dict) or not all(is_number(v) and v >= 0 for v in values.values()):
+            raise bad(f"'latency_ms[{device!r}]' must map batch names to numbers >= 0, got {values!r}")
+    top1 = info.get("top1", {})
+    if not isinstance(top1, dict):
+        raise bad("'top1' must be an object {split: accuracy}")
+    for split, acc in top1.items():
+        if split not in splits:
+            raise BankError(f"'top1' names split {split!r}, which is not in 'splits'", path=path, model=model_id,
+                            split=split, fix="remove that top1 entry or add the split")
+        if not is_number(acc) or not 0.0 <= acc <= 1.0:
+            raise BankError(f"'top1' must be a number in [0, 1], got {acc!r}", path=path, model=model_id,
+                            split=split, fix="re-add the logits so top1 is recomputed")
+
+
+# ----------------------------------------------------------------------------- samples and labels
+
+def read_samples(path: Path, *, split: str) -> tuple[np.ndarray, list[str]]:
+    """(sample ids, image paths) from samples.csv, checking header, columns, empty and duplicate ids."""
+    if path.is_dir():
+        raise BankError("samples.csv is a folder, not a file", path=path, split=split,
+                        fix="remove that folder and re-create the split (re-run import/precompute)")
+    if not path.is_file():
+        raise BankError("samples.csv is missing", path=path, split=split,
+                        fix="re-create the split (re-run import/precompute), or remove it from manifest.json")
+    ids: list[str] = []
+    images: list[str] = []
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.reader(handle)
+            header = next(reader, None)
+            if header != SAMPLES_HEADER:
+                raise BankError(f"header must be {','.join(SAMPLES_HEADER)}, got {header!r}", path=path,
+                                split=split, fix="write the header line 'sample_id,image_path'")
+            for row in reader:
+                if len(row) != 2:
+                    raise BankError(f"line {reader.line_num} has {len(row)} fields, expected 2", path=path,
+                                    split=split, fix="quote values containing commas; one sample per line")
+                if not row[0]:
+                    raise BankError(f"line {reader.line_num} has an empty sample_id", path=path, split=split,
+                                    fix="give every sample a unique id")
+                ids.append(row[0])
+                images.append(row[1])
+    except UnicodeDecodeError as error:
+        raise BankError(f"not UTF-8 text ({error})", path=path, split=split, fix="re-save as UTF-8") from None
+    sample_ids = np.array(ids, dtype=str)
+    if len(set(ids)) != len(ids):
+        seen: set[str] = set()
+        duplicate = next(i for i in ids if i in seen or seen.add(i))
+        raise BankError(f"duplicate sample_id {duplicate!r} ({len(ids) - len(set(ids))} duplicates)", path=path,
+                        split=split, fix="make sample ids unique (e.g. prefix with the folder name)")
+    return sample_ids, images
+
+
+def check_labels(labels: np.ndarray, num_classes: int, *, path=None, split=None) -> np.ndarray:
+    """Labels as read-only int64, checking 1-D, integer dtype and range 0..C-1."""
+    labels = np.asarray(labels)
+    if labels.ndim != 1:
+        raise BankError(f"labels must be 1-D (N,), got shape {labels.shape}", path=path, split=split,
+                        fix="save a flat integer array of class indices")
+    if labels.dtype == bool or not np.issubdtype(labels.dtype, np.integer):
+        if np.issubdtype(labels.dtype, np.floating) and labels.size and np.all(np.isfinite(labels)) \
+                and np.all(labels == np.round(labels)):
+            hint = "convert with labels.astype('int64') before saving"
+        else:
+            hint = "save integer class indices 0..C-1 (not one-hot, not strings)"
+        raise BankError(f"labels must be integers, got dtype {labels.dtype}", path=path, split=split, fix=hint)
+    if labels.size:
+        low, high = int(labels.min()), int(labels.max())
+        if low < 0 or high >= num_classes:
+            bad_index = int(np.flatnonzero((labels < 0) | (labels >= num_classes))[0])
+            raise BankError(f"label {int(labels[bad_index])} at row {bad_index} is outside 0..{num_classes - 1} "
+                            f"({num_classes} class names)", path=path, split=split,
+                            fix="labels must index class_names; check the class list or the label offset "
+                                "(1-based labels need -1)")
+    out = labels.astype(np.int64, copy=True)
+    out.setflags(write=False)
+    return out
+
+
