@@ -28,6 +28,7 @@ COMMANDS = {
     "precompute": "precompute",
     "predict": "predict",
     "dashboard": "dashboard",
+    "cache": "cache",
 }
 
 

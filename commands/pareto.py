@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import csv
-import io
+import sys
 
 from .common import add_criterion_arg, csv_list, say
+from .output import frontier_csv, frontier_json
 
 
 def add_parser(sub) -> None:
@@ -27,7 +27,6 @@ def run(args) -> int:
     from cascade_explorer.core import search
     from cascade_explorer.core.analysis import FRONTIER_COLUMNS, BankAnalysis, frontier_records, resolve_split
     from cascade_explorer.core.errors import UsageError
-    from cascade_explorer.core.jsonsafe import dumps
     from cascade_explorer.core.validate import check_fraction
 
     analysis = BankAnalysis(args.bank)
@@ -43,24 +42,18 @@ def run(args) -> int:
             top = float(frame["accuracy"].max()) if len(frame) else float("nan")
             raise UsageError(f"no cascade reaches accuracy {target:.4f} on split {split!r}; the best is {top:.4f}")
         frame = pd.DataFrame([best]).reset_index(drop=True)
-    records = frontier_records(frame)
+    columns = [c for c in FRONTIER_COLUMNS if c in frame.columns]
     if args.json:
-        say(dumps(records))
-    elif args.csv:
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        columns = [c for c in FRONTIER_COLUMNS if records and c in records[0]] or FRONTIER_COLUMNS
-        writer.writerow(columns)
-        for record in records:
-            writer.writerow(["+".join(record[c]) if c == "models" else
-                             ";".join(str(v) for v in record[c]) if isinstance(record[c], list) else
-                             "" if record[c] is None else record[c] for c in columns])
-        say(buffer.getvalue(), end="")
-    else:
-        say(f"{len(records)} frontier cascade(s) on split {split!r} ({args.criterion}):")
-        for record in records:
-            speedup = "" if record.get("speedup") is None else f"  speed-up {record['speedup']:.2f}x"
-            thresholds = ",".join(str(t) if isinstance(t, str) else f"{t:.4g}" for t in record["thresholds"])
-            say(f"  {' -> '.join(record['models'])}  thresholds {thresholds}  "
-                f"accuracy {100 * record['accuracy']:.2f} %  {record['avg_gmacs']:.4g} GMACs{speedup}")
+        frontier_json(frame, columns, sys.stdout)
+        return 0
+    if args.csv:
+        frontier_csv(frame, columns, sys.stdout)
+        return 0
+    records = frontier_records(frame)
+    say(f"{len(records)} frontier cascade(s) on split {split!r} ({args.criterion}):")
+    for record in records:
+        speedup = "" if record.get("speedup") is None else f"  speed-up {record['speedup']:.2f}x"
+        thresholds = ",".join(str(t) if isinstance(t, str) else f"{t:.4g}" for t in record["thresholds"])
+        say(f"  {' -> '.join(record['models'])}  thresholds {thresholds}  "
+            f"accuracy {100 * record['accuracy']:.2f} %  {record['avg_gmacs']:.4g} GMACs{speedup}")
     return 0

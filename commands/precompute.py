@@ -34,6 +34,8 @@ def add_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-latency", action="store_true", help="skip the latency measurement")
     p.add_argument("--dataset-name", help="dataset name for a new bank's manifest")
+    p.add_argument("--no-signals", action="store_true",
+                   help="do not fill the bank's signal store (stored confidences of the default criterion)")
 
 
 def check_options(args) -> None:
@@ -76,5 +78,6 @@ def run(args) -> int:
                split_description=(f"{len(samples)} images from {samples.root}"
                                   + (f", corrupted ({args.corruptions}, severity {corruption['severity']})"
                                      if corruption else "")),
-               image_source={"root": str(samples.root), "env": "CASCADE_EXPLORER_IMAGES"}, log=say)
+               image_source={"root": str(samples.root), "env": "CASCADE_EXPLORER_IMAGES"},
+               signals=not args.no_signals, log=say)
     return 0

@@ -216,7 +216,8 @@ class BankAnalysis:
     frontiers and the single-model hull.
 
     bank: a Bank, a folder path or None (the shipped default bank). signal_source: where
-    per-model signals and temperatures come from (default: computed from the logits). max_bytes:
+    per-model signals and temperatures come from (default: the bank's persistent
+    `core.store.SignalStore`, filled on first use; store=False computes them in memory only). max_bytes:
     the memory bound of what is kept (least recently used results are dropped first; a single
     result larger than the bound is computed and returned but not kept).
 
@@ -225,9 +226,14 @@ class BankAnalysis:
     module-level functions of the same names call these.
     """
 
-    def __init__(self, bank=None, *, signal_source: SignalSource | None = None, max_bytes: int = DEFAULT_MAX_BYTES):
+    def __init__(self, bank=None, *, signal_source: SignalSource | None = None, store: bool = True,
+                 max_bytes: int = DEFAULT_MAX_BYTES):
         self.bank: Bank = open_bank(bank)
-        self.signal_source = signal_source if signal_source is not None else SignalSource()
+        if signal_source is None:
+            from .store import SignalStore
+
+            signal_source = SignalStore() if check_bool(store, "store") else SignalSource()
+        self.signal_source = signal_source
         self.max_bytes = check_int(max_bytes, "max_bytes", minimum=1)
         self._cache = cachetools.LRUCache(maxsize=self.max_bytes, getsizeof=_nbytes)
         self._lock = threading.RLock()
@@ -280,6 +286,12 @@ class BankAnalysis:
         return self.signal_source.model_signals(self.bank, model_id, split, criterion, temperature)
 
     @_memo
+    def _correct(self, model_id: str, split: str) -> np.ndarray:
+        """bool (N,): the model's argmax is right (all the single-model hull needs of a model)."""
+        correct = self.signal_source.correct(self.bank, model_id, split)
+        return self._signals(model_id, split, "max_softmax", 1.0).correct if correct is None else correct
+
+    @_memo
     def _chain(self, split: str, models: tuple, criterion: str, temperatures: tuple, ensemble: bool) -> tuple:
         """Signals of every stage on every sample of the split."""
         if not ensemble or len(models) == 1:
@@ -312,7 +324,7 @@ class BankAnalysis:
         rows = []
         for model_id in self.bank.models_for(split):
             info = self.bank.model(model_id)
-            correct = self._signals(model_id, split, "max_softmax", 1.0).correct   # argmax is criterion-free
+            correct = self._correct(model_id, split)   # argmax: criterion- and temperature-free
             if index is not None:
                 correct = correct[index]
             rows.append({"id": model_id, "display_name": info.display_name, "backend": info.backend,

@@ -67,6 +67,12 @@ def _atomic_write(path, write) -> Path:
     return path
 
 
+def atomic_write_with(path, write) -> Path:
+    """Call write(binary_file) on a temp file beside `path`, then move it over `path` (nothing is left
+    behind when write raises): for content produced piece by piece."""
+    return _atomic_write(path, write)
+
+
 def atomic_write_bytes(path, data: bytes) -> Path:
     """Write `data` to `path` atomically."""
     return _atomic_write(path, lambda handle: handle.write(bytes(data)))
@@ -93,3 +99,11 @@ def atomic_save_npy(path, array) -> Path:
         np.lib.format.write_array(handle, array, allow_pickle=False)
 
     return _atomic_write(path, write)
+
+
+def atomic_save_npz(path, **arrays) -> Path:
+    """Save named arrays as an uncompressed .npz (no pickles) to `path` atomically."""
+    for name, array in arrays.items():
+        if np.asanyarray(array).dtype.hasobject:
+            raise UsageError(f"refusing to save object array {name!r} to {path}: .npz files here never hold pickles")
+    return _atomic_write(path, lambda handle: np.savez(handle, **arrays))

@@ -16,6 +16,7 @@ from .bank import (SCAN_CHUNK_ROWS, Bank, BankError, BankWriter, ID_PATTERN, fir
                    load_manifest, manifest_path, read_npy_header, read_samples, samples_path, undo_on_failure)
 from .bank import labels_path as split_labels_path   # `labels_path` is import_bank's parameter
 from .errors import UsageError, require_file
+from .signals import ModelSignals, chunk_signals
 
 COST_COLUMNS = ("model", "gmacs", "params", "latency_ms", "display_name")
 USER_LATENCY_DEVICE = "user-supplied"
@@ -176,7 +177,7 @@ def _check_logits_values(array: np.ndarray, what: str) -> None:
 
 
 def import_bank(labels_path, logits: dict, costs_csv, out, *, split: str = "val", class_names=None,
-                sample_ids=None, dataset: dict | None = None, force: bool = False) -> Bank:
+                sample_ids=None, dataset: dict | None = None, force: bool = False, signals: bool = True) -> Bank:
     """Create or extend the bank at `out` with one split's labels and the given models' logits.
 
     labels_path: .npy of int class indices, shape (N,). logits: {model id: path to a (N, C) float16/32/64
@@ -184,7 +185,8 @@ def import_bank(labels_path, logits: dict, costs_csv, out, *, split: str = "val"
     model,gmacs[,params,latency_ms,display_name] (GMACs and ms per sample). class_names / sample_ids:
     a list, or a text file with one entry per line (defaults: class_0.., and row numbers). dataset:
     manifest metadata (name, description, licence, caveats). force: overwrite logits (and costs) of
-    models already in the bank.
+    models already in the bank. signals: also fill the bank's signal store (core.store) for the
+    default criterion, computed on the same pass that writes each file.
 
     Every input is checked before anything is written, and a failed write undoes itself. Raises
     UsageError naming the parameter at fault (a missing file, N or C mismatch, NaN/inf, a bad
@@ -216,7 +218,8 @@ def import_bank(labels_path, logits: dict, costs_csv, out, *, split: str = "val"
     if n == 0:
         raise UsageError(f"labels_path {labels_path}: no samples", parameter="labels_path")
 
-    arrays: dict[str, np.ndarray] = {}
+    # One source file mapped at a time (here and in the write below): memory stays bounded whatever
+    # the number of models, instead of every file's touched pages staying resident until the end.
     num_classes = None
     for name, path in logits.items():
         array = _load_npy(path, f"logits {name}=", mmap=True)
@@ -234,7 +237,7 @@ def import_bank(labels_path, logits: dict, costs_csv, out, *, split: str = "val"
             raise UsageError(f"logits {name}={path}: {array.shape[1]} classes but {first} has {num_classes} "
                              "(C mismatch: every model must score the same classes)", parameter="logits")
         _check_logits_values(array, f"logits {name}={path}")
-        arrays[name] = array
+        del array
 
     if labels.min() < 0 or labels.max() >= num_classes:
         raise UsageError(f"labels_path {labels_path}: labels must be in 0..{num_classes - 1} (logits have "
@@ -317,11 +320,11 @@ def import_bank(labels_path, logits: dict, costs_csv, out, *, split: str = "val"
     # -- write: split, then each model's metadata and logits (each step atomic). Everything above was
     # checked, so a failure here is an I/O problem; it still leaves no trace (see _undo_on_failure).
     with undo_on_failure(out, new=existing is None):
-        _write(out, existing, names, dataset, split, ids, labels, arrays, costs)
+        _write(out, existing, names, dataset, split, ids, labels, logits, costs, signals)
     return Bank.open(out, allow_incomplete=True)
 
 
-def _write(out: Path, existing, names, dataset, split, ids, labels, arrays, costs) -> None:
+def _write(out: Path, existing, names, dataset, split, ids, labels, logits, costs, signals) -> None:
     n = len(labels)
     create = None
     if existing is None:
@@ -335,7 +338,12 @@ def _write(out: Path, existing, names, dataset, split, ids, labels, arrays, cost
             writer.set_dataset(**updates)
     if not writer.has_split(split):   # an existing identical split keeps its metadata
         writer.add_split(split, ids, [""] * n, labels, description=(dataset or {}).get("split_description", ""))
-    for name, array in arrays.items():
+    store = None
+    if signals:
+        from .store import DEFAULT_CRITERION, SignalStore
+
+        store = SignalStore()
+    for name, path in logits.items():
         cost = costs[name]
         old = writer.model_entry(name)
         latency = dict(old.get("latency_ms", {}))
@@ -346,4 +354,19 @@ def _write(out: Path, existing, names, dataset, split, ids, labels, arrays, cost
                          gmacs=cost["gmacs"], params=cost["params"], spec=old.get("spec"),
                          input_size=old.get("input_size"), preprocessing=old.get("preprocessing"),
                          latency_ms=latency)
-        writer.add_logits(name, split, array)
+        array = _load_npy(path, f"logits {name}=", mmap=True)
+        if store is None:
+            writer.add_logits(name, split, array)
+            continue
+        # the signal store's default entry, computed on the same pass that writes the file
+        confidence = np.empty(n, dtype=np.float64)
+        prediction = np.empty(n, dtype=np.int32)
+
+        def on_chunk(start, chunk):
+            chunk_signals(chunk, DEFAULT_CRITERION, 1.0,
+                          out=(confidence[start:start + len(chunk)], prediction[start:start + len(chunk)]))
+
+        writer.add_logits(name, split, array, on_chunk=on_chunk)
+        del array
+        store.put(writer.open(validate=False, allow_incomplete=True), name, split,
+                  ModelSignals(confidence, prediction, prediction == labels))

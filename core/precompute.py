@@ -389,7 +389,7 @@ def precompute(*, samples: SampleList, specs: list[str], out, split: str = "val"
                corruption: dict | None = None, latency: bool = True, dataset: dict | None = None,
                class_names=None, split_description: str = "", image_source: dict | None = None,
                progress: bool = True, cache_bytes: int = DEFAULT_CACHE_BYTES, adapters=None,
-               log=None) -> PrecomputeReport:
+               signals: bool = True, log=None) -> PrecomputeReport:
     """Compute logits of every model spec on `samples` into the bank at `out` (see module docstring).
 
     samples: a SampleList (samples_from_folder / samples_from_list). specs: model specs such as
@@ -399,8 +399,9 @@ def precompute(*, samples: SampleList, specs: list[str], out, split: str = "val"
     and 32) measured unless latency=False. A model x split already in the bank is skipped unless
     force. corruption: {"types": [...], "severity": 3, "seed": 0} applies ImageNet-C style
     corruptions (Hendrycks & Dietterich 2019). adapters: already-built adapters (same order as
-    specs), e.g. shared across splits. log: called with each progress line (default: this module's
-    logger at INFO).
+    specs), e.g. shared across splits. signals: fill the bank's signal store (core.store) for the
+    default criterion for the models computed. log: called with each progress line (default: this
+    module's logger at INFO).
 
     Raises UsageError for bad options (naming the parameter), no images, no models, models with
     different class counts; BankError when `out` holds a different bank. Returns a PrecomputeReport
@@ -471,6 +472,12 @@ def precompute(*, samples: SampleList, specs: list[str], out, split: str = "val"
             workers=(os.cpu_count() or 1) if workers is None else workers, corruption=corruption,
             transform=transform, split_description=split_description, image_source=image_source,
             progress=progress, cache_bytes=cache_bytes)
+
+    if pending and signals:
+        from .store import SignalStore
+
+        SignalStore().fill(writer.open(validate=False, allow_incomplete=True), model_ids=[a.id for a in pending],
+                           splits=[split], progress=progress, log=log)
 
     # 3. Latency once per model and device (kept across runs unless force).
     latency_s = 0.0

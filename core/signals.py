@@ -6,6 +6,8 @@ chunks: a memory-mapped float16 50,000 x 1000 logits file is never materialised 
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -93,25 +95,70 @@ def _check_chunk_rows(chunk_rows: int) -> int:
 
 
 def model_signals(logits, labels, criterion: str, temperature: float = 1.0,
-                  chunk_rows: int = DEFAULT_CHUNK_ROWS) -> ModelSignals:
-    """Signals of one model: confidence under `criterion` at `temperature`, argmax prediction, correctness."""
+                  chunk_rows: int = DEFAULT_CHUNK_ROWS, *, workers: int | None = 1) -> ModelSignals:
+    """Signals of one model: confidence under `criterion` at `temperature` (float64 (N,)), argmax
+    prediction (int32 (N,)) and correctness against `labels` (bool (N,)).
+
+    logits: (N, C) float16/float32/float64, e.g. a memory-mapped bank file: read in row chunks, so at
+    most `workers` chunks of float64 are in memory. workers: threads working on chunks at once
+    (numpy releases the GIL in the heavy loops; None = every core). The result does not depend on
+    workers or chunk_rows. Raises UsageError for NaN or inf logits (naming the first bad row), a
+    shape that does not match the labels, or an unknown criterion.
+    """
     check_criterion(criterion)
     temperature = check_temperature(temperature)
     chunk_rows = _check_chunk_rows(chunk_rows)
+    workers = (os.cpu_count() or 1) if workers is None else check_int(workers, "workers", minimum=1)
     logits = _as_logits_2d(logits)   # keeps a memmap a memmap
     n, n_classes = logits.shape
     labels = _check_labels(labels, n, n_classes)
     conf = np.empty(n, dtype=np.float64)
     pred = np.empty(n, dtype=np.int32)
-    for start in range(0, n, chunk_rows):
+    starts = range(0, n, chunk_rows)
+
+    def work(start: int) -> int | None:
         stop = min(start + chunk_rows, n)
-        chunk = _working_float(np.asarray(logits[start:stop]))
-        if not np.isfinite(chunk).all():
-            bad = start + int(np.flatnonzero(~np.isfinite(chunk).all(axis=1))[0])
-            raise UsageError(f"logits row {bad} contains NaN or inf; fix or drop that sample")
-        conf[start:stop] = confidence(chunk, criterion, temperature)
-        pred[start:stop] = chunk.argmax(axis=1)   # temperature > 0 never changes the argmax
+        bad = chunk_signals(np.asarray(logits[start:stop]), criterion, temperature,
+                            out=(conf[start:stop], pred[start:stop]))
+        return None if bad is None else start + bad
+
+    if workers > 1 and len(starts) > 1:
+        with ThreadPoolExecutor(max_workers=min(workers, len(starts))) as pool:
+            bad_rows = list(pool.map(work, starts))
+    else:
+        bad_rows = [work(start) for start in starts]
+    bad = [row for row in bad_rows if row is not None]
+    if bad:
+        raise UsageError(f"logits row {min(bad)} contains NaN or inf; fix or drop that sample")
     return ModelSignals(conf, pred, pred == labels)
+
+
+def chunk_signals(chunk: np.ndarray, criterion: str, temperature: float, *, out) -> int | None:
+    """Confidence and argmax of a block of logit rows, written into out = (confidence, prediction)
+    views; returns the first row (within the block) holding NaN or +-inf, else None. Rows are
+    independent, so any split into blocks gives the same bits (model_signals and the importer's
+    single pass both use this). Arguments are not checked: callers have."""
+    confidence_out, prediction_out = out
+    prediction_out[:] = chunk.argmax(axis=1)   # temperature > 0 never changes the argmax
+    # float16/float32 -> float64 is exact: one copy, then the criterion works in place on it
+    values = chunk.astype(np.float64)
+    finite = np.isfinite(values.sum(axis=1))   # NaN or +-inf anywhere in a row makes its sum non-finite
+    if not finite.all():
+        return int(np.flatnonzero(~finite)[0])
+    confidence_out[:] = _confidence_inplace(values, criterion, temperature)
+    return None
+
+
+def _confidence_inplace(values: np.ndarray, criterion: str, temperature: float) -> np.ndarray:
+    """criteria.confidence on a float64 chunk it may overwrite (same arithmetic, so the same bits, but
+    without its defensive copy)."""
+    if criterion != "max_softmax":
+        return confidence(values, criterion, temperature)
+    values -= values.max(axis=1, keepdims=True)                 # row max becomes 0
+    if temperature != 1.0:
+        values /= temperature
+    np.exp(values, out=values)
+    return 1.0 / values.sum(axis=1)                             # sum >= 1: no division by 0
 
 
 def chain_signals(logits_list, labels, criterion: str, temperatures=None, ensemble: bool = False,
@@ -170,14 +217,19 @@ class SignalSource:
     """Where a `core.analysis.BankAnalysis` gets per-model signals and temperatures: the seam a
     persistent store plugs into (compute-or-load per model, split, criterion, temperature).
 
-    This default computes both from the bank's logits every time it is asked; the analysis object
-    memoises the results in memory. A store subclasses it and overrides the two methods (or wraps
-    an instance and falls back to it), keeping the results bit-identical.
+    This default computes everything from the bank's logits every time it is asked; the analysis
+    object memoises the results in memory. `core.store.SignalStore` subclasses it and keeps the
+    results on disk, bit-identical.
     """
 
     def model_signals(self, bank, model_id: str, split: str, criterion: str, temperature: float = 1.0) -> ModelSignals:
         """Signals of one model on every sample of `split` (rows in the bank's order)."""
         return model_signals(bank.logits(model_id, split), bank.labels(split), criterion, temperature)
+
+    def correct(self, bank, model_id: str, split: str) -> np.ndarray | None:
+        """bool (N,): the model's argmax equals the label on each sample of `split`, when the source
+        has it more cheaply than the model's signals (a store does); None = take it from the signals."""
+        return None
 
     def temperature(self, bank, model_id: str, split: str, calibration_rows: np.ndarray) -> float:
         """NLL temperature of one model fitted on the given rows of `split` (its calibration part)."""

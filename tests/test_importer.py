@@ -313,10 +313,10 @@ def test_a_failed_write_removes_a_new_bank_and_restores_an_old_one(inputs, capsy
 
     real = BankWriter.add_logits
 
-    def fails_on_second(self, model_id, split, logits):
+    def fails_on_second(self, model_id, split, logits, **kwargs):
         if model_id == "roberta-large":
             raise OSError(28, "No space left on device")
-        return real(self, model_id, split, logits)
+        return real(self, model_id, split, logits, **kwargs)
 
     monkeypatch.setattr(BankWriter, "add_logits", fails_on_second)
     with pytest.raises(OSError):

@@ -297,8 +297,12 @@ class Bank:
                                                    path=path, split=split)
             return self._labels[split]
 
-    def logits(self, model_id: str, split: str) -> np.ndarray:
-        """(N, C) float16/float32 logits, memory-mapped read-only (rows in samples.csv order)."""
+    def logits(self, model_id: str, split: str, *, check_finite: bool = True) -> np.ndarray:
+        """(N, C) float16/float32 logits, memory-mapped read-only (rows in samples.csv order).
+
+        check_finite: scan the file for NaN/inf first (once per file version and process). A caller
+        that checks every value itself on its own pass (the signal store) passes False to save a pass.
+        """
         self.model(model_id)
         self._check_split(split)
         path = logits_path(self.path, model_id, split)
@@ -311,8 +315,15 @@ class Bank:
                             model=model_id, split=split, fix="re-run import/precompute for this model and split")
         self._check_logits_header(model_id, split, self.n_samples(split))
         array = np.load(path, mmap_mode="r", allow_pickle=False)
-        check_finite_file(path, array, model=model_id, split=split)
+        if check_finite:
+            check_finite_file(path, array, model=model_id, split=split)
         return array
+
+    def file_version(self, path) -> str:
+        """Identity of one version of a bank file ('size-mtime_ns-inode'): a rewrite (atomic replace)
+        changes it, so anything derived from the file and keyed on it goes stale by itself."""
+        stat = Path(path).stat()
+        return f"{stat.st_size}-{stat.st_mtime_ns}-{stat.st_ino}"
 
     def latency_devices(self) -> list[str]:
         """Devices with latency figures, in first-seen order over the models (cheapest first)."""

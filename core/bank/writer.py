@@ -16,10 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import atomic_save_npy, atomic_write_bytes, atomic_write_json, atomic_write_text, is_temp_name
+from ..atomic import (atomic_save_npy, atomic_write_bytes, atomic_write_json, atomic_write_text, atomic_write_with,
+                      is_temp_name)
 from ..errors import BankError
 from .format import (LOGITS_DTYPES, LOGITS_DIR, SAMPLES_HEADER, SCAN_CHUNK_ROWS, SCHEMA_VERSION, check_id, check_labels,
-                     first_non_finite_row, is_number, labels_path, load_manifest, logits_path, manifest_path,
+                     is_number, labels_path, load_manifest, logits_path, manifest_path,
                      mark_finite, read_npy_header, read_samples, samples_path, split_dir, validate_manifest,
                      validate_model_entry)
 from .reader import Bank
@@ -178,15 +179,21 @@ class BankWriter:
         return (entry is not None and split in entry.get("top1", {})
                 and logits_path(self.path, model_id, split).is_file())
 
-    def add_logits(self, model_id: str, split: str, logits) -> float:
-        """Validate (shape, dtype, finite), save atomically, record top1; returns top1 accuracy."""
+    def add_logits(self, model_id: str, split: str, logits, *, on_chunk=None) -> float:
+        """Validate, save atomically and record top1 of one model's logits on one split; returns top1.
+
+        logits: (N, C) float16/float32, or float64 (stored as float32), e.g. memory-mapped: it is
+        read, checked (finite), counted (top1) and written one row chunk at a time, so memory stays
+        bounded whatever N and the source is read once. on_chunk(start_row, stored_chunk): called
+        with each chunk as stored (e.g. to compute signals on the same pass). Raises BankError for a
+        wrong dtype or shape, or NaN/inf (naming the first row); nothing is written then.
+        """
         entry = self._model_entry(model_id)
         self._check_split(split)
         path = logits_path(self.path, model_id, split)
         array = np.asanyarray(logits)
-        if array.dtype == np.float64:
-            array = array.astype(np.float32)
-        if array.dtype not in LOGITS_DTYPES:
+        stored = np.dtype(np.float32) if array.dtype == np.float64 else array.dtype
+        if stored not in LOGITS_DTYPES:
             raise BankError(f"logits dtype is {array.dtype}; float16 or float32 expected", path=path,
                             model=model_id, split=split, fix="convert with .astype('float32')")
         labels = self.labels(split)
@@ -194,20 +201,29 @@ class BankWriter:
             raise BankError(f"logits shape {array.shape} does not match (N={len(labels)}, C={self.num_classes})",
                             path=path, model=model_id, split=split,
                             fix="one row per sample (samples.csv order), one column per class")
-        bad_row = first_non_finite_row(array)
-        if bad_row is not None:
-            raise BankError(f"logits contain NaN or inf (first at row {bad_row})", path=path, model=model_id,
-                            split=split, fix="check the model output for overflow; nothing was written")
         correct = 0
-        for start in range(0, len(labels), SCAN_CHUNK_ROWS):
-            chunk = np.asarray(array[start:start + SCAN_CHUNK_ROWS])
-            correct += int((chunk.argmax(axis=1) == labels[start:start + SCAN_CHUNK_ROWS]).sum())
-        top1 = correct / len(labels) if len(labels) else 0.0
-        atomic_save_npy(path, array)
+
+        def write(handle) -> None:
+            nonlocal correct
+            header = {"descr": np.lib.format.dtype_to_descr(stored), "fortran_order": False, "shape": array.shape}
+            np.lib.format.write_array_header_1_0(handle, header)   # the header np.save writes for this array
+            for start in range(0, len(labels), SCAN_CHUNK_ROWS):
+                chunk = np.asarray(array[start:start + SCAN_CHUNK_ROWS]).astype(stored, copy=False)
+                finite = np.isfinite(chunk).all(axis=1)
+                if not finite.all():
+                    row = start + int(np.flatnonzero(~finite)[0])
+                    raise BankError(f"logits contain NaN or inf (first at row {row})", path=path, model=model_id,
+                                    split=split, fix="check the model output for overflow; nothing was written")
+                correct += int((chunk.argmax(axis=1) == labels[start:start + SCAN_CHUNK_ROWS]).sum())
+                if on_chunk is not None:
+                    on_chunk(start, chunk)
+                handle.write(np.ascontiguousarray(chunk).tobytes())
+
+        atomic_write_with(path, write)
         mark_finite(path)   # just scanned: later reads of this exact file need not scan again
-        entry.setdefault("top1", {})[split] = top1
+        entry.setdefault("top1", {})[split] = correct / len(labels) if len(labels) else 0.0
         self._write_manifest()
-        return top1
+        return entry["top1"][split]
 
     def set_latency(self, model_id: str, device: str, values: dict) -> None:
         """Record latency (ms) on `device`, e.g. {"batch_1": 3.1, "batch_32": 1.2}."""
