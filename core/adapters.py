@@ -24,6 +24,7 @@ from PIL import Image
 
 from .errors import AdapterError, UsageError
 from .fetch import KNOWN_MODEL_FILES, resolve_model_file, sha256_file
+from .images import check_resize
 
 # TFLite MobileNets (Google's Inception preprocessing): central 87.5% crop, bilinear resize.
 TFLITE_CROP_PCT = 0.875
@@ -80,6 +81,7 @@ class TimmAdapter:
             "layout": "NCHW", "dtype": "float32",
         }
         self._gmacs = None
+        self._shorter_sides = _shorter_side_resizes(self.transform)
 
     @property
     def preprocess_key(self) -> tuple:
@@ -89,6 +91,8 @@ class TimmAdapter:
                 tuple(c["mean"]), tuple(c["std"]))
 
     def preprocess(self, image: Image.Image) -> np.ndarray:
+        for side in self._shorter_sides:   # no resize step may make a huge intermediate (a thin strip)
+            check_resize(image.size, side, getattr(image, "filename", None) or "image")
         return self.transform(image).numpy()
 
     def forward(self, batch) -> np.ndarray:
@@ -115,6 +119,20 @@ class TimmAdapter:
         from .macs import torch_params
 
         return torch_params(self.model)
+
+
+def _shorter_side_resizes(transform) -> list[int]:
+    """Targets of the aspect-keeping resizes (torchvision Resize(int): shorter side to N) of a transform;
+    a resize to a fixed (h, w) cannot blow an image up, so it is not listed."""
+    sides = []
+    for step in getattr(transform, "transforms", [transform]):
+        size = getattr(step, "size", None)
+        if type(step).__name__ == "Resize" and not getattr(step, "max_size", None):
+            if isinstance(size, int):
+                sides.append(size)
+            elif isinstance(size, (list, tuple)) and len(size) == 1:
+                sides.append(int(size[0]))
+    return sides
 
 
 def _package_weights(package: str) -> Path:
@@ -312,8 +330,9 @@ def tflite_preprocess(image: Image.Image, size_hw, dtype: str = "uint8") -> np.n
     w, h = image.size
     crop_w, crop_h = w * TFLITE_CROP_PCT, h * TFLITE_CROP_PCT
     left, top = (w - crop_w) / 2.0, (h - crop_h) / 2.0
-    resized = image.convert("RGB").resize((width, height), Image.BILINEAR,
-                                          box=(left, top, left + crop_w, top + crop_h))
+    rgb = image if image.mode == "RGB" else image.convert("RGB")   # convert("RGB") of RGB is a full copy
+    resized = rgb.resize((width, height), Image.BILINEAR,
+                         box=(left, top, left + crop_w, top + crop_h))
     array = np.asarray(resized, dtype=np.uint8)
     if dtype == "uint8":
         return array

@@ -150,8 +150,9 @@ def brightness(x, severity, rng):
 def jpeg_compression(x, severity, rng):
     buffer = io.BytesIO()
     Image.fromarray(np.asarray(x, dtype=np.uint8)).save(buffer, "JPEG", quality=_JPEG_QUALITY[severity - 1])
-    buffer.seek(0)
-    return np.asarray(Image.open(buffer).convert("RGB"))
+    from .images import load_image   # the one safe decoder, held to the JPEG plugin
+
+    return np.asarray(load_image(buffer.getvalue(), name="jpeg_compression", formats=("JPEG",)))
 
 
 def pixelate(x, severity, rng):

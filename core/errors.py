@@ -70,7 +70,7 @@ class ConfigError(CascadeExplorerError):
         super().__init__(f"{prefix}cascade config field {field_name!r}: {problem}")
 
 
-class ImageError(CascadeExplorerError):
+class ImageError(UsageError):
     """An image that cannot be decoded safely; the message names the file and the problem."""
 
 

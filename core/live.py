@@ -28,7 +28,7 @@ import numpy as np
 from .criteria import check_criterion, softmax
 from .errors import ImageError, ModelLoadError, UsageError
 from .jsonsafe import json_float
-from .images import DEFAULT_MAX_PIXELS, load_image
+from .images import DEFAULT_MAX_PIXELS, IMAGE_FORMATS, UPLOAD_FORMATS, load_image
 from .signals import chain_signals
 from .validate import check_bool, check_sequence
 
@@ -338,27 +338,33 @@ class Cascade:
             get_model(stage.spec, self.device)
         return self
 
-    def decode(self, image, name: str | None = None):
+    def decode(self, image, name: str | None = None, *, formats=IMAGE_FORMATS):
         """Any supported input -> upright RGB PIL image (ImageError for bad files).
 
-        Files, bytes and file objects go through core.images.load_image; a PIL image fresh from
-        Image.open gets its EXIF orientation applied, any other PIL image is taken as it is.
+        Files, bytes and file objects go through core.images.load_image (only `formats` are
+        decoded); a PIL image fresh from Image.open must be of one of `formats` and gets its EXIF
+        orientation applied, any other PIL image is taken as it is. Size limits apply to both.
         """
         from PIL import Image, ImageFile, ImageOps
 
         if isinstance(image, Image.Image):
-            if image.width * image.height > self.max_pixels:
-                raise ImageError(f"{name or 'image'}: {image.width}x{image.height} pixels is more than the "
-                                 f"limit of {self.max_pixels:,}")
-            from .images import to_rgb   # the same conversion load_image applies
+            from .images import check_image_size, format_list, to_rgb   # the same checks and conversion
 
+            label = name or "image"
+            check_image_size(image.size, image.mode, label, max_pixels=self.max_pixels)
             if isinstance(image, ImageFile.ImageFile):
+                found = "JPEG" if image.format == "MPO" else image.format
+                if found not in formats:
+                    # Its plugin would decode it here (EPS runs Ghostscript): refused like the file would be.
+                    raise ImageError(f"{label}: a {found} image opened by Pillow; only {format_list(formats)} "
+                                     "images are decoded: convert it to PNG or JPEG (or pass "
+                                     "image.convert('RGB') if you trust the file)")
                 # Straight from Image.open: its EXIF orientation is still to apply. A derived image
                 # (rotated, converted, ...) keeps the EXIF block in .info, so it is used as is.
                 upright = ImageOps.exif_transpose(image)
                 image = upright if upright is not None else image
             return to_rgb(image)
-        return load_image(image, max_pixels=self.max_pixels)
+        return load_image(image, name=name, formats=formats, max_pixels=self.max_pixels)
 
     def predict(self, image, *, name: str | None = None, measure_last_alone: bool = True) -> Trace:
         """Run the cascade on one image (path, bytes, binary file object or PIL image), stage by stage,
@@ -497,8 +503,10 @@ class UploadResult:
     image: Any = None          # the decoded RGB picture (PIL), for display
 
 
-def predict_upload(cascade: Cascade, data: bytes, name: str, *, max_bytes: int = MAX_UPLOAD_BYTES) -> UploadResult:
-    """Run the cascade on uploaded bytes; a file that is not a usable image gives `error` (a sentence)."""
+def predict_upload(cascade: Cascade, data: bytes, name: str, *, max_bytes: int = MAX_UPLOAD_BYTES,
+                   formats=UPLOAD_FORMATS) -> UploadResult:
+    """Run the cascade on uploaded bytes; a file that is not a usable image gives `error` (a sentence).
+    Only `formats` are decoded: by default the ones UPLOAD_TYPES advertises, whatever the file's name."""
     size = len(data) if data is not None else 0
     if size == 0:
         return UploadResult(name, error=f"{name}: the file is empty (0 bytes); upload an image file")
@@ -507,7 +515,7 @@ def predict_upload(cascade: Cascade, data: bytes, name: str, *, max_bytes: int =
                                         "upload limit; upload a smaller image")
     try:
         start = time.perf_counter()
-        rgb = cascade.decode(bytes(data), name)
+        rgb = cascade.decode(bytes(data), name, formats=formats)
         decode_ms = (time.perf_counter() - start) * 1e3
     except ImageError as error:
         return UploadResult(name, error=str(error).replace(f"<{size} bytes in memory>", name))

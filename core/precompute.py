@@ -323,10 +323,10 @@ class _ImageDataset:
 
         try:
             pixels = self.decoded(index)
+            pil = Image.fromarray(pixels)
+            arrays = {key: fn(pil) for key, fn in self.preprocessors.items()}   # resize limits: ImageError too
         except ImageError as error:
             return index, None, str(error), None
-        pil = Image.fromarray(pixels)
-        arrays = {key: fn(pil) for key, fn in self.preprocessors.items()}
         return index, arrays, None, (pixels if self.keep_decoded else None)
 
 

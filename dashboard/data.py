@@ -224,6 +224,18 @@ def cascade_config(bank, split, models, criterion, thresholds, ensemble, ev: dic
                                             "thresholds": list(thresholds), "ensemble": ensemble, "split": split})
 
 
+GALLERY_PX = 448   # longest side of a gallery card's picture
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def plain_image(path: str) -> np.ndarray:
+    """An image file for a gallery card: decoded by core.images.load_image (the formats and limits every
+    decode has; st.image on the path would let Pillow open any format) and shrunk to GALLERY_PX."""
+    from cascade_explorer.core.images import load_image, thumbnail
+
+    return np.asarray(thumbnail(load_image(path), GALLERY_PX))
+
+
 @st.cache_data(show_spinner=False, max_entries=256)
 def transformed_image(path: str, transform: dict, sample_id: str) -> np.ndarray:
     """An image as the models of a transformed split (e.g. val-corrupted) saw it: the precompute

@@ -58,13 +58,16 @@ def cascade_key(cascade: live.Cascade) -> tuple:
 
 # ------------------------------------------------------------------------------------------ running
 
-def run_item(cascade: live.Cascade, key: tuple, item_key: str, name: str, read) -> live.UploadResult:
+def run_item(cascade: live.Cascade, key: tuple, item_key: str, name: str, read,
+             formats=live.UPLOAD_FORMATS) -> live.UploadResult:
     """The result for one image, computed once per (image, cascade) and kept for reruns."""
     results = st.session_state.setdefault(RESULTS_KEY, {})
     full_key = (item_key, key)
     if full_key not in results:
         try:
-            result = live.predict_upload(cascade, read(), name)
+            result = live.predict_upload(cascade, read(), name, formats=formats)
+        except live.ImageError as error:   # e.g. a bank image file that is not a regular file
+            result = live.UploadResult(name, error=str(error))
         except Exception as error:  # noqa: BLE001 - one odd file must never take the page down
             result = live.UploadResult(name, error=f"{name}: could not run the cascade on this file "
                                                    f"({type(error).__name__}: {error})")
@@ -84,9 +87,9 @@ def forget_except(keep: set) -> None:
 
 
 def thumbnail(image):
-    copy = image.copy()
-    copy.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
-    return copy
+    from cascade_explorer.core.images import thumbnail as shrink   # no full-size copy first
+
+    return shrink(image, THUMBNAIL_PX)
 
 
 def record(key: tuple, item_key: str, trace: live.Trace) -> None:

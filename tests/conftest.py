@@ -21,3 +21,12 @@ def shared_dir() -> Path:
     if not (SHARED_DIR / "data" / "imagenet-val-1300" / "dataset.txt").is_file():
         pytest.skip(f"../shared not found at {SHARED_DIR} (set CASCADE_EXPLORER_SHARED)")
     return SHARED_DIR
+
+
+@pytest.fixture
+def cases_dir(shared_dir) -> Path:
+    """../shared/cases/images: small bad inputs from the audit (skips without them)."""
+    folder = shared_dir / "cases" / "images"
+    if not folder.is_dir():
+        pytest.skip(f"{folder} not found")
+    return folder

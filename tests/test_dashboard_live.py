@@ -12,6 +12,7 @@ from streamlit.testing.v1 import AppTest
 from cascade_explorer.core.bank import Bank
 from cascade_explorer.core.live import Cascade
 
+from image_cases import EPS, plugin_spy
 from live_support import encode, make_bank, photo_like
 
 pytestmark = pytest.mark.slow
@@ -89,6 +90,24 @@ def test_uploads_good_and_bad(live_page, bank_path):
     # a rerun (e.g. any widget) reuses the results: same totals, no second count
     at.run()
     assert {m.label: m.value for m in at.metric}["Images this session"] == "1"
+
+
+def test_uploads_of_other_formats_are_refused_by_content(live_page, monkeypatch):
+    """Issue #12: a PostScript file named .jpg never reaches Pillow's EPS plugin (Ghostscript); TGA, ICO and
+    TIFF files named .jpg/.png are refused naming what they are; a thin strip is refused before any resize."""
+    at = live_page(models=LITES, thr="0.5")
+    files = {"postscript.jpg": (EPS, "PostScript (EPS)"), "targa.jpg": (encode(photo_like(), "TGA"), "TGA"),
+             "icon.png": (encode(photo_like().resize((64, 64)), "ICO"), "ICO"),
+             "scan.jpg": (encode(photo_like(), "TIFF"), "TIFF"),
+             "strip.png": (encode(photo_like().resize((3000, 1)), "PNG"), "aspect ratio")}
+    with plugin_spy(monkeypatch) as opened:
+        at.file_uploader[0].set_value([(name, data, "image/jpeg") for name, (data, _) in files.items()]).run()
+    assert not at.exception, [e.value for e in at.exception]
+    errors = texts(at.error)
+    for name, (_, word) in files.items():
+        assert any(name in e and word in e for e in errors), (name, errors)
+    assert not at.success, "none of these files may give an answer"
+    assert opened == [], f"plugins outside the allow-list saw an upload: {opened}"
 
 
 def test_bank_image_with_stored_comparison(live_page, bank_path):

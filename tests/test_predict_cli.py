@@ -15,6 +15,7 @@ from cascade_explorer.core.bank import Bank
 from cascade_explorer.core.config import CascadeConfig
 from cascade_explorer.core.live import Cascade
 
+from image_cases import copy_case
 from live_support import LITE0_SPEC, LITE1_SPEC, encode, make_bank, photo_like, shared_images
 
 pytestmark = pytest.mark.slow
@@ -149,6 +150,23 @@ def test_tflite_models_from_shared(capsys, shared_dir, bank_path, monkeypatch):
     results = json.loads(out)
     assert all(r["stages"][0]["model_id"] == "mobilenet_v1_025_128" for r in results)
     assert sum(r["prediction"] == label for r, (_, label) in zip(results, samples)) >= 3
+
+
+def test_audit_cases_are_refused_or_decoded_by_content(capsys, bank_path, cases_dir, tmp_path):
+    """Issue #12: files named .jpg/.png that are PostScript, TGA or ICO are refused naming what they are; a
+    3000x1 strip is refused before the models' resize; the float TIFF and 16-bit PNG are answered."""
+    refused = {"eps_renamed.jpg": "PostScript (EPS)", "tga_renamed.jpg": "TGA", "ico_renamed.png": "ICO",
+               "strip_3000x1.png": "aspect ratio"}
+    answered = ["float_tiff_renamed.jpg", "under_limit_16bit.png"]
+    paths = [copy_case(cases_dir, name, tmp_path) for name in [*refused, *answered]]
+    code, out, err = run_cli(capsys, "predict", "--bank", bank_path, "--models", LITES, "--thresholds", "0.5",
+                             *paths, "--json")
+    assert code == 1 and "4 of 6 image(s) could not be read" in err, err
+    results = json.loads(out)
+    for entry, (name, word) in zip(results, refused.items()):
+        assert set(entry) == {"image", "error"} and name in entry["error"] and word in entry["error"], entry
+    for entry in results[len(refused):]:
+        assert "prediction" in entry and len(entry["stages"]) >= 1, entry
 
 
 def test_a_folder_given_as_an_image_gets_its_own_error_entry(capsys, bank_path, files):

@@ -7,6 +7,7 @@ import streamlit as st
 
 from cascade_explorer.core import plots
 from cascade_explorer.core.corruptions import corruption_for
+from cascade_explorer.core.images import ImageError
 from cascade_explorer.dashboard import data, state, ui
 
 bank = data.current_bank()
@@ -110,12 +111,15 @@ def card(i: int, holder) -> bool:
     row = int(rows[i])
     file = image_file(row)
     with holder.container(border=True):
-        if file is not None and corrupted:
-            kind = corruption_for(str(sample_ids[row]), transform["types"], transform["seed"])
-            st.image(data.transformed_image(str(file), transform, str(sample_ids[row])), width="stretch",
-                     caption=f"{kind.replace('_', ' ')}, severity {transform['severity']}")
-        elif file is not None:
-            st.image(str(file), width="stretch")
+        try:   # every picture is decoded by core.images.load_image (allowed formats, size limits)
+            if file is not None and corrupted:
+                kind = corruption_for(str(sample_ids[row]), transform["types"], transform["seed"])
+                st.image(data.transformed_image(str(file), transform, str(sample_ids[row])), width="stretch",
+                         caption=f"{kind.replace('_', ' ')}, severity {transform['severity']}")
+            elif file is not None:
+                st.image(data.plain_image(str(file)), width="stretch")
+        except ImageError as error:
+            st.caption(f"Cannot show this picture: {error}")
         truth = int(labels[i])
         lines = [f"**true: {bank.class_names[truth]}**"]
         for s in range(int(exit_stage[i]) + 1):

@@ -3,10 +3,12 @@ on the real models. Inference is core.live (the same code as `cascade-explorer p
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import streamlit as st
 
-from cascade_explorer.core import live
+from cascade_explorer.core import images, live
 from cascade_explorer.dashboard import data, live_view, state, ui
 
 bank = data.current_bank()
@@ -52,7 +54,8 @@ else:
 if cascade is not None:
     key = live_view.cascade_key(cascade)
     tab_upload, tab_sample = st.tabs(["Upload pictures", "Bank images"])
-    items = []   # (item key, name, read bytes, true label or None, stored-logits rows or None)
+    # (item key, name, read bytes, true label or None, stored-logits rows or None, formats decoded)
+    items = []
     with tab_upload:
         uploads = st.file_uploader(
             "Pictures", type=list(live.UPLOAD_TYPES), accept_multiple_files=True, key="live_upload",
@@ -60,7 +63,7 @@ if cascade is not None:
             help="JPEG, PNG, WebP, BMP or GIF (first frame), up to 25 MB each. Transparent areas count as white; "
                  "phone photos are turned upright from their EXIF orientation.")
         for upload in uploads or []:
-            items.append((f"upload:{upload.file_id}", upload.name, upload.getvalue, None, None))
+            items.append((f"upload:{upload.file_id}", upload.name, upload.getvalue, None, None, live.UPLOAD_FORMATS))
     with tab_sample:
         sample_split = live_view.sample_split(bank, split)
         rows = live_view.local_sample_rows(bank_key, sample_split) if sample_split else []
@@ -83,15 +86,16 @@ if cascade is not None:
                 path = dict(rows)[picked]
                 stored = [np.asarray(bank.logits(m, sample_split)[picked]) if bank.has_logits(m, sample_split)
                           else None for m in models]
-                items.append((f"sample:{sample_split}:{picked}", path.name, path.read_bytes,
-                              bank.class_names[int(labels[picked])], stored))
+                # a bank image: a local file (stat'ed before it is read), in any format precompute decodes
+                items.append((f"sample:{sample_split}:{picked}", path.name, partial(images.read_image_file, path),
+                              bank.class_names[int(labels[picked])], stored, images.IMAGE_FORMATS))
             if sample_split != split:
                 st.caption(f"Bank images come from the plain '{sample_split}' set; the '{split}' set's "
                            "transformed pictures are not stored.")
 
     live_view.forget_except({item[0] for item in items})
-    for item_key, name, read, truth, stored in items:
-        result = live_view.run_item(cascade, key, item_key, name, read)
+    for item_key, name, read, truth, stored, formats in items:
+        result = live_view.run_item(cascade, key, item_key, name, read, formats=formats)
         with st.container(border=True):
             if result.error is not None:
                 st.error(result.error, icon=":material/broken_image:")
