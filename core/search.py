@@ -10,7 +10,9 @@ group. Memory stays at a few (M x N) arrays of signals; logits are never needed.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from itertools import combinations
 
 import numpy as np
@@ -69,8 +71,33 @@ def _frame(rows: dict) -> pd.DataFrame:
     return frame.sort_values(["avg_gmacs", "accuracy"], ascending=[True, False], kind="stable").reset_index(drop=True)
 
 
-def _pair_points(confidences: list[np.ndarray], correct: np.ndarray, costs: np.ndarray, per_pair: bool):
-    """Pareto points of every ordered pair (costs ascending, first not dearer than second).
+def _pair_points(confidences: list[np.ndarray], correct: np.ndarray, costs: np.ndarray, per_pair: bool,
+                 workers: int = 1):
+    """Pareto points of every ordered pair (see _pair_points_of); with workers > 1 the first models
+    are cut into contiguous ranges of about equal work, each searched on its own thread (numpy
+    releases the GIL in the gathers and sums) against its own running frontier, and the ranges'
+    frontiers are merged in first-model order, which keeps the same points as one pass."""
+    n_models = correct.shape[0]
+    if workers <= 1 or n_models < 4:
+        return _pair_points_of(confidences, correct, costs, per_pair, range(n_models))
+    lo = np.searchsorted(costs, costs, side="left")
+    work = np.cumsum(n_models - lo)                    # second models searched per first model
+    bounds = np.searchsorted(work, work[-1] * np.arange(1, workers) / workers)
+    ranges = [range(a, b) for a, b in zip([0, *bounds], [*bounds, n_models]) if b > a]
+    with ThreadPoolExecutor(max_workers=len(ranges)) as pool:
+        parts = list(pool.map(lambda r: _pair_points_of(confidences, correct, costs, per_pair, r), ranges))
+    merged = [np.concatenate(arrays) for arrays in zip(*parts)]
+    if per_pair or len(merged[0]) == 0:
+        return merged
+    n = correct.shape[1]
+    merged_cost = costs[merged[0]] + (n - merged[2]) / n * costs[merged[1]]
+    return [a[pareto_front(merged_cost, merged[4])] for a in merged]
+
+
+def _pair_points_of(confidences: list[np.ndarray], correct: np.ndarray, costs: np.ndarray, per_pair: bool,
+                    first_models: range):
+    """Pareto points of every ordered pair (costs ascending, first not dearer than second) whose first
+    model is in `first_models`.
 
     Returns parallel arrays (first, second, exits k, threshold, n_correct): every pair's own Pareto
     points if per_pair, else only the global frontier's points.
@@ -99,7 +126,7 @@ def _pair_points(confidences: list[np.ndarray], correct: np.ndarray, costs: np.n
              np.empty(0), np.empty(0, dtype=np.int64)]
     kept, chunks = empty, []
     frontier_cost, frontier_correct = np.empty(0), np.empty(0, dtype=np.int64)
-    for i in range(n_models):
+    for i in first_models:
         # candidate second models: every later model plus earlier ones of equal cost (both orders)
         lo = int(np.searchsorted(costs, costs[i], side="left"))
         n_rows = n_models - lo
@@ -191,7 +218,7 @@ def _pair_points(confidences: list[np.ndarray], correct: np.ndarray, costs: np.n
 
 
 def pair_frontier(signals: dict[str, ModelSignals], gmacs: dict[str, float], ms: dict | None = None, *,
-                  per_pair: bool = False) -> pd.DataFrame:
+                  per_pair: bool = False, workers: int | None = None) -> pd.DataFrame:
     """The global frontier of all 2-model cascades (first model not more expensive than the second):
     the paper's Pareto front over all pairs (Lebovitz et al. 2023, section 5.1), exact.
 
@@ -202,14 +229,16 @@ def pair_frontier(signals: dict[str, ModelSignals], gmacs: dict[str, float], ms:
     Each pair's curve is exact (every distinct confidence of the first model, plus +inf). Returns
     one row per frontier point, cost ascending, with COLUMNS. per_pair=True instead returns every
     pair's own Pareto points, with an extra boolean column "on_frontier" (for small banks: that is
-    thousands of rows per pair at N=50,000).
+    thousands of rows per pair at N=50,000). workers: threads searching at once (None = every core;
+    the result does not depend on it).
     """
     ids, n = _check_inputs(signals, gmacs, ms, 2)
     per_pair = check_bool(per_pair, "per_pair")
+    workers = (os.cpu_count() or 1) if workers is None else check_int(workers, "workers", minimum=1)
     costs = np.array([float(gmacs[m]) for m in ids])
     latency = None if ms is None else np.array([float(ms[m]) for m in ids])
     first_idx, second_idx, k_all, t_all, correct_all = _pair_points(
-        [signals[m].confidence for m in ids], np.stack([signals[m].correct for m in ids]), costs, per_pair)
+        [signals[m].confidence for m in ids], np.stack([signals[m].correct for m in ids]), costs, per_pair, workers)
     inv_n = 1.0 / n
     exit_first = k_all * inv_n
     escalated = (n - k_all) * inv_n
@@ -250,28 +279,54 @@ def three_model_frontier(signals: dict[str, ModelSignals], gmacs: dict[str, floa
         raise UsageError(f"a 3-model search needs a shortlist of at least 3 distinct models, got {shortlist}")
     sub = {m: signals[m] for m in shortlist}
     ids, n = _check_inputs(sub, gmacs, ms, 3)
-    blocks = []
-    for chain in combinations(ids, 3):   # ids are cost-ordered, so each chain is cheapest first
+    chains = list(combinations(ids, 3))   # ids are cost-ordered, so each chain is cheapest first
+    # Candidates from all chains so far, in chain order, pruned after each chain to the points no other
+    # point strictly dominates: memory stays at about the frontier's size instead of every chain's
+    # curve (1.3 GB for 120 chains at N = 50,000), and the final pareto_front sees every point it
+    # could keep, in the same order, so the result is the one of a single pass over all points.
+    kept = None
+    for number, chain in enumerate(chains):
         curve = cascade_curve([signals[m] for m in chain], [gmacs[m] for m in chain],
                               None if ms is None else [ms[m] for m in chain], grid_size, pareto_only=True)
-        blocks.append((chain, curve))
-    cost = np.concatenate([c.avg_gmacs for _, c in blocks])
-    acc = np.concatenate([c.accuracy for _, c in blocks])
-    owner = np.concatenate([np.full(len(c), b) for b, (_, c) in enumerate(blocks)])
-    local = np.concatenate([np.arange(len(c)) for _, c in blocks])
-    best = pareto_front(cost, acc)
-    picked = [(blocks[owner[i]][0], blocks[owner[i]][1], local[i]) for i in best]
-    speedup = speedup_at_equal_accuracy(cost[best], acc[best], _hull(signals, gmacs, all_ids))
+        part = {"chain": np.full(len(curve), number), "thresholds": curve.thresholds, "accuracy": curve.accuracy,
+                "avg_gmacs": curve.avg_gmacs, "exit_fractions": curve.exit_fractions,
+                "avg_ms": np.full(len(curve), np.nan) if curve.avg_ms is None else curve.avg_ms}
+        kept = part if kept is None else {k: np.concatenate([kept[k], part[k]]) for k in kept}
+        alive = _not_strictly_dominated(kept["avg_gmacs"], kept["accuracy"])
+        kept = {k: v[alive] for k, v in kept.items()}
+    best = pareto_front(kept["avg_gmacs"], kept["accuracy"])
+    cost, acc = kept["avg_gmacs"][best], kept["accuracy"][best]
+    speedup = speedup_at_equal_accuracy(cost, acc, _hull(signals, gmacs, all_ids))
     rows = {
-        "models": [chain for chain, _, _ in picked],
-        "thresholds": [tuple(float(t) for t in c.thresholds[j]) for _, c, j in picked],
-        "accuracy": acc[best], "avg_gmacs": cost[best],
-        "avg_ms": [None if c.avg_ms is None else float(c.avg_ms[j]) for _, c, j in picked],
-        "escalated_fraction": [float(c.exit_fractions[j, -1]) for _, c, j in picked],
-        "exit_fractions": [tuple(float(f) for f in c.exit_fractions[j]) for _, c, j in picked],
+        "models": [chains[c] for c in kept["chain"][best]],
+        "thresholds": [tuple(float(t) for t in row) for row in kept["thresholds"][best]],
+        "accuracy": acc, "avg_gmacs": cost,
+        "avg_ms": [None if ms is None else float(v) for v in kept["avg_ms"][best]],
+        "escalated_fraction": [float(f) for f in kept["exit_fractions"][best, -1]],
+        "exit_fractions": [tuple(float(f) for f in row) for row in kept["exit_fractions"][best]],
         "speedup": speedup,
     }
     return _frame(rows)
+
+
+def _not_strictly_dominated(cost: np.ndarray, accuracy: np.ndarray) -> np.ndarray:
+    """Mask of the points no other point strictly dominates (no dearer and more accurate, or cheaper and
+    as accurate). Exact duplicates all stay; NaN points are dropped. Strict dominance is transitive,
+    so pruning with it never removes a point pareto_front would keep."""
+    valid = ~(np.isnan(cost) | np.isnan(accuracy))
+    index = np.flatnonzero(valid)
+    order = index[np.lexsort((-accuracy[index], cost[index]))]   # cost ascending, accuracy descending
+    acc_sorted, cost_sorted = accuracy[order], cost[order]
+    best_before = np.maximum.accumulate(acc_sorted)
+    # the cheapest earlier point reaching best_before: where the running maximum was first set
+    new_record = np.concatenate([[True], acc_sorted[1:] > best_before[:-1]])
+    record_at = np.maximum.accumulate(np.where(new_record, np.arange(len(order)), 0))
+    prior_best = np.concatenate([[-np.inf], best_before[:-1]])
+    prior_cost = np.concatenate([[np.inf], cost_sorted[record_at[:-1]]])
+    dominated = (prior_best > acc_sorted) | ((prior_best == acc_sorted) & (prior_cost < cost_sorted))
+    mask = np.zeros(len(cost), dtype=bool)
+    mask[order[~dominated]] = True
+    return mask
 
 
 def _check_frame(frontier_df, columns: list[str], allow_bare_empty: bool = False) -> None:

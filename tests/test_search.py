@@ -253,3 +253,30 @@ def test_pair_frontier_drops_point_one_rounding_error_cheaper():
         sorted((round(p[0], 9), round(p[1], 9)) for p in want)
     assert (round(5 / 18 * 3, 9), round(2 / 18, 9)) not in \
         {(round(c, 9), round(a, 9)) for c, a in zip(frame.avg_gmacs, frame.accuracy)}
+
+
+def _three_model_frontier_in_one_pass(signals, gmacs, grid_size):
+    """The 3-model search as it was before it pruned chain by chain: every chain's curve kept, one
+    pareto_front over all of them (the reference for the memory-bounded search)."""
+    from itertools import combinations
+
+    ordered = sorted(signals, key=lambda m: (gmacs[m], m))
+    blocks = [(chain, cascade_curve([signals[m] for m in chain], [gmacs[m] for m in chain], grid_size=grid_size,
+                                    pareto_only=True)) for chain in combinations(ordered, 3)]
+    cost = np.concatenate([c.avg_gmacs for _, c in blocks])
+    acc = np.concatenate([c.accuracy for _, c in blocks])
+    owner = np.concatenate([np.full(len(c), b) for b, (_, c) in enumerate(blocks)])
+    local = np.concatenate([np.arange(len(c)) for _, c in blocks])
+    best = pareto_front(cost, acc)
+    return [(blocks[owner[i]][0], tuple(blocks[owner[i]][1].thresholds[local[i]]), acc[i], cost[i]) for i in best]
+
+
+@settings(max_examples=60, deadline=None)
+@given(banks(min_models=3, max_models=5), st.integers(1, 6))
+def test_three_model_frontier_pruned_per_chain_equals_one_pass(bank, grid_size):
+    signals, gmacs = bank
+    frame = three_model_frontier(signals, gmacs, list(signals), grid_size=grid_size)
+    got = [(tuple(m), tuple(t), a, c) for m, t, a, c in zip(frame.models, frame.thresholds, frame.accuracy,
+                                                          frame.avg_gmacs)]
+    want = _three_model_frontier_in_one_pass(signals, gmacs, grid_size)
+    assert sorted(got, key=lambda r: (r[3], -r[2])) == sorted(want, key=lambda r: (r[3], -r[2]))
