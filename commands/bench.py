@@ -15,10 +15,17 @@ def add_parser(sub) -> None:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--large-models", type=int, default=500,
                    help="also time the pair search at this many models (0 to skip)")
+    p.add_argument("--scale", metavar="M,N,C",
+                   help="instead: the paper-scale benchmark on a synthetic bank of M models x N samples x C classes, "
+                        "built once through `import` (cached), whole processes against baselines")
     p.add_argument("--json", action="store_true")
 
 
 def run(args) -> int:
+    if args.scale:
+        from .scale_bench import run_scale
+
+        return run_scale(args.scale, args.repeats if args.repeats != 5 else 3, args.json)
     from .engine_bench import run as run_engine_bench
 
     return run_engine_bench(args)

@@ -20,7 +20,9 @@ def _threshold(value: float):
 
 
 def _number(value):
-    """NaN (e.g. no latency) -> None; anything else a plain float."""
+    """None or NaN (e.g. no latency) -> None; anything else a plain float."""
+    if value is None:
+        return None
     value = float(value)
     return None if math.isnan(value) else value
 
