@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .common import say
+
 from cascade_explorer.core.curves import cascade_curve, pareto_front
 from cascade_explorer.core.engine import evaluate_cascade
 from cascade_explorer.core.errors import UsageError
@@ -79,7 +81,7 @@ def _check_args(args) -> None:
 
 def _stage(name: str, json_mode: bool) -> None:
     if not json_mode:
-        print(f"  ... {name}", file=sys.stderr, flush=True)
+        say(f"  ... {name}", err=True, flush=True)
 
 
 def add_parser(sub) -> None:
@@ -222,9 +224,9 @@ def run(args) -> int:
         "results": results,
     }
     if args.json:
-        print(json.dumps(report, indent=2, allow_nan=False))
+        say(json.dumps(report, indent=2, allow_nan=False))
     else:
-        print(_table(report))
+        say(_table(report))
     return 0
 
 

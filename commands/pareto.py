@@ -28,6 +28,7 @@ def run(args) -> int:
     from cascade_explorer.core.analysis import FRONTIER_COLUMNS, BankAnalysis, frontier_records, resolve_split
     from cascade_explorer.core.errors import UsageError
     from cascade_explorer.core.jsonsafe import dumps
+    from cascade_explorer.core.text import exact_number, spreadsheet_cell
     from cascade_explorer.core.validate import check_fraction
 
     analysis = BankAnalysis(args.bank)
@@ -52,15 +53,17 @@ def run(args) -> int:
         columns = [c for c in FRONTIER_COLUMNS if records and c in records[0]] or FRONTIER_COLUMNS
         writer.writerow(columns)
         for record in records:
-            writer.writerow(["+".join(record[c]) if c == "models" else
-                             ";".join(str(v) for v in record[c]) if isinstance(record[c], list) else
-                             "" if record[c] is None else record[c] for c in columns])
+            writer.writerow([spreadsheet_cell(   # a text cell a spreadsheet would run as a formula stays text
+                "+".join(record[c]) if c == "models" else
+                ";".join(str(v) for v in record[c]) if isinstance(record[c], list) else
+                "" if record[c] is None else record[c]) for c in columns])
         say(buffer.getvalue(), end="")
     else:
         say(f"{len(records)} frontier cascade(s) on split {split!r} ({args.criterion}):")
         for record in records:
             speedup = "" if record.get("speedup") is None else f"  speed-up {record['speedup']:.2f}x"
-            thresholds = ",".join(str(t) if isinstance(t, str) else f"{t:.4g}" for t in record["thresholds"])
+            # exact (repr): typed back into `evaluate --thresholds` they give this row's result
+            thresholds = ",".join(str(t) if isinstance(t, str) else exact_number(t) for t in record["thresholds"])
             say(f"  {' -> '.join(record['models'])}  thresholds {thresholds}  "
                 f"accuracy {100 * record['accuracy']:.2f} %  {record['avg_gmacs']:.4g} GMACs{speedup}")
     return 0

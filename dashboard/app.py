@@ -58,7 +58,7 @@ with st.sidebar:
         st.selectbox, "Bank", "w_bank", bank_label,
         lambda v, value: v.replace(bank=value, split="", models=(), thresholds=(), shortlist=(),
                                    gallery_class=None, shift_fit="", shift_apply=""),
-        options=list(choices),
+        options=list(choices), format_func=lambda label: ui.plain(label, 200),
         help="A bank holds precomputed model outputs on one dataset. Every bank found next to the "
              "start bank (and in CASCADE_EXPLORER_BANKS folders) is listed.",
     )
@@ -84,7 +84,7 @@ else:
 
 page = st.navigation(pages)
 for message in state.url_problems():
-    st.toast(message, icon=":material/link_off:")
+    st.toast(ui.md(message, 500), icon=":material/link_off:")   # echoes URL values: text, not Markdown
 st.session_state[state.PROBLEMS_KEY] = []
 try:
     page.run()
@@ -92,5 +92,5 @@ except CascadeExplorerError as exc:  # found only while reading arrays (e.g. NaN
     if isinstance(exc, BankError):
         ui.problem_page(data.BankProblem(bank_path, "The bank is damaged", str(exc)), choices)
     else:
-        st.error(f"{exc}", icon=":material/error:")
+        st.error(ui.md(exc), icon=":material/error:")
 state.write_url()
