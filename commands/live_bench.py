@@ -65,7 +65,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 n_bootstrap=0)
     source = bank.split_info(split).get("image_source") or {}
     rows = range(len(bank.labels(split)))[: args.limit] if args.limit else range(len(bank.labels(split)))
-    paths = [resolve_image(bank.image_paths(split)[r], url_base=source.get("url_base")) for r in rows]
+    hashes = source.get("sha256") or {}
+    paths = [resolve_image(bank.image_paths(split)[r], url_base=source.get("url_base"),
+                           sha256=hashes.get(bank.image_paths(split)[r])) for r in rows]
     labels = bank.labels(split)[list(rows)]
     cascade = Cascade.from_bank(bank, models, args.criterion, thresholds)
     result = benchmark(cascade, paths, labels=labels,

@@ -214,7 +214,8 @@ def local_sample_rows(bank_key, split: str, limit: int = 40, scan: int = 400) ->
         if not rel:
             continue
         try:
-            path = fetch.resolve_image(rel, url_base=source.get("url_base"), download=False)
+            path = fetch.resolve_image(rel, url_base=source.get("url_base"),
+                                       sha256=(source.get("sha256") or {}).get(rel), download=False)
         except Exception:  # noqa: BLE001 - not available locally
             continue
         out.append((row, path))
