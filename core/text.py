@@ -39,6 +39,11 @@ _TERMINAL_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029"
                               + "".join(sorted(BIDI_AND_INVISIBLE)) + "]")
 _MARKDOWN_SPECIAL = re.compile(r"([!-/:-@\[-`{-~])")   # every ASCII punctuation character
 _WHITESPACE_RUN = re.compile(r"\s+")
+# GitHub-flavoured Markdown turns bare "http://...", "www.x" and "a@b.c" into links after escapes are
+# resolved (remark-gfm works on the parsed text), so escaping alone cannot stop it: a WORD JOINER
+# (U+2060, invisible, no line break) between a word and ':' / '@' / "www" and '.' breaks the pattern.
+_AUTOLINK = re.compile(r"(?i)(?<=[a-z0-9])(?=[:@])|(?<=www)(?=\.)")
+WORD_JOINER = "\u2060"
 
 #: Default cap of characters shown inline (a caveat or description longer than this is cut).
 DISPLAY_MAX_CHARS = 2000
@@ -93,8 +98,11 @@ def one_line(value, max_chars: int | None = DISPLAY_MAX_CHARS) -> str:
 
 def markdown_text(value, max_chars: int | None = DISPLAY_MAX_CHARS) -> str:
     """``one_line`` text escaped for Markdown: every ASCII punctuation character backslash-escaped,
-    so Streamlit shows it literally (no links, images, emphasis, directives, LaTeX, HTML)."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", one_line(value, max_chars))
+    so Streamlit shows it literally (no links, images, emphasis, directives, LaTeX, HTML), and an
+    invisible WORD JOINER before ':' / '@' after a letter or digit (and in "www.") so GFM finds no
+    bare URL or e-mail address to turn into a link."""
+    joined = _AUTOLINK.sub(WORD_JOINER, one_line(value, max_chars))
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", joined)
 
 
 def html_text(value, max_chars: int | None = DISPLAY_MAX_CHARS) -> str:
