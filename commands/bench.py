@@ -11,7 +11,6 @@ import platform
 import random
 import resource
 import statistics
-import sys
 import tempfile
 import time
 import tracemalloc
