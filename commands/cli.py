@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 from cascade_explorer.core.errors import CascadeExplorerError
 
-from .common import Parser
+from .common import Parser, say
 
 # subcommand -> module of this package (each has add_parser(subparsers) and run(args))
 COMMANDS = {
@@ -100,11 +100,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(_module(args.command).run(args) or 0)
     except CascadeExplorerError as error:
-        print(f"{prefix}: error: {user_message(error, parameter_flags(parser, args.command))}", file=sys.stderr)
+        say(f"{prefix}: error: {user_message(error, parameter_flags(parser, args.command))}", err=True)
         return 2
     except ModuleNotFoundError as error:
-        print(f"{prefix}: error: missing optional dependency {error.name!r}: "
-              f"pip install 'cascade-explorer[test]' installs every backend", file=sys.stderr)
+        say(f"{prefix}: error: missing optional dependency {error.name!r}: "
+            f"pip install 'cascade-explorer[test]' installs every backend", err=True)
         return 2
     except BrokenPipeError:
         # `cascade-explorer pareto --csv | head`: the reader left; nothing is wrong.
@@ -114,15 +114,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         # a path the user gave that the system refuses (a file used as a folder, a name too long,
         # a full disk): one line naming the path, not a traceback
         where = f"{error.filename}: " if error.filename else ""
-        print(f"{prefix}: error: {where}{error.strerror or error}", file=sys.stderr)
+        say(f"{prefix}: error: {where}{error.strerror or error}", err=True)
         return 2
     except KeyboardInterrupt:
-        print(f"{prefix}: interrupted (finished work is kept)", file=sys.stderr)
+        say(f"{prefix}: interrupted (finished work is kept)", err=True)
         return 130
     except Exception:   # noqa: BLE001 - a bug: show it in full and ask for a report
         traceback.print_exc()
-        print(f"{prefix}: internal error: this is a bug in Cascade Explorer, not in your input; please report "
-              "it to the project's issue tracker with the command line and the traceback above", file=sys.stderr)
+        say(f"{prefix}: internal error: this is a bug in Cascade Explorer, not in your input; please report "
+            "it to the project's issue tracker with the command line and the traceback above", err=True)
         return 1
 
 

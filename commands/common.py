@@ -72,6 +72,11 @@ def add_criterion_arg(parser: argparse.ArgumentParser) -> None:
                         help="confidence criterion (higher = more confident)")
 
 
-def say(text: str = "", *, err: bool = False, end: str = "\n") -> None:
-    """Print a line of the command's output (stdout, or stderr with err=True)."""
-    print(text, end=end, file=sys.stderr if err else sys.stdout)
+def say(text: str = "", *, err: bool = False, end: str = "\n", flush: bool = False) -> None:
+    """Print a line of the command's output (stdout, or stderr with err=True): the one way commands
+    write text. Control, bidi and zero-width characters (from bank, config or file names) are written
+    as visible \\uXXXX escapes (core.text.terminal_text), so output cannot drive the terminal; the
+    escape is valid JSON too, so --json output still parses to the original strings."""
+    from cascade_explorer.core.text import terminal_text
+
+    print(terminal_text(text), end=end, file=sys.stderr if err else sys.stdout, flush=flush)

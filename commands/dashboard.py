@@ -37,7 +37,11 @@ def add_parser(sub) -> None:
     p = sub.add_parser("dashboard", help="open the web dashboard")
     p.add_argument("--bank", help="bank to open first (default: the shipped default bank)")
     p.add_argument("--port", type=port_number, default=8501)
-    p.add_argument("--address", default="127.0.0.1")
+    p.add_argument("--address", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--allow-remote", action="store_true",
+                   help="allow a non-loopback --address; the dashboard has NO authentication: anyone who can "
+                        "reach the port can use it (see the README)")
     p.add_argument("--headless", action="store_true", help="do not open a browser window")
 
 
@@ -53,10 +57,19 @@ def run(args) -> int:
         Bank.open(bank)   # a damaged bank fails here, with the file and the fix, not later in the browser
         env[BANK_ENV] = str(bank)
     _check_address(args.address, args.port)
+    if not is_loopback(args.address) and not args.allow_remote:
+        raise UsageError(f"--address {args.address}: not a loopback address. The dashboard has no "
+                         "authentication: anyone who can reach this machine on port "
+                         f"{args.port} could browse every bank found here and run the models on uploads. "
+                         "Use 127.0.0.1 (and an SSH tunnel for remote use), or pass --allow-remote to serve it anyway")
     command = dashboard_command(port=args.port, address=args.address)
     url = f"http://{args.address}:{args.port}"
     say(f"Cascade Explorer on {url}  (Ctrl+C stops it)", err=True)
-    server = subprocess.Popen(command, env=env)
+    if not is_loopback(args.address):
+        say("warning: serving without authentication beyond this machine (--allow-remote)", err=True)
+    # the server ends with this process even on `kill -9` (which runs no clean-up here): Linux's
+    # parent-death signal; elsewhere only the SIGTERM / Ctrl+C path below stops it
+    server = subprocess.Popen(command, env=env, preexec_fn=_end_with_parent(os.getpid()))
     # `kill`, a service manager or a test stopping this process must stop the server too, not orphan it
     # (SIGTERM would otherwise end Python without running the clean-up below)
     previous = signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
@@ -73,6 +86,35 @@ def run(args) -> int:
             return server.wait()
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def is_loopback(address: str) -> bool:
+    """Whether every address `address` resolves to is a loopback one (127.0.0.0/8, ::1)."""
+    import ipaddress
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(address, None, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError):
+        return False
+    return bool(infos) and all(ipaddress.ip_address(info[4][0].split("%")[0]).is_loopback for info in infos)
+
+
+def _end_with_parent(parent_pid: int):
+    """preexec_fn for the server: ask Linux to SIGTERM it when its parent dies (PR_SET_PDEATHSIG),
+    and exit at once if the parent already died before that took effect. None off Linux."""
+    if not sys.platform.startswith("linux"):
+        return None
+
+    def preexec() -> None:
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent_pid:   # the parent died between fork and prctl
+            os._exit(1)
+
+    return preexec
 
 
 def _check_address(address: str, port: int) -> None:

@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+from cascade_explorer.commands.common import say
+
 import argparse
 import sys
 
@@ -35,7 +37,7 @@ def main(argv=None) -> int:
                            workers=args.workers, force=args.force, splits=args.splits.split(","),
                            latency=not args.no_latency, log=print)
     except (CascadeExplorerError, FileNotFoundError) as error:
-        print(f"default_bank: error: {error}", file=sys.stderr)
+        say(f"default_bank: error: {error}", err=True)
         return 2
     return 0
 

@@ -11,13 +11,14 @@ import platform
 import random
 import resource
 import statistics
-import sys
 import tempfile
 import time
 import tracemalloc
 from pathlib import Path
 
 import numpy as np
+
+from .common import say
 
 from cascade_explorer.core.curves import cascade_curve, pareto_front
 from cascade_explorer.core.engine import evaluate_cascade
@@ -79,7 +80,7 @@ def _check_args(args) -> None:
 
 def _stage(name: str, json_mode: bool) -> None:
     if not json_mode:
-        print(f"  ... {name}", file=sys.stderr, flush=True)
+        say(f"  ... {name}", err=True, flush=True)
 
 
 def run(args) -> int:
@@ -210,9 +211,9 @@ def run(args) -> int:
         "results": results,
     }
     if args.json:
-        print(json.dumps(report, indent=2, allow_nan=False))
+        say(json.dumps(report, indent=2, allow_nan=False))
     else:
-        print(_table(report))
+        say(_table(report))
     return 0
 
 

@@ -83,7 +83,10 @@ def _ci(ci, scale=1.0, digits=2) -> str:
 
 def format_evaluation(report: dict) -> str:
     """The text report of `evaluate` (without --json)."""
-    thresholds = ", ".join(f"{t:.4g}" for t in report["thresholds"]) or "-"   # +-inf print as 'inf' / '-inf'
+    from cascade_explorer.core.text import exact_number
+
+    # exact (repr; +-inf as 'inf' / '-inf'): typed back into --thresholds they give the same result
+    thresholds = ", ".join(exact_number(t) for t in report["thresholds"]) or "-"
     part = ("every sample" if report["on"] == "all" else
             f"held-out part (calibration fraction {report['calibration_fraction']:g}, seed {report['seed']})")
     temps = ", ".join(f"{m} {t:.3g}" for m, t in report["temperatures"].items())

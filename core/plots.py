@@ -15,6 +15,11 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from .errors import UsageError
+from .text import exact_number, html_text
+
+# Every label taken from a bank (model names and ids, split names, stage names) goes through
+# html_text: Plotly renders a subset of HTML (links included) in text, legend names and hover text.
+# Names never go into a hovertemplate string (where "%{...}" is a placeholder): %{fullData.name} is used.
 
 # Okabe-Ito palette (colour-blind safe), mid-tones readable on white and on near-black.
 COLOURS = {
@@ -41,11 +46,12 @@ def _pct(values) -> np.ndarray:
 
 
 def format_thresholds(thresholds: Sequence[float]) -> str:
-    """'t1=0.712, t2=0.430' (or 'none' for a single model)."""
+    """'t1=0.7123456789, t2=0.43' (or 'none' for a single model): each value exact (repr), so a
+    threshold copied from a label gives the same cascade."""
     values = [float(t) for t in np.atleast_1d(np.asarray(thresholds, dtype=float))]
     if not values:
         return "none"
-    return ", ".join(f"t{i + 1}={'never exit' if not np.isfinite(t) else f'{t:.4g}'}" for i, t in enumerate(values))
+    return ", ".join(f"t{i + 1}={'never exit' if not np.isfinite(t) else exact_number(t)}" for i, t in enumerate(values))
 
 
 def format_fractions(fractions: Sequence[float]) -> str:
@@ -129,7 +135,7 @@ def from_tradeoff(
         fractions = (frontier["exit_fractions"].to_numpy()[order] if "exit_fractions" in frontier
                      else [None] * len(order))
         text = [
-            f"{' → '.join(map(str, m))}<br>{format_thresholds(t)}"
+            f"{' → '.join(html_text(x, 200) for x in m)}<br>{format_thresholds(t)}"
             + ("" if f is None else f"<br>exits: {format_fractions(f)}")
             for m, t, f in zip(frontier["models"].to_numpy()[order], frontier["thresholds"].to_numpy()[order],
                                fractions)
@@ -150,7 +156,7 @@ def from_tradeoff(
             order = order[thin(len(order), max_points)]
             text = [f"{format_thresholds(thresholds[i])}<br>exits: {format_fractions(fractions[i])}" for i in order]
             fig.add_trace(go.Scatter(
-                x=c_cost[order], y=_pct(curve.accuracy)[order], mode="lines+markers", name=chain_name,
+                x=c_cost[order], y=_pct(curve.accuracy)[order], mode="lines+markers", name=html_text(chain_name),
                 text=text, customdata=order.reshape(-1, 1),
                 line=dict(color=COLOURS["chain"], width=2), marker=dict(size=5),
                 hovertemplate="%{text}<br>cost %{x:.4g}<br>accuracy %{y:.2%}"
@@ -161,7 +167,7 @@ def from_tradeoff(
         s = singles[singles[cost_col].notna()].sort_values(cost_col, kind="stable")
         fig.add_trace(go.Scatter(
             x=s[cost_col].to_numpy(dtype=float), y=s["accuracy"].to_numpy(dtype=float),
-            mode="markers+text", name="single models", text=s["display_name"].tolist(),
+            mode="markers+text", name="single models", text=[html_text(n, 200) for n in s["display_name"]],
             # alternate label sides so neighbours in cost do not overwrite each other
             textposition=["top center" if i % 2 == 0 else "bottom center" for i in range(len(s))],
             textfont=dict(size=10), cliponaxis=False,
@@ -174,8 +180,8 @@ def from_tradeoff(
         if p_cost is not None:
             fig.add_trace(go.Scatter(
                 x=[float(p_cost)], y=[float(point["accuracy"])], mode="markers",
-                name=point.get("name", "current setting"),
-                text=[point.get("label", "current setting")],
+                name=html_text(point.get("name", "current setting")),
+                text=[html_text(point.get("label", "current setting"))],
                 marker=dict(color=COLOURS["point"], size=16, symbol="star", line=dict(width=1, color="#333")),
                 hovertemplate="%{text}<br>cost %{x:.4g}<br>accuracy %{y:.2%}<extra>current</extra>",
             ))
@@ -190,7 +196,7 @@ def from_model_zoo(singles: pd.DataFrame, *, hull: Any = None, cost: str = "gmac
     Figure; UsageError for an unknown cost axis."""
     fig = from_tradeoff(singles, hull=hull, cost=cost, log_x=log_x, height=420)
     if split:
-        fig.update_yaxes(title_text=f"top-1 accuracy on {split}")
+        fig.update_yaxes(title_text=f"top-1 accuracy on {html_text(split, 200)}")
     return fig
 
 
@@ -206,9 +212,9 @@ def from_exit_fractions(fractions: Mapping[str, Sequence[float]], stage_names: S
         if len(values) != len(stage_names):
             raise UsageError(f"exit fractions for {name!r} have {len(values)} stages, expected {len(stage_names)}")
         fig.add_trace(go.Bar(
-            x=list(stage_names), y=values, name=str(name), marker_color=palette[i % len(palette)],
-            text=[f"{v:.1%}" for v in values], textposition="auto",
-            hovertemplate="%{x}<br>%{y:.1%} of images exit here<extra>" + str(name) + "</extra>",
+            x=[html_text(n, 200) for n in stage_names], y=values, name=html_text(name, 200),
+            marker_color=palette[i % len(palette)], text=[f"{v:.1%}" for v in values], textposition="auto",
+            hovertemplate="%{x}<br>%{y:.1%} of images exit here<extra>%{fullData.name}</extra>",
         ))
     fig.update_layout(barmode="group", height=320, margin=dict(l=10, r=10, t=10, b=10),
                       legend=dict(orientation="h", yanchor="bottom", y=1.01, xanchor="left", x=0))
@@ -230,8 +236,8 @@ def from_shift(curves: Mapping[str, Any], points: Mapping[str, Mapping] | None =
         if hulls and hulls.get(name) is not None and len(hulls[name].costs) > 0:
             fig.add_trace(go.Scatter(
                 x=np.asarray(hulls[name].costs, dtype=float), y=_pct(hulls[name].accuracies), mode="lines",
-                name=f"{name}: best single model", line=dict(color=colour, dash="dot", width=1.5),
-                hovertemplate="cost %{x:.4g}<br>accuracy %{y:.2%}<extra>" + f"{name} hull" + "</extra>",
+                name=f"{html_text(name, 200)}: best single model", line=dict(color=colour, dash="dot", width=1.5),
+                hovertemplate="cost %{x:.4g}<br>accuracy %{y:.2%}<extra>%{fullData.name}</extra>",
             ))
         c_cost = _curve_cost(curve, cost)
         if c_cost is None:
@@ -240,9 +246,9 @@ def from_shift(curves: Mapping[str, Any], points: Mapping[str, Mapping] | None =
         order = np.argsort(c_cost, kind="stable")
         order = order[thin(len(order), max_points)]
         fig.add_trace(go.Scatter(
-            x=c_cost[order], y=_pct(curve.accuracy)[order], mode="lines", name=f"{name}: cascade",
+            x=c_cost[order], y=_pct(curve.accuracy)[order], mode="lines", name=f"{html_text(name, 200)}: cascade",
             text=[format_thresholds(thresholds[j]) for j in order], line=dict(color=colour, width=2),
-            hovertemplate="%{text}<br>cost %{x:.4g}<br>accuracy %{y:.2%}<extra>" + str(name) + "</extra>",
+            hovertemplate="%{text}<br>cost %{x:.4g}<br>accuracy %{y:.2%}<extra>%{fullData.name}</extra>",
         ))
         if points and name in points:
             p = points[name]
@@ -250,9 +256,9 @@ def from_shift(curves: Mapping[str, Any], points: Mapping[str, Mapping] | None =
             if p_cost is not None:
                 fig.add_trace(go.Scatter(
                     x=[float(p_cost)], y=[float(p["accuracy"])], mode="markers",
-                    name=f"{name}: fitted thresholds", marker=dict(color=colour, size=14, symbol="star",
+                    name=f"{html_text(name, 200)}: fitted thresholds", marker=dict(color=colour, size=14, symbol="star",
                                                                    line=dict(width=1, color="#333")),
-                    hovertemplate="cost %{x:.4g}<br>accuracy %{y:.2%}<extra>" + f"{name} operating point" + "</extra>",
+                    hovertemplate="cost %{x:.4g}<br>accuracy %{y:.2%}<extra>%{fullData.name}</extra>",
                 ))
     return _layout(fig, x_title=label, log_x=log_x, height=440)
 

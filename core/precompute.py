@@ -353,7 +353,9 @@ def _loader(dataset, *, batch_size: int, workers: int):
 def _progress(total: int, desc: str, position: int, enabled: bool):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, position=position, leave=True, unit="img", disable=not enabled,
+    from .text import terminal_text   # desc holds bank names: no terminal control sequences
+
+    return tqdm(total=total, desc=terminal_text(desc), position=position, leave=True, unit="img", disable=not enabled,
                 dynamic_ncols=True, file=sys.stderr)
 
 

@@ -6,12 +6,15 @@ the whole view in the URL (dashboard/state.py) and registers the pages with ``st
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import streamlit as st
 
 from cascade_explorer.core.errors import BankError, CascadeExplorerError
-from cascade_explorer.dashboard import data, state, ui
+from cascade_explorer.dashboard import data, runlog, state, ui
+
+_run_started = time.perf_counter()   # server time of this script run, for the load benchmark
 
 
 
@@ -58,7 +61,7 @@ with st.sidebar:
         st.selectbox, "Bank", "w_bank", bank_label,
         lambda v, value: v.replace(bank=value, split="", models=(), thresholds=(), shortlist=(),
                                    gallery_class=None, shift_fit="", shift_apply=""),
-        options=list(choices),
+        options=list(choices), format_func=lambda label: ui.plain(label, 200),
         help="A bank holds precomputed model outputs on one dataset. Every bank found next to the "
              "start bank (and in CASCADE_EXPLORER_BANKS folders) is listed.",
     )
@@ -84,13 +87,24 @@ else:
 
 page = st.navigation(pages)
 for message in state.url_problems():
-    st.toast(message, icon=":material/link_off:")
+    st.toast(ui.md(message, 500), icon=":material/link_off:")   # echoes URL values: text, not Markdown
 st.session_state[state.PROBLEMS_KEY] = []
+_outcome = "ok"
 try:
     page.run()
 except CascadeExplorerError as exc:  # found only while reading arrays (e.g. NaN logits): message, not traceback
     if isinstance(exc, BankError):
         ui.problem_page(data.BankProblem(bank_path, "The bank is damaged", str(exc)), choices)
     else:
-        st.error(f"{exc}", icon=":material/error:")
+        st.error(ui.md(exc), icon=":material/error:")
+except Exception as exc:
+    # st.stop / st.rerun / switch_page are control flow, not errors; anything else is recorded
+    # (Streamlit still shows it) so a load run counts it
+    if type(exc).__module__.startswith("streamlit"):
+        _outcome = "control"
+    else:
+        _outcome = type(exc).__name__
+    raise
+finally:
+    runlog.record(page.url_path or "overview", time.perf_counter() - _run_started, _outcome)
 state.write_url()

@@ -244,3 +244,39 @@ def transformed_image(path: str, transform: dict, sample_id: str) -> np.ndarray:
     from cascade_explorer.core.images import load_image
 
     return apply_transform(np.asarray(load_image(path)), transform, sample_id=sample_id)
+
+
+def gallery_image_metadata(info) -> tuple[dict | None, dict | None, str | None]:
+    """(image_source, transform, problem) of a split's manifest entry as the Exit gallery can use them.
+
+    The bank validator leaves ``image_source`` and ``transform`` loosely checked; a malformed one (not
+    an object, a url_base or sha256 map of the wrong type, a corruption without valid types, severity
+    and seed) gives (None, None, "what is wrong") so the page can say so and show text-only cards.
+    A well-formed entry gives (source dict, transform dict or None, None). Pure."""
+    from cascade_explorer.core.corruptions import check_severity, check_types
+
+    info = info if isinstance(info, dict) else {}
+    source = info.get("image_source") or {}
+    if not isinstance(source, dict):
+        return None, None, f"image_source is a {type(source).__name__}, not an object"
+    if source.get("url_base") is not None and not isinstance(source.get("url_base"), str):
+        return None, None, "image_source.url_base is not a string"
+    sha = source.get("sha256")
+    if sha is not None and not (isinstance(sha, dict) and all(isinstance(v, str) for v in sha.values())):
+        return None, None, "image_source.sha256 is not an object of file name -> hex digest"
+    transform = info.get("transform") or None
+    if transform is None:
+        return source, None, None
+    if not isinstance(transform, dict):
+        return None, None, f"transform is a {type(transform).__name__}, not an object"
+    if transform.get("kind") == "corruption":
+        try:
+            if isinstance(transform.get("types"), (str, bytes)) or not isinstance(transform.get("types"), list):
+                raise ValueError("types must be a list of corruption names")
+            check_types(transform["types"])
+            check_severity(transform.get("severity"))
+            if isinstance(transform.get("seed"), bool) or not isinstance(transform.get("seed"), int):
+                raise ValueError(f"seed must be an integer, got {transform.get('seed')!r}")
+        except (ValueError, TypeError) as error:   # UsageError is a ValueError
+            return None, None, f"corruption transform is malformed ({error})"
+    return source, transform, None

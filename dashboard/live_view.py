@@ -10,6 +10,9 @@ import pandas as pd
 import streamlit as st
 
 from cascade_explorer.core import live
+from cascade_explorer.core.text import exact_number
+from cascade_explorer.core.text import markdown_text as md
+from cascade_explorer.core.text import one_line as plain
 from cascade_explorer.core.errors import UsageError
 
 RESULTS_KEY = "_live_results"   # (item key, cascade key) -> core.live.UploadResult, for items on screen
@@ -34,7 +37,7 @@ def load_models(cascade: live.Cascade) -> str | None:
         for i, stage in enumerate(cascade.stages):
             if bar is not None:
                 bar.progress(i / len(cascade.stages),
-                             text=f"Loading {stage.display_name} ({i + 1} of {len(cascade.stages)}), first use only...")
+                             text=f"Loading {md(stage.display_name, 200)} ({i + 1} of {len(cascade.stages)}), first use only...")
             _model(stage.spec, cascade.device)
     except (UsageError, ValueError, OSError, ImportError) as error:
         return str(error)
@@ -119,7 +122,7 @@ def fmt_threshold(value) -> str:
         return "–"
     if math.isinf(value):
         return "∞" if value > 0 else "−∞"
-    return f"{value:.4g}"
+    return exact_number(value)   # exact: a copied threshold gives the same cascade
 
 
 def decision_text(stage: live.StageTrace) -> str:
@@ -132,7 +135,7 @@ def decision_text(stage: live.StageTrace) -> str:
 
 
 def top5_frame(stage: live.StageTrace) -> pd.DataFrame:
-    return pd.DataFrame({"class": [f"{name} ({index})" for index, name, _ in stage.top5],
+    return pd.DataFrame({"class": [f"{plain(name, 200)} ({index})" for index, name, _ in stage.top5],
                          "probability": [float(p) for _, _, p in stage.top5]})
 
 
@@ -143,7 +146,7 @@ def render_trace(trace: live.Trace, *, truth: str | None = None, stored: list | 
     """
     for i, stage in enumerate(trace.stages):
         with st.container(border=True):
-            st.markdown(f"**Stage {i + 1} of {trace.n_stages} · {stage.display_name}** · {stage.ms:.1f} ms "
+            st.markdown(f"**Stage {i + 1} of {trace.n_stages} · {md(stage.display_name, 200)}** · {stage.ms:.1f} ms "
                         f"(preprocess {stage.preprocess_ms:.1f} + model {stage.forward_ms:.1f})")
             left, right = st.columns([3, 2])
             left.dataframe(top5_frame(stage), hide_index=True, width="stretch", column_config={
@@ -158,10 +161,10 @@ def render_trace(trace: live.Trace, *, truth: str | None = None, stored: list | 
                     same = int(np.argmax(stored[i])) == stage.prediction
                     st.caption(f"Bank's stored output for this image: {'same' if same else 'different'} top-1, "
                                f"largest logit difference {gap:.3g} (float16 storage).")
-    answer = f"**{trace.class_name}** (class {trace.prediction})"
+    answer = f"**{md(trace.class_name, 200)}** (class {trace.prediction})"
     verdict = ""
     if truth is not None:
-        verdict = " · ✅ right" if truth == trace.class_name else f" · ❌ true label: {truth}"
+        verdict = " · ✅ right" if truth == trace.class_name else f" · ❌ true label: {md(truth, 200)}"
     st.success(f"Answer: {answer}, from stage {trace.exit_stage + 1} of {trace.n_stages}{verdict}")
     c1, c2 = st.columns(2)
     c1.metric("Cascade time", f"{trace.total_ms:.1f} ms",
@@ -171,7 +174,7 @@ def render_trace(trace: live.Trace, *, truth: str | None = None, stored: list | 
         c2.metric("Last model alone", f"{trace.last_model_alone_ms:.1f} ms",
                   delta=f"{delta:+.1f} ms saved" if delta >= 0 else f"{-delta:.1f} ms more", delta_color="normal"
                   if delta >= 0 else "inverse",
-                  help=f"Measured on this image: {trace.last_model_id} run alone (preprocessing + model), "
+                  help=f"Measured on this image: {md(trace.last_model_id)} run alone (preprocessing + model), "
                        "what you would pay without the cascade.")
 
 
@@ -214,7 +217,8 @@ def local_sample_rows(bank_key, split: str, limit: int = 40, scan: int = 400) ->
         if not rel:
             continue
         try:
-            path = fetch.resolve_image(rel, url_base=source.get("url_base"), download=False)
+            path = fetch.resolve_image(rel, url_base=source.get("url_base"),
+                                       sha256=(source.get("sha256") or {}).get(rel), download=False)
         except Exception:  # noqa: BLE001 - not available locally
             continue
         out.append((row, path))

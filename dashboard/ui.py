@@ -7,8 +7,16 @@ import math
 
 import streamlit as st
 
+from cascade_explorer.core import text
 from cascade_explorer.core.errors import UsageError
 from cascade_explorer.dashboard import data, state
+
+# Bank-, URL- and file-supplied text is data, never markup (core/text.py): `md` for anything Streamlit
+# renders as Markdown (markdown, caption, error/warning/info/success, toast, metric and widget labels,
+# help tooltips, image captions, progress text), `plain` for plain-text places (dataframe cells,
+# selectbox / multiselect options).
+md = text.markdown_text
+plain = text.one_line
 
 HOW_TO_GET_A_BANK = """
 **How to fix it**
@@ -24,11 +32,22 @@ HOW_TO_GET_A_BANK = """
 def problem_page(problem: data.BankProblem, choices: dict) -> None:
     """Shown instead of every page when the chosen bank cannot be used."""
     st.title("Cascade Explorer")
-    st.error(f"**{problem.title}** — `{problem.path}`\n\n{problem.detail}", icon=":material/folder_off:")
+    st.error(f"**{md(problem.title)}** — {md(problem.path)}\n\n{md(problem.detail)}", icon=":material/folder_off:")
+    long_text_rest("Whole message", problem.detail)
     st.markdown(HOW_TO_GET_A_BANK)
     others = [label for label, path in choices.items() if path != problem.path]
     if others:
-        st.info("Other banks found here: " + ", ".join(f"`{o}`" for o in others) + ". Pick one in the sidebar.")
+        st.info("Other banks found here: " + ", ".join(md(o) for o in others) + ". Pick one in the sidebar.")
+
+
+def long_text_rest(label: str, value) -> None:
+    """The part of a long bank text that `md`/`plain` cut off, as plain text in an expander (up to
+    text.EXPANDED_MAX_CHARS more; a 100 MB caveat must not reach the browser)."""
+    _, rest = text.split_text(value, text.DISPLAY_MAX_CHARS)
+    if not rest:
+        return
+    with st.expander(f"{label} ({len(rest):,} more characters)"):
+        st.text(text.plain_text(rest, text.EXPANDED_MAX_CHARS))
 
 
 # ------------------------------------------------------------------------------------ formatting
@@ -68,11 +87,12 @@ def model_label(bank, model_id: str) -> str:
     m = bank.model(model_id)
     ms = m.ms()
     cost = f"{m.gmacs:.3g} GMACs" + (f", {ms:.3g} ms" if ms is not None else "")
-    return f"{m.display_name} · {cost}"
+    return f"{plain(m.display_name, 200)} · {cost}"
 
 
 def chain_text(bank, models) -> str:
-    return " → ".join(bank.model(m).display_name for m in models)
+    """The chain's display names as plain text (wrap in `md` where Markdown renders it)."""
+    return " → ".join(plain(bank.model(m).display_name, 200) for m in models)
 
 
 # ------------------------------------------------------------------------------------ view vs bank
@@ -91,7 +111,7 @@ def sanitize_view(bank, view: state.ViewState) -> state.ViewState:
     dropped = [m for m in dict.fromkeys(view.models) if m not in order]
     if dropped:
         absent = [m for m in dropped if m not in bank.model_ids]
-        no_outputs = [bank.model(m).display_name for m in dropped if m in bank.model_ids]
+        no_outputs = [plain(bank.model(m).display_name, 200) for m in dropped if m in bank.model_ids]
         problems.append("left out of the cascade: "
                         + "; ".join(([f"{', '.join(map(repr, absent))} not in this bank"] if absent else [])
                                     + ([f"{', '.join(no_outputs)} has no outputs on {split}"] if no_outputs else [])))
@@ -132,7 +152,7 @@ def split_of(bank, view: state.ViewState) -> str:
 
 def incomplete_note(bank) -> None:
     """Say which models lack logits for which image set (an unfinished precompute)."""
-    missing = [(m.display_name, s) for m in bank.models for s in bank.splits if s not in m.top1]
+    missing = [(md(m.display_name, 200), md(s)) for m in bank.models for s in bank.splits if s not in m.top1]
     if missing:
         listing = "; ".join(f"{name} on {split}" for name, split in missing[:6]) + ("; ..." if len(missing) > 6 else "")
         st.caption(f":material/warning: Incomplete bank — no outputs for {listing}. Those models are left out "
@@ -141,7 +161,7 @@ def incomplete_note(bank) -> None:
 
 def split_picker(bank, view: state.ViewState) -> None:
     if len(bank.splits) < 2:
-        st.caption(f"Image set: **{bank.default_split}**")
+        st.caption(f"Image set: **{md(bank.default_split)}**")
         return
     state.bound(
         st.selectbox, "Image set", "w_split", split_of(bank, view),
@@ -153,10 +173,16 @@ def split_picker(bank, view: state.ViewState) -> None:
 
 def bank_line(bank) -> None:
     n = {s: len(bank.labels(s)) for s in bank.splits}
-    sets = ", ".join(f"{s} ({k:,} images)" for s, k in n.items())
-    st.markdown(f"**Bank:** {bank.name} — {len(bank.models)} models, {bank.num_classes:,} classes; image sets: {sets}.")
+    sets = ", ".join(f"{md(s)} ({k:,} images)" for s, k in n.items())
+    st.markdown(f"**Bank:** {md(bank.name, 200)} — {len(bank.models)} models, {bank.num_classes:,} classes; "
+                f"image sets: {sets}.")
+    if bank.description:
+        st.caption(md(bank.description))
+        long_text_rest("Whole description", bank.description)
     if bank.caveats:
-        st.caption("Caveats: " + " ".join(bank.caveats))
+        caveats = " ".join(bank.caveats)
+        st.caption("Caveats: " + md(caveats))
+        long_text_rest("All caveats", caveats)
 
 
 # ------------------------------------------------------------------------------------ the cascade in view
@@ -186,7 +212,7 @@ def export_button(bank, view: state.ViewState, result: dict, models, thresholds,
                                      view.ensemble, result)
         payload = json.dumps(config.to_dict(), indent=2)
     except Exception as exc:  # the export must never break the page
-        st.warning(f"Could not build the cascade config: {exc}")
+        st.warning(f"Could not build the cascade config: {md(exc)}")
         return
     # a callable: the file is made on click, not stored as a media file on every rerun (a slider drag
     # would otherwise leave the browser pointing at deleted files: 404s)
@@ -278,7 +304,7 @@ def metric_cards(bank, ev: dict) -> None:
     for i, (model_id, fraction) in enumerate(zip(ev["models"], ev["exit_fractions"])):
         last = i == len(ev["models"]) - 1
         stage_cols[i].metric(f"Answered by stage {i + 1}", pct(fraction),
-                             help=f"Share of images whose answer comes from {bank.model(model_id).display_name}"
+                             help=f"Share of images whose answer comes from {md(bank.model(model_id).display_name)}"
                                   + (" (the last stage answers everything that reaches it)." if last else
                                      " because it was confident enough."))
-        stage_cols[i].caption(bank.model(model_id).display_name)
+        stage_cols[i].caption(md(bank.model(model_id).display_name))

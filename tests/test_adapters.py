@@ -19,7 +19,7 @@ from cascade_explorer.core.adapters import (AdapterError, create_adapter, load_w
     ("timm:", "nothing after"),
     ("timm:definitely_not_a_model", "timm has no architecture 'definitely_not_a_model'"),
     ("timm:resnet18=/no/such/weights.pth", "weights file /no/such/weights.pth does not exist"),
-    ("timm:resnet18=package:no-such-package-xyz", "package 'no-such-package-xyz' is not installed"),
+    ("timm:resnet18=package:no-such-package-xyz", "package 'no-such-package-xyz' is not an allowed weights package"),
     ("tflite:model.onnx", "expected a .tflite file"),
 ])
 def test_bad_specs_fail_clearly(spec, message):
@@ -160,3 +160,21 @@ def test_tflite_mobilenet_accuracy_sane(shared_dir, monkeypatch):
     adapter = _tflite(shared_dir, "mobilenet_v1_0.25_128_quant.tflite", monkeypatch)
     assert adapter.id == "mobilenet_v1_025_128" and adapter.data_config["input_size"] == (3, 128, 128)
     assert 0.35 <= _top1(adapter, shared_dir, 96) <= 0.75  # 53% on all 1,300
+
+
+def test_package_weights_only_from_allowed_packages(tmp_path, monkeypatch):
+    """A `package:` spec from a config or bank must not import (run) or search any installed module."""
+    from cascade_explorer.core import adapters
+
+    (tmp_path / "sideeffect").mkdir()
+    marker = tmp_path / "imported"
+    (tmp_path / "sideeffect" / "__init__.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
+    (tmp_path / "sideeffect" / "sub.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for spec in ("timm:resnet18=package:sideeffect.sub", "timm:resnet18=package:sideeffect", "timm:resnet18=package:os"):
+        with pytest.raises(AdapterError, match="not an allowed weights package.*CASCADE_EXPLORER_WEIGHT_PACKAGES"):
+            create_adapter(spec)
+    assert not marker.exists(), "the module named in the spec was imported"
+    monkeypatch.setenv(adapters.WEIGHT_PACKAGES_ENV, "no-such-package-xyz")
+    with pytest.raises(AdapterError, match="package 'no-such-package-xyz' is not installed"):
+        create_adapter("timm:resnet18=package:no-such-package-xyz")

@@ -141,3 +141,59 @@ def test_dashboard_command_serves_the_default_bank_without_prompting(tmp_path):
         if server.poll() is None:
             server.kill()
             server.wait(timeout=20)
+
+
+def test_dashboard_refuses_a_non_loopback_address_without_allow_remote(capsys):
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    assert cli.main(["dashboard", "--address", "0.0.0.0", "--port", str(port), "--headless"]) == 2
+    err = capsys.readouterr().err
+    assert "--address 0.0.0.0: not a loopback address" in err and "--allow-remote" in err
+    from cascade_explorer.commands.dashboard import is_loopback
+
+    assert is_loopback("127.0.0.1") and is_loopback("localhost") and is_loopback("::1")
+    assert not is_loopback("0.0.0.0") and not is_loopback("no.such.host.invalid")
+
+
+def test_dashboard_server_ends_when_the_command_is_killed(tmp_path):
+    """`kill -9` of `cascade-explorer dashboard` runs none of its clean-up: the server must still end."""
+    import os
+    import signal
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = dict(os.environ, HOME=str(tmp_path), BROWSER="true")
+    command = subprocess.Popen([sys.executable, "-m", "cascade_explorer.commands.cli", "dashboard", "--headless",
+                                "--port", str(port)], env=env, stdin=subprocess.DEVNULL,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2):
+                    break
+            except OSError:
+                assert command.poll() is None and time.monotonic() < deadline, "dashboard did not come up"
+                time.sleep(0.5)
+        command.send_signal(signal.SIGKILL)
+        command.wait(timeout=10)
+        deadline = time.monotonic() + 30
+        while True:   # the orphaned server must stop listening
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=2).close()
+            except OSError:
+                break
+            assert time.monotonic() < deadline, "the Streamlit server still listens after kill -9 of its parent"
+            time.sleep(0.5)
+    finally:
+        try:   # a server left by old code is in the command's session: end it here
+            os.killpg(command.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -58,8 +59,14 @@ def assert_clean(at: AppTest) -> None:
     assert not at.exception, [e.value for e in at.exception]
 
 
+def seen(markdown: str) -> str:
+    """What a reader sees of Markdown source: bank/URL text is escaped (core.text.markdown_text), so
+    resolve the backslash escapes and drop the invisible word joiners."""
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", markdown).replace("\u2060", "")
+
+
 def metric(at: AppTest, label: str) -> str:
-    found = [m.value for m in at.metric if m.label == label]
+    found = [m.value for m in at.metric if seen(m.label) == label]
     assert len(found) == 1, (label, [m.label for m in at.metric])
     return found[0]
 
@@ -417,7 +424,7 @@ def test_bad_bank_gives_a_message_page(kind, tmp_path, monkeypatch):
     at = AppTest.from_file(str(APP), default_timeout=120).run()
     assert_clean(at)
     assert at.error, f"no message for a {kind} bank"
-    text = at.error[0].value
+    text = seen(at.error[0].value)
     assert str(path) in text
     assert "How to fix" in " ".join(m.value for m in at.markdown)
     if kind not in ("missing", "empty", "corrupt-json", "no-models"):
@@ -442,7 +449,8 @@ def test_incomplete_bank_leaves_missing_models_out(tmp_path, monkeypatch):
     at = AppTest.from_file(str(APP), default_timeout=120).run()
     assert_clean(at)
     assert not at.error
-    assert any("Incomplete bank" in c.value and "Huge net on val-shifted" in c.value for c in at.sidebar.caption)
+    assert any("Incomplete bank" in seen(c.value) and "Huge net on val-shifted" in seen(c.value)
+               for c in at.sidebar.caption)
     at.switch_page("views/explorer.py").run()
     at.multiselect(key="w_models").set_value(["small", "huge"]).run()
     at.switch_page("views/shift.py").run()
@@ -453,7 +461,7 @@ def test_incomplete_bank_leaves_missing_models_out(tmp_path, monkeypatch):
     assert_clean(at)
     assert "huge" not in view(at).models
     # and the page says why the chain lost a model
-    assert any("left out of the cascade: Huge net has no outputs on val-shifted" in t.value for t in at.toast), \
+    assert any("left out of the cascade: Huge net has no outputs on val-shifted" in seen(t.value) for t in at.toast), \
         [t.value for t in at.toast]
     assert not any(o.startswith("Huge net") for o in at.multiselect(key="w_models").options)
     assert any(o.startswith("Large net") for o in at.multiselect(key="w_models").options)
@@ -539,7 +547,7 @@ def test_default_bank_every_page(default_bank_app):
 # ------------------------------------------------------------------- what a link asks for but cannot get
 
 def toasts(at) -> list[str]:
-    return [t.value for t in at.toast]
+    return [seen(t.value) for t in at.toast]
 
 
 @pytest.mark.parametrize("query, fragment", [

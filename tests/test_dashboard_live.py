@@ -48,7 +48,10 @@ def live_page(bank_path, monkeypatch, tmp_path):
 
 
 def texts(elements) -> list[str]:
-    return [str(e.value) for e in elements]
+    """What a reader sees of each element (bank text is escaped Markdown: test_dashboard_app.seen)."""
+    from test_dashboard_app import seen
+
+    return [seen(str(e.value)) for e in elements]
 
 
 def test_page_renders_the_cascade_in_view(live_page):
@@ -83,7 +86,9 @@ def test_uploads_good_and_bad(live_page, bank_path):
     assert any("Cascade time" == m.label for m in at.metric)
     assert any(m.label == "Last model alone" for m in at.metric)
     # session totals count the one readable picture
-    totals = {m.label: m.value for m in at.metric}
+    from test_dashboard_app import seen
+
+    totals = {seen(m.label): m.value for m in at.metric}
     assert totals["Images this session"] == "1"
     stage_share = totals["Answered by EfficientNet-Lite0"]
     assert stage_share == ("100%" if want.exit_stage == 0 else "0%")

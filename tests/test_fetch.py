@@ -103,3 +103,62 @@ def test_known_models_match_shared_source(shared_dir):
     for name, known in fetch.KNOWN_MODEL_FILES.items():
         assert known["sha256"] in text and known["url"] in text
         assert fetch.sha256_file(shared_dir / "models" / "tflite" / name) == known["sha256"]
+
+
+def test_cache_is_keyed_by_content_not_file_name(server, tmp_path):
+    """A bank without hashes downloads its own 'a.JPEG'; a bank naming the same file with a hash
+    must not get that file from the cache (it showed under another bank's label)."""
+    base, root, requests = server
+    (root / "evil").mkdir()
+    (root / "good").mkdir()
+    (root / "evil" / "a.JPEG").write_bytes(b"planted picture")
+    (root / "good" / "a.JPEG").write_bytes(b"real picture")
+    planted = resolve_image("a.JPEG", url_base=base + "/evil")          # no sha256
+    assert planted.read_bytes() == b"planted picture"
+    real_hash = hashlib.sha256(b"real picture").hexdigest()
+    with pytest.raises(FetchError, match="not found"):                   # not served from the cache
+        resolve_image("a.JPEG", url_base=base + "/good", sha256=real_hash, download=False)
+    with pytest.raises(FetchError, match="not found"):                   # nor to another hashless bank
+        resolve_image("a.JPEG", url_base=base + "/good", download=False)
+    good = resolve_image("a.JPEG", url_base=base + "/good", sha256=real_hash)
+    assert good.read_bytes() == b"real picture" and good != planted
+    assert requests == ["/evil/a.JPEG", "/good/a.JPEG"]
+
+
+def test_file_url_is_refused_with_a_clear_message(tmp_path):
+    (tmp_path / "x.JPEG").write_bytes(b"x")
+    with pytest.raises(FetchError, match=r"only http and https URLs are fetched.*names a local file.*CASCADE_EXPLORER_IMAGES"):
+        resolve_image("x.JPEG", url_base=f"file://{tmp_path}", sha256="2" * 64)
+
+
+def test_cross_host_redirect_is_not_followed(tmp_path):
+    hits = []
+
+    class Redirect(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            hits.append(self.path)
+            self.send_response(302)
+            self.send_header("Location", f"http://localhost:{self.server.server_address[1]}/elsewhere.JPEG")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(FetchError, match="redirects to another host"):
+            resolve_image("a.JPEG", url_base=f"http://127.0.0.1:{httpd.server_address[1]}")
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert hits == ["/a.JPEG"]          # localhost (another host name) was never asked
+
+
+def test_download_size_is_capped(server, monkeypatch, tmp_path):
+    base, root, _ = server
+    (root / "big.JPEG").write_bytes(b"x" * 5000)
+    monkeypatch.setitem(fetch.MAX_DOWNLOAD_BYTES, "images", 1000)
+    with pytest.raises(FetchError, match="over the 1,000-byte limit"):
+        resolve_image("big.JPEG", url_base=base)
+    assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]   # nothing half-written kept

@@ -46,7 +46,7 @@ def test_tradeoff_has_every_layer_with_given_numbers():
     np.testing.assert_allclose(chain.y, curve.accuracy[order])
     # customdata maps each plotted point back to the curve row (used to set thresholds on click)
     np.testing.assert_array_equal(np.asarray(chain.customdata).ravel(), order)
-    assert f"{curve.thresholds[order[0], 0]:.4g}" in chain.text[0]
+    assert f"t1={float(curve.thresholds[order[0], 0])!r}<br>" in chain.text[0]   # exact: copied, it round-trips
     front = _trace(fig, "best cascades over all pairs")
     np.testing.assert_allclose(front.x, [0.3, 0.9])  # sorted by cost
     np.testing.assert_allclose(front.y, [0.79, 0.72])
@@ -141,3 +141,16 @@ def test_thinned_curve_points_keep_their_own_thresholds():
     assert np.all(np.diff(chain.x) >= 0)
     for k in (0, 17, 49):
         assert f"t1={curve.thresholds[rows[k], 0]:.4g}" in chain.text[k]
+
+
+def test_bank_labels_are_escaped_for_plotly():
+    """Plotly renders a subset of HTML in text, legends and hover labels (links included)."""
+    import pandas as pd
+
+    evil = '<a href="http://evil.example">x</a>'
+    singles = pd.DataFrame({"display_name": [evil], "accuracy": [0.5], "gmacs": [1.0], "ms": [None]})
+    fig = plots.from_tradeoff(singles, chain_name=evil)
+    assert all("<a" not in str(t) for trace in fig.data for t in (trace.text or ()))
+    bars = plots.from_exit_fractions({evil: [0.5, 0.5]}, [evil, "b"])
+    assert "<a" not in bars.data[0].name and "<a" not in bars.data[0].x[0] and "&lt;a" in bars.data[0].x[0]
+    assert "%{fullData.name}" in bars.data[0].hovertemplate and "evil" not in bars.data[0].hovertemplate

@@ -91,7 +91,7 @@ with controls:
             state.bound(
                 st.slider, f"Stage {i + 1} exits when confidence ≥", f"w_thr_{i}", value, set_threshold,
                 min_value=lo, max_value=top, step=step, format="%.4f",
-                help=f"{bank.model(models[i]).display_name} answers an image when its confidence is at least "
+                help=f"{ui.md(bank.model(models[i]).display_name)} answers an image when its confidence is at least "
                      "this; otherwise the image goes on to the next stage. Far right: it never answers.",
             )
         thresholds = tuple(new_thresholds)
@@ -145,14 +145,14 @@ cascade, ev = ui.evaluate_current(bank, view, cascade)
 
 with main:
     if cascade["fit_error"]:
-        st.warning(f"No thresholds meet this target: {cascade['fit_error']}. Showing the hand-set thresholds "
+        st.warning(f"No thresholds meet this target: {ui.md(cascade['fit_error'])}. Showing the hand-set thresholds "
                    "instead; relax the target.", icon=":material/warning:")
     if cascade["fitted"]:
         st.info(f"Thresholds fitted for **{ui.TARGET_NAMES[view.target_kind]}** "
                 f"({cascade['target_value']:g}) on the calibration half: "
                 f"{plots.format_thresholds(cascade['thresholds'])}. Metrics below are on the held-out half.",
                 icon=":material/target:")
-    st.markdown(f"**{ui.chain_text(bank, models)}** · {plots.format_thresholds(cascade['thresholds'])}")
+    st.markdown(f"**{ui.md(ui.chain_text(bank, models))}** · {plots.format_thresholds(cascade['thresholds'])}")
     ui.metric_cards(bank, ev)
 
     singles = data.single_models(bank_key, split)

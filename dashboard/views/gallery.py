@@ -8,6 +8,7 @@ import streamlit as st
 from cascade_explorer.core import plots
 from cascade_explorer.core.corruptions import corruption_for
 from cascade_explorer.core.images import ImageError
+from cascade_explorer.core.text import exact_number
 from cascade_explorer.dashboard import data, state, ui
 
 bank = data.current_bank()
@@ -20,7 +21,7 @@ SHOW = 12
 st.title("Exit gallery")
 cascade, ev = ui.evaluate_current(bank, view)
 models, thresholds = cascade["models"], cascade["thresholds"]
-st.markdown(f"Cascade: **{ui.chain_text(bank, models)}** · {ui.CRITERION_NAMES[view.criterion]} · "
+st.markdown(f"Cascade: **{ui.md(ui.chain_text(bank, models))}** · {ui.CRITERION_NAMES[view.criterion]} · "
             f"{plots.format_thresholds(thresholds)}" + (" (fitted for the target)" if cascade["fitted"] else ""))
 st.page_link("views/explorer.py", label="Change the cascade in the Explorer", icon=":material/tune:")
 
@@ -67,15 +68,16 @@ with c2:
     state.bound(
         st.selectbox, "Class", "w_class", ALL if chosen_class is None else chosen_class,
         lambda v, value: v.replace(gallery_class=None if value in (None, ALL) else int(value)),
-        options=class_options, format_func=lambda c: "all classes" if c == ALL else f"{c}: {bank.class_names[c]}",
+        options=class_options, format_func=lambda c: "all classes" if c == ALL else f"{c}: {ui.plain(bank.class_names[c], 200)}",
         help="Only images whose true label is this class.",
     )
 class_mask = np.ones(len(labels), dtype=bool) if chosen_class is None else labels == chosen_class
 if view.gallery_class is not None and chosen_class is None:
-    st.info(f"Class {view.gallery_class} ({bank.class_names[view.gallery_class]}) has no images in {split}"
+    st.info(f"Class {view.gallery_class} ({ui.md(bank.class_names[view.gallery_class], 200)}) has no images in "
+            f"{ui.md(split)}"
             + ("'s held-out half" if ev["index"] is not None else "") + "; showing all classes.",
             icon=":material/filter_alt_off:")
-scope = "" if chosen_class is None else f" of class {bank.class_names[chosen_class]}"
+scope = "" if chosen_class is None else f" of class {ui.md(bank.class_names[chosen_class], 200)}"
 with counts_holder:
     for col, (name, mask) in zip(st.columns(4), groups.items()):
         selected = mask & class_mask
@@ -85,9 +87,13 @@ with counts_holder:
 
 # image lookup: local only while rendering (a button fetches missing ones)
 info = bank.split_info(split)
-source = info.get("image_source") or {}
 paths = bank.image_paths(split)
-transform = info.get("transform")
+# image_source / transform are bank metadata the validator does not fully check: a malformed one is
+# said on the page and the cards show text only (never a traceback)
+source, transform, metadata_problem = data.gallery_image_metadata(info)
+if metadata_problem:
+    st.warning(f"This image set's {ui.md(metadata_problem)}; the cards show text only. Fix the split's "
+               "entry in the bank's manifest.json.", icon=":material/image_not_supported:")
 # Corrupted splits show each image as its models saw it (same corruption, seed and sample id).
 corrupted = bool(transform) and transform.get("kind") == "corruption"
 sample_ids = bank.sample_ids(split)
@@ -97,7 +103,7 @@ def image_file(row: int, download: bool = False):
     from cascade_explorer.core import fetch
 
     rel = paths[row]
-    if not rel:
+    if not rel or source is None:
         return None
     try:
         return fetch.resolve_image(rel, url_base=source.get("url_base"),
@@ -115,24 +121,24 @@ def card(i: int, holder) -> bool:
             if file is not None and corrupted:
                 kind = corruption_for(str(sample_ids[row]), transform["types"], transform["seed"])
                 st.image(data.transformed_image(str(file), transform, str(sample_ids[row])), width="stretch",
-                         caption=f"{kind.replace('_', ' ')}, severity {transform['severity']}")
+                         caption=ui.md(f"{kind.replace('_', ' ')}, severity {transform['severity']}"))
             elif file is not None:
                 st.image(data.plain_image(str(file)), width="stretch")
         except ImageError as error:
-            st.caption(f"Cannot show this picture: {error}")
+            st.caption(ui.md(f"Cannot show this picture: {error}"))
         truth = int(labels[i])
-        lines = [f"**true: {bank.class_names[truth]}**"]
+        lines = [f"**true: {ui.md(bank.class_names[truth], 200)}**"]
         for s in range(int(exit_stage[i]) + 1):
             sig = stages[s]
             pred = int(sig.prediction[i])
             conf = float(sig.confidence[i])
             mark = "✓" if pred == truth else "✗"
             if s < last:
-                rule = f"{'≥' if conf >= thresholds[s] else '<'} {thresholds[s]:.3g}"
+                rule = f"{'≥' if conf >= thresholds[s] else '<'} {exact_number(thresholds[s])}"
                 verdict = "answers" if s == exit_stage[i] else "passes on"
             else:
                 rule, verdict = "", "answers"
-            lines.append(f"stage {s + 1}: {mark} {bank.class_names[pred]} ({conf:.3g}{' ' + rule if rule else ''}, "
+            lines.append(f"stage {s + 1}: {mark} {ui.md(bank.class_names[pred], 200)} ({conf:.3g}{' ' + rule if rule else ''}, "
                          f"{verdict})")
         st.markdown("  \n".join(lines))
     return file is not None
@@ -157,7 +163,7 @@ if group == "stage":
         members = np.flatnonzero((exit_stage == s) & class_mask)
         conf = np.asarray(stages[s].confidence, dtype=float)[members]
         ordered = members[np.argsort(-conf, kind="stable")]
-        st.subheader(f"Stage {s + 1}: {bank.model(models[s]).display_name} — {len(members):,} images")
+        st.subheader(f"Stage {s + 1}: {ui.md(bank.model(models[s]).display_name, 200)} — {len(members):,} images")
         if len(ordered) == 0:
             st.caption("No image exits here.")
             continue
@@ -178,15 +184,15 @@ else:
     found, shown, visible = found + f, shown + n, [int(rows[i]) for i in ordered]
 
 if transform and not corrupted:
-    st.caption(f"Images are shown as stored; the models saw them with {transform.get('kind', 'a transform')}, "
+    st.caption(f"Images are shown as stored; the models saw them with {ui.md(transform.get('kind', 'a transform'))}, "
                "which this version cannot redo.")
 if shown and found < shown:
     env = "CASCADE_EXPLORER_IMAGES"
-    where = source.get("url_base")
+    where = (source or {}).get("url_base")
     st.info(
         f"{shown - found} of {shown} images are not available on this machine, so their cards show text only. "
         f"To see them, set `{env}` to a folder holding the image files (e.g. the bank's image set) and restart, "
-        + (f"or fetch them from `{where}`:" if where else "(this bank names no download location)."),
+        + (f"or fetch them from {ui.md(where, 300)}:" if where else "(this bank names no download location)."),
         icon=":material/image_not_supported:",
     )
     if where and st.button("Download the images on this page", key="gallery_fetch",

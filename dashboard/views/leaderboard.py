@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from cascade_explorer.core import plots
+from cascade_explorer.core import plots, text
 from cascade_explorer.dashboard import data, state, ui
 
 bank = data.current_bank()
@@ -19,7 +19,7 @@ st.caption("Every ordered pair of models (cheaper first) at every threshold; onl
            "cascade beats on both accuracy and cost are listed. Click a row to open it in the Explorer.")
 
 if len(available) < 2:
-    st.warning(f"Image set {split!r} has logits for fewer than two models: nothing to combine.")
+    st.warning(f"Image set {ui.md(repr(split))} has logits for fewer than two models: nothing to combine.")
     st.stop()
 
 c1, c2, c3 = st.columns([1, 1.3, 2.5])
@@ -59,8 +59,8 @@ if stages == 3 and len(available) >= 3:
 frontier = data.frontier(bank_key, split, view.criterion, stages, shortlist if stages == 3 else ())
 singles = data.single_models(bank_key, split)
 best_single = singles.loc[singles["accuracy"].idxmax()]
-st.markdown(f"{len(frontier):,} cascades on the frontier of **{split}** · best single model: "
-            f"{best_single['display_name']} at {ui.pct(best_single['accuracy'])} for {ui.num(best_single['gmacs'])} GMACs.")
+st.markdown(f"{len(frontier):,} cascades on the frontier of **{ui.md(split)}** · best single model: "
+            f"{ui.md(best_single['display_name'])} at {ui.pct(best_single['accuracy'])} for {ui.num(best_single['gmacs'])} GMACs.")
 
 frontier = frontier.reset_index(drop=True)
 table = pd.DataFrame({
@@ -127,7 +127,7 @@ if st.session_state.pop("_leaderboard_open", False):
 
 csv = shown.assign(models=["+".join(frontier.loc[i, "models"]) for i in shown.index],
                    threshold_values=[";".join(repr(float(t)) for t in frontier.loc[i, "thresholds"]) for i in shown.index])
-csv_text = csv.to_csv(index=False)
+csv_text = text.spreadsheet_frame(csv).to_csv(index=False)   # a name like "=HYPERLINK(...)" stays text
 st.download_button("Download CSV", lambda: csv_text, file_name=f"leaderboard-{split}.csv", mime="text/csv",
                    icon=":material/download:", key="leaderboard_csv", on_click="ignore",
                    help="The table above with model ids and exact thresholds, for a spreadsheet or a script.")

@@ -22,20 +22,20 @@ st.caption("Upload a picture and watch the cascade answer it: the cheapest model
            "confident enough its answer is final, otherwise the picture goes to the next model. Every number "
            "here is measured now, on this machine, with the real models.")
 
-chain = " → ".join(bank.model(m).display_name for m in models)
+chain = ui.md(ui.chain_text(bank, models))
 thr = ", ".join(live_view.fmt_threshold(t) for t in thresholds) or "none (one model)"
 st.markdown(f"**Cascade:** {chain}  \n**Criterion:** {ui.CRITERION_NAMES.get(view.criterion, view.criterion)} · "
             f"**thresholds:** {thr} · **temperature:** {'fitted' if view.temperature == 'fit' else 'none'} · "
             f"**ensemble:** {'on' if view.ensemble else 'off'}")
 st.caption("This is the cascade set in the Explorer (or the headline cascade); change it there and come back.")
 if resolved["fit_error"]:
-    st.warning(f"No thresholds meet the Explorer's target: {resolved['fit_error']}. Running with the hand-set "
+    st.warning(f"No thresholds meet the Explorer's target: {ui.md(resolved['fit_error'])}. Running with the hand-set "
                "thresholds instead; relax the target in the Explorer.", icon=":material/warning:")
 
 no_spec = [m for m in models if not bank.model(m).spec]
 cascade = None
 if no_spec:
-    st.warning(f"{', '.join(bank.model(m).display_name for m in no_spec)} came into this bank as stored outputs "
+    st.warning(f"{', '.join(ui.md(bank.model(m).display_name) for m in no_spec)} came into this bank as stored outputs "
                "only (no model file or weights are recorded), so it cannot run on new pictures. Pick a chain of "
                "models built with `cascade-explorer precompute` in the Explorer.", icon=":material/block:")
 else:
@@ -45,7 +45,7 @@ else:
                                      ensemble=view.ensemble)
     problem = live_view.load_models(cascade)
     if problem is not None:
-        st.error(f"The models cannot be loaded on this machine: {problem}", icon=":material/error:")
+        st.error(f"The models cannot be loaded on this machine: {ui.md(problem)}", icon=":material/error:")
         st.caption("Missing weights: set `CASCADE_EXPLORER_MODELS` to a folder holding the model files "
                    "(e.g. `../shared/models/tflite`) and restart. Missing backend: "
                    "`pip install 'cascade-explorer[tflite,lite]'` installs every backend of the default bank.")
@@ -79,8 +79,8 @@ if cascade is not None:
             picked = st.selectbox(
                 "Bank image", options=[r for r, _ in rows], index=None, key="live_sample",
                 placeholder="Choose an image of the bank...",
-                format_func=lambda r: f"#{r} — true label: {bank.class_names[int(labels[r])]}",
-                help=f"Images of the '{sample_split}' set found on this machine. The page also compares the "
+                format_func=lambda r: f"#{r} — true label: {ui.plain(bank.class_names[int(labels[r])], 200)}",
+                help=f"Images of the '{ui.md(sample_split)}' set found on this machine. The page also compares the "
                      "live outputs with the ones stored in the bank.")
             if picked is not None:
                 path = dict(rows)[picked]
@@ -90,7 +90,7 @@ if cascade is not None:
                 items.append((f"sample:{sample_split}:{picked}", path.name, partial(images.read_image_file, path),
                               bank.class_names[int(labels[picked])], stored, images.IMAGE_FORMATS))
             if sample_split != split:
-                st.caption(f"Bank images come from the plain '{sample_split}' set; the '{split}' set's "
+                st.caption(f"Bank images come from the plain '{ui.md(sample_split)}' set; the '{ui.md(split)}' set's "
                            "transformed pictures are not stored.")
 
     live_view.forget_except({item[0] for item in items})
@@ -98,16 +98,16 @@ if cascade is not None:
         result = live_view.run_item(cascade, key, item_key, name, read, formats=formats)
         with st.container(border=True):
             if result.error is not None:
-                st.error(result.error, icon=":material/broken_image:")
+                st.error(ui.md(result.error), icon=":material/broken_image:")
                 continue
             picture, trace_col = st.columns([1, 2.4], gap="large")
-            picture.image(result.image, caption=name, width="stretch")
+            picture.image(result.image, caption=ui.md(name, 200), width="stretch")
             with trace_col:
                 live_view.render_trace(result.trace, truth=truth, stored=stored)
 
     st.subheader("This session")
     live_view.render_totals(live_view.session_totals(key, len(models)),
-                            [bank.model(m).display_name for m in models])
+                            [ui.md(bank.model(m).display_name, 200) for m in models])
     if st.session_state.get(live_view.TOTALS_KEY, {}).get(key):
         if st.button("Reset the totals", key="live_reset"):
             st.session_state[live_view.TOTALS_KEY].pop(key, None)

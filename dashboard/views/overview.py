@@ -23,7 +23,7 @@ ui.bank_line(bank)
 singles = data.single_models(bank_key, split)
 head = data.headline(bank_key, split)
 if head is None or singles.empty:
-    st.warning(f"Image set {split!r} has logits for fewer than two models, so there is no cascade to show. "
+    st.warning(f"Image set {ui.md(repr(split))} has logits for fewer than two models, so there is no cascade to show. "
                "Add models to the bank (`cascade-explorer precompute` or `import`).")
     st.stop()
 
@@ -33,23 +33,23 @@ ev = data.evaluate(bank_key, split, models, "max_softmax", thresholds, "none", F
 best = singles.loc[singles["accuracy"].idxmax()]
 
 st.subheader("Headline")
-st.markdown(f"Best cascade found on **{split}**: **{ui.chain_text(bank, models)}** "
+st.markdown(f"Best cascade found on **{ui.md(split)}**: **{ui.md(ui.chain_text(bank, models))}** "
             f"(max-softmax, {plots.format_thresholds(thresholds)}) — the largest speed-up at equal accuracy among "
             f"the cascades within {data.HEADLINE_TOLERANCE:.0%} accuracy of the best single model, "
-            f"**{best['display_name']}**.")
+            f"**{ui.md(best['display_name'])}**.")
 c = st.columns(4)
 c[0].metric("Cascade accuracy", ui.pct(ev["accuracy"]), help="Top-1 accuracy of the cascade on every image of the set.")
 c[0].caption(ui.ci(ev.get("accuracy_ci")))
-c[1].metric("Best single model", ui.pct(best["accuracy"]), help=f"{best['display_name']} alone.")
-c[1].caption(best["display_name"])
+c[1].metric("Best single model", ui.pct(best["accuracy"]), help=f"{ui.md(best['display_name'])} alone.")
+c[1].caption(ui.md(best["display_name"]))
 c[2].metric("Cost", f"{ui.num(ev['avg_gmacs'])} GMACs",
             help="Average multiply-accumulates per image of the cascade.")
-c[2].caption(f"vs {ui.num(best['gmacs'])} GMACs for {best['display_name']}")
+c[2].caption(f"vs {ui.num(best['gmacs'])} GMACs for {ui.md(best['display_name'])}")
 c[3].metric("Speed-up at equal accuracy", ui.speedup(ev.get("speedup")),
             help="Compute the best single models (switching between them) need for the cascade's accuracy, "
                  "divided by the cascade's compute.")
 c[3].caption(ui.speedup_caption(ev.get("speedup"), f"{ui.pct(ev['exit_fractions'][0])} of images answered by "
-                                                    f"{bank.model(models[0]).display_name}"))
+                                                    f"{ui.md(bank.model(models[0]).display_name)}"))
 
 curve = data.chain_curve(bank_key, split, models, "max_softmax", "none", False)
 frontier = data.frontier(bank_key, split)
@@ -57,7 +57,7 @@ with_speedup = frontier[frontier["speedup"].notna()]
 if len(with_speedup):
     top = with_speedup.loc[with_speedup["speedup"].astype(float).idxmax()]
     st.caption(f"Largest speed-up anywhere on the frontier: **{ui.speedup(top['speedup'])}** with "
-               f"{ui.chain_text(bank, top['models'])} ({plots.format_thresholds(top['thresholds'])}) at "
+               f"{ui.md(ui.chain_text(bank, top['models']))} ({plots.format_thresholds(top['thresholds'])}) at "
                f"{ui.pct(top['accuracy'])} accuracy and {ui.num(top['avg_gmacs'])} GMACs — see the Leaderboard.")
 fig = plots.from_tradeoff(singles, hull=data.hull(bank_key, split), curve=curve, frontier=frontier,
                           point={"accuracy": ev["accuracy"], "avg_gmacs": ev["avg_gmacs"], "avg_ms": ev["avg_ms"],

@@ -18,7 +18,7 @@ st.caption("Thresholds (and temperatures) are chosen on one image set and then u
            "accurate, and keep its speed-up?")
 
 if len(bank.splits) < 2:
-    st.info(f"This bank has one image set ({bank.default_split}); a shift needs two. Add a corrupted copy with "
+    st.info(f"This bank has one image set ({ui.md(bank.default_split)}); a shift needs two. Add a corrupted copy with "
             "`cascade-explorer precompute ... --split val-corrupted --corruptions gaussian_noise,defocus_blur` or import "
             "logits for a second set.", icon=":material/info:")
     st.stop()
@@ -27,7 +27,7 @@ if len(bank.splits) < 2:
 models, thresholds = ui.chain_and_thresholds(bank, view)
 usable = [s for s in bank.splits if all(s in bank.model(m).top1 for m in models)]
 if len(usable) < 2:
-    st.info(f"The cascade {ui.chain_text(bank, models)} has outputs on {len(usable)} image set(s) of this bank; "
+    st.info(f"The cascade {ui.md(ui.chain_text(bank, models))} has outputs on {len(usable)} image set(s) of this bank; "
             "a shift needs two. Pick models that have outputs on every set in the Explorer.",
             icon=":material/info:")
     st.stop()
@@ -47,7 +47,7 @@ with c2:
                 help="The image set the same thresholds are then used on.")
 with c3:
     target_mode = view.mode == "target" and len(models) >= 2
-    st.markdown(f"**Cascade:** {ui.chain_text(bank, models)}  \n"
+    st.markdown(f"**Cascade:** {ui.md(ui.chain_text(bank, models))}  \n"
                 + (f"thresholds fitted for {ui.TARGET_NAMES[view.target_kind]}" if target_mode
                    else plots.format_thresholds(thresholds)))
     st.page_link("views/explorer.py", label="Change it in the Explorer", icon=":material/tune:")
@@ -71,7 +71,7 @@ except UsageError as error:
     if not target_mode:
         raise
     # an unreachable target: say so, and go on with the hand-set thresholds (as the Explorer does)
-    st.warning(f"{error} — showing the hand-set thresholds instead; change the target in the Explorer.")
+    st.warning(f"{ui.md(error)} — showing the hand-set thresholds instead; change the target in the Explorer.")
     target_mode, on = False, view.on
     report = data.shift(bank_key, fit_on, apply_to, models, view.criterion, thresholds, view.temperature,
                         view.ensemble, on, None, None)
@@ -81,13 +81,13 @@ used = tuple(report["thresholds"])
 left, right = st.columns(2)
 for col, name, ev in ((left, fit_on, source), (right, apply_to, target)):
     with col:
-        st.subheader(f"{name}" + (" (thresholds chosen here)" if name == fit_on else " (same thresholds)"))
+        st.subheader(f"{ui.md(name)}" + (" (thresholds chosen here)" if name == fit_on else " (same thresholds)"))
         m = st.columns(3)
-        m[0].metric(f"Accuracy on {name}", ui.pct(ev["accuracy"]),
+        m[0].metric(f"Accuracy on {ui.md(name)}", ui.pct(ev["accuracy"]),
                     help="Top-1 accuracy of the cascade on this image set.")
         m[0].caption(ui.ci(ev.get("accuracy_ci")))
-        m[1].metric(f"Average GMACs on {name}", ui.num(ev["avg_gmacs"]), help="Average compute per image.")
-        m[2].metric(f"Speed-up on {name}", ui.speedup(ev.get("speedup")),
+        m[1].metric(f"Average GMACs on {ui.md(name)}", ui.num(ev["avg_gmacs"]), help="Average compute per image.")
+        m[2].metric(f"Speed-up on {ui.md(name)}", ui.speedup(ev.get("speedup")),
                     help="Against this image set's own best single models at equal accuracy.")
         m[2].caption(ui.speedup_caption(ev.get("speedup"), f"{ev['n_samples']:,} images, "
                                         + ("every image" if ev["on"] == "all" else "held-out half")))
@@ -95,7 +95,7 @@ for col, name, ev in ((left, fit_on, source), (right, apply_to, target)):
 st.subheader("What moved")
 d = st.columns(3)
 d[0].metric("Accuracy change", f"{delta['accuracy'] * 100:+.2f} pts",
-            help=f"Accuracy on {apply_to} minus accuracy on {fit_on}.")
+            help=f"Accuracy on {ui.md(apply_to)} minus accuracy on {ui.md(fit_on)}.")
 d[1].metric("Cost change", f"{delta['avg_gmacs']:+.4g} GMACs",
             help="Shifted images are harder: fewer are confident, more escalate, the average cost grows.")
 d[2].metric("Speed-up change", "–" if delta["speedup"] is None else f"{delta['speedup']:+.2f}×",

@@ -19,16 +19,16 @@ ui.bank_line(bank)
 singles = data.single_models(bank_key, split)
 rows = []
 for m in bank.models:
-    row = {"id": m.id, "model": m.display_name, "backend": m.backend, "GMACs": m.gmacs,
+    row = {"id": m.id, "model": ui.plain(m.display_name, 200), "backend": ui.plain(m.backend, 100), "GMACs": m.gmacs,
            "params (M)": None if m.params is None else m.params / 1e6, "latency ms (batch 1)": m.ms()}
     for s in bank.splits:
         row[f"top-1 {s}"] = m.top1.get(s)
     row["input"] = "×".join(str(v) for v in m.input_size) if m.input_size else ""
     src = m.source or {}
-    row["weights"] = src.get("url") or src.get("package") or src.get("name") or src.get("kind", "")
+    row["weights"] = ui.plain(src.get("url") or src.get("package") or src.get("name") or src.get("kind", ""), 500)
     rows.append(row)
 table = pd.DataFrame(rows)
-pct_cols = {c: st.column_config.NumberColumn(c, format="percent", help=f"Top-1 accuracy on {c[6:]}")
+pct_cols = {c: st.column_config.NumberColumn(c, format="percent", help=f"Top-1 accuracy on {ui.md(c[6:])}")
             for c in table.columns if c.startswith("top-1 ")}
 st.dataframe(
     table, hide_index=True,
@@ -37,7 +37,7 @@ st.dataframe(
         "params (M)": st.column_config.NumberColumn("params (M)", format="%.2f"),
         "latency ms (batch 1)": st.column_config.NumberColumn(
             "latency ms", format="%.3g",
-            help="Measured single-image latency" + (f" on {bank.latency_devices()[0]}" if bank.latency_devices() else "")),
+            help="Measured single-image latency" + (f" on {ui.md(bank.latency_devices()[0])}" if bank.latency_devices() else "")),
         **pct_cols,
     },
 )
@@ -56,6 +56,6 @@ with c2:
                 help="Logarithmic cost axis: spreads out the cheap models.")
 fig = plots.from_model_zoo(singles, hull=data.hull(bank_key, split, cost), cost=cost, log_x=view.log_x, split=split)
 st.plotly_chart(fig, theme="streamlit", key="zoo_chart", config={"displaylogo": False})
-st.caption(f"Accuracy on **{split}** ({int(singles['n_samples'].max()) if len(singles) else 0:,} images). "
+st.caption(f"Accuracy on **{ui.md(split)}** ({int(singles['n_samples'].max()) if len(singles) else 0:,} images). "
            "The dashed line is what you get by running one model or the other at random: a cascade has to "
            "beat it to be worth anything.")
