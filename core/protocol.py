@@ -14,11 +14,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import intervals
 from .criteria import fit_temperature
 from .curves import CascadeCurve, SingleModelHull, cascade_curve, speedup_at_equal_accuracy
 from .engine import CascadeResult, check_stages, evaluate_cascade
 from .errors import UsageError
-from .signals import ModelSignals, check_correct
+from .signals import ModelSignals
 from .validate import check_array, check_fraction, check_int, check_mask, check_number, check_sequence
 
 # Relative slack when comparing an average cost with a budget: the average of float costs
@@ -184,47 +185,21 @@ def fit_thresholds(stages: list[ModelSignals], gmacs, *, target_accuracy=None, m
 
 
 # --------------------------------------------------------------------------------------
-# Bootstrap intervals
+# Intervals (see intervals.py)
 # --------------------------------------------------------------------------------------
 
-# Resampled indices held at once (rows x N); bounds memory for large N.
-_BOOTSTRAP_CHUNK_ELEMENTS = 4_000_000
-
-
 def bootstrap_ci(correct, cost, n_bootstrap: int = 1000, seed: int = 0, level: float = 0.95) -> dict:
-    """Percentile bootstrap intervals of mean accuracy and mean cost.
+    """Intervals of mean accuracy and mean cost at `level` (the name is historical).
 
-    Per-sample (correct, cost) pairs are resampled jointly with replacement; replicate b uses
-    the b-th draw of `rng.integers(0, N, size=N)` from `np.random.default_rng(seed)`.
-    Returns {"accuracy": (lo, hi), "avg_gmacs": (lo, hi)}.
+    accuracy: exact Clopper-Pearson binomial interval (21 of 21 right gives [0.839, 1.0] at 95%, not
+    [1, 1]); avg_gmacs: percentile bootstrap of the per-sample costs, widened to contain the mean
+    (replicate b uses the b-th draw of `rng.integers(0, N, size=N)` from `np.random.default_rng(seed)`).
+    Returns {"accuracy": (lo, hi), "avg_gmacs": (lo, hi), "methods": {"accuracy", "avg_gmacs"}}.
+    intervals.cascade_intervals also gives the escalated share and the estimates.
     """
-    correct = check_correct(correct, "correct").astype(np.float64)
-    cost = check_array(cost, "cost", finite=True, minimum=0.0)
-    n = correct.size
-    if cost.size != n:
-        raise UsageError(f"correct has {n} samples but cost has {cost.size}")
-    if n == 0:
-        raise UsageError("bootstrap needs at least one sample")
-    n_bootstrap = check_int(n_bootstrap, "n_bootstrap", minimum=1)
-    seed = check_int(seed, "seed", minimum=0)
-    level = check_number(level, "level")
-    if not 0.0 < level < 1.0:
-        raise UsageError(f"level must be strictly between 0 and 1, got {level:g}")
-    rng = np.random.default_rng(seed)
-    accuracy = np.empty(n_bootstrap)
-    avg_cost = np.empty(n_bootstrap)
-    rows = max(1, _BOOTSTRAP_CHUNK_ELEMENTS // n)
-    for start in range(0, n_bootstrap, rows):
-        stop = min(n_bootstrap, start + rows)
-        # Row-major draw of (rows, n) consumes the stream like `rows` draws of size n.
-        index = rng.integers(0, n, size=(stop - start, n))
-        accuracy[start:stop] = correct[index].mean(axis=1)
-        avg_cost[start:stop] = cost[index].mean(axis=1)
-    tail = (1.0 - float(level)) / 2.0
-    quantiles = [tail, 1.0 - tail]
-    acc_lo, acc_hi = np.quantile(accuracy, quantiles)
-    cost_lo, cost_hi = np.quantile(avg_cost, quantiles)
-    return {"accuracy": (float(acc_lo), float(acc_hi)), "avg_gmacs": (float(cost_lo), float(cost_hi))}
+    ci = intervals.cascade_intervals(correct, cost, level=level, n_bootstrap=n_bootstrap, seed=seed)
+    return {"accuracy": ci["accuracy_ci"], "avg_gmacs": ci["avg_gmacs_ci"],
+            "methods": {"accuracy": ci["methods"]["accuracy"], "avg_gmacs": ci["methods"]["avg_gmacs"]}}
 
 
 # --------------------------------------------------------------------------------------
