@@ -9,16 +9,17 @@ optimistically biased by the fit.
 from __future__ import annotations
 
 import hashlib
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from .criteria import fit_temperature
 from .curves import CascadeCurve, SingleModelHull, cascade_curve, speedup_at_equal_accuracy
 from .engine import CascadeResult, check_stages, evaluate_cascade
 from .errors import UsageError
 from .signals import ModelSignals, check_correct
+from .temperature import DEFAULT_N_BINS, TemperatureFit, TemperatureFitWarning, fit_temperature
 from .validate import check_array, check_fraction, check_int, check_mask, check_number, check_sequence
 
 # Relative slack when comparing an average cost with a budget: the average of float costs
@@ -59,15 +60,29 @@ def calibration_mask(sample_ids: Sequence, calibration_fraction: float = 0.5, se
     return sample_uniforms(sample_ids, seed) < fraction
 
 
-def fit_temperatures(logits_list: Sequence[np.ndarray], labels: np.ndarray, mask: np.ndarray | None = None) -> list[float]:
-    """Per-model temperature by NLL on the rows selected by `mask` (the calibration part)."""
+def fit_temperatures_detailed(logits_list: Sequence[np.ndarray], labels: np.ndarray,
+                              mask: np.ndarray | None = None, *, n_bins: int = DEFAULT_N_BINS) -> list[TemperatureFit]:
+    """Per-model NLL temperature fit (core.temperature.fit_temperature) on the rows selected by
+    `mask` (the calibration part), with NLL/ECE before and after and flags."""
     logits_list = check_sequence(logits_list, "logits_list") if not isinstance(logits_list, np.ndarray) \
         else list(logits_list)
     labels = check_array(labels, "labels", dtype=None)
-    index = slice(None) if mask is None else np.flatnonzero(check_mask(mask, "mask", len(labels)))
-    if mask is not None and index.size == 0:
+    if mask is not None and not check_mask(mask, "mask", len(labels)).any():
         raise UsageError("the calibration part is empty: use a larger calibration fraction or another seed")
-    return [float(fit_temperature(np.asarray(logits[index], dtype=np.float32), labels[index])) for logits in logits_list]
+    return [fit_temperature(logits, labels, mask, n_bins=n_bins) for logits in logits_list]
+
+
+def fit_temperatures(logits_list: Sequence[np.ndarray], labels: np.ndarray, mask: np.ndarray | None = None) -> list[float]:
+    """Per-model temperature by NLL on the rows selected by `mask` (the calibration part).
+
+    The optimum over all T > 0, not clipped; a flagged fit (outside the practical range, or no
+    better than uniform prediction) also raises a TemperatureFitWarning with its message. Use
+    `fit_temperatures_detailed` for the flags, NLL and ECE before and after."""
+    fits = fit_temperatures_detailed(logits_list, labels, mask)
+    for i, fit in enumerate(fits):
+        for message in fit.messages:
+            warnings.warn(f"model {i} of logits_list: {message}", TemperatureFitWarning, stacklevel=2)
+    return [fit.temperature for fit in fits]
 
 
 # --------------------------------------------------------------------------------------
