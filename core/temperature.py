@@ -38,7 +38,7 @@ DEFAULT_N_BINS = 15
 _CHUNK_ROWS = 8192
 _BRACKET_STEP = math.log(4.0)
 # Shifted float64 logits are kept between NLL evaluations when they take at most this many bytes.
-_CACHE_BYTES = 256 * 2**20
+_CACHE_BYTES = 64 * 2**20
 
 FLAGS = ("at_bound", "worse_than_uniform")
 
