@@ -28,6 +28,7 @@ def run(args) -> int:
     from cascade_explorer.core.analysis import FRONTIER_COLUMNS, BankAnalysis, frontier_records, resolve_split
     from cascade_explorer.core.errors import UsageError
     from cascade_explorer.core.jsonsafe import dumps
+    from cascade_explorer.core.router_metrics import ROUTER_COLUMNS
     from cascade_explorer.core.validate import check_fraction
 
     analysis = BankAnalysis(args.bank)
@@ -43,13 +44,15 @@ def run(args) -> int:
             top = float(frame["accuracy"].max()) if len(frame) else float("nan")
             raise UsageError(f"no cascade reaches accuracy {target:.4f} on split {split!r}; the best is {top:.4f}")
         frame = pd.DataFrame([best]).reset_index(drop=True)
+    # router metrics (APGR, CPT, AUC, oracle) of each 2-model row's pair, exact over its thresholds
+    frame = analysis.frontier_with_router(frame, split=split, criterion=args.criterion)
     records = frontier_records(frame)
     if args.json:
         say(dumps(records))
     elif args.csv:
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        columns = [c for c in FRONTIER_COLUMNS if records and c in records[0]] or FRONTIER_COLUMNS
+        columns = [c for c in [*FRONTIER_COLUMNS, *ROUTER_COLUMNS] if records and c in records[0]] or FRONTIER_COLUMNS
         writer.writerow(columns)
         for record in records:
             writer.writerow(["+".join(record[c]) if c == "models" else
@@ -60,6 +63,8 @@ def run(args) -> int:
         say(f"{len(records)} frontier cascade(s) on split {split!r} ({args.criterion}):")
         for record in records:
             speedup = "" if record.get("speedup") is None else f"  speed-up {record['speedup']:.2f}x"
+            if record.get("apgr") is not None:
+                speedup += f"  APGR {record['apgr']:.3f}"
             thresholds = ",".join(str(t) if isinstance(t, str) else f"{t:.4g}" for t in record["thresholds"])
             say(f"  {' -> '.join(record['models'])}  thresholds {thresholds}  "
                 f"accuracy {100 * record['accuracy']:.2f} %  {record['avg_gmacs']:.4g} GMACs{speedup}")

@@ -38,7 +38,7 @@ from .curves import CascadeCurve, SingleModelHull, cascade_curve, single_model_h
 from .engine import CascadeResult, check_thresholds, evaluate_cascade
 from .errors import NotCertifiedError, UsageError
 from .jsonsafe import jsonable
-from .router_metrics import router_metrics, router_metrics_all_pairs
+from .router_metrics import ROUTER_COLUMNS, router_metrics, router_metrics_all_pairs, with_router_columns
 from .search import COLUMNS as FRONTIER_COLUMNS   # the frontier's columns: one definition, in search
 from .signals import ModelSignals, SignalSource, chain_signals
 from .temperature import TemperatureFit
@@ -494,6 +494,14 @@ class BankAnalysis:
         return dict(self._router(split, spec.models, spec.criterion, temps, spec.ensemble, _check_part(on),
                                  fraction, seed))
 
+    def frontier_with_router(self, frame: pd.DataFrame, *, split=None, criterion="max_softmax", on="all",
+                             calibration_fraction=0.5, seed=0) -> pd.DataFrame:
+        """`frame` (a frontier of the same split, criterion and part) plus the router metrics of each
+        2-model row's pair as columns ROUTER_COLUMNS (NaN for 3-model rows)."""
+        table = self.router_table(split=split, criterion=criterion, on=on, calibration_fraction=calibration_fraction,
+                                  seed=seed)
+        return with_router_columns(frame, table)
+
     def router_table(self, *, split=None, criterion="max_softmax", on="all", calibration_fraction=0.5,
                      seed=0) -> pd.DataFrame:
         """Router metrics of every ordered pair of models with logits on `split`, cheaper first (no
@@ -781,7 +789,7 @@ def frontier_records(frame: pd.DataFrame) -> list[dict]:
     """Frontier rows as plain JSON-ready dicts (models/thresholds/exit_fractions as lists)."""
     records = []
     for row in frame.to_dict(orient="records"):
-        record = {column: row.get(column) for column in FRONTIER_COLUMNS if column in row}
+        record = {column: row.get(column) for column in [*FRONTIER_COLUMNS, *ROUTER_COLUMNS] if column in row}
         record["models"] = list(row["models"])
         record["thresholds"] = [float(t) for t in row["thresholds"]]
         if "exit_fractions" in row:

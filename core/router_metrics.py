@@ -203,3 +203,27 @@ def format_router_metrics(metrics: Mapping) -> str:
     return (f"APGR {metrics['apgr']:.3f}, CPT 20/50/80% at {cpts}% escalated, "
             f"oracle accuracy {metrics['oracle_accuracy']:.1%}")
 
+
+
+# The router metrics a table of cascades carries as columns (leaderboard, `pareto`).
+ROUTER_COLUMNS = ("apgr", "cpt_20", "cpt_50", "cpt_80", "auc_accuracy_escalated", "oracle_accuracy",
+                  "oracle_avg_gmacs")
+
+
+def with_router_columns(frame, table, columns=ROUTER_COLUMNS):
+    """`frame` (cascades with a "models" column of tuples, e.g. a frontier) plus `columns` of
+    `table` (router_metrics_all_pairs rows as a DataFrame: "first", "second", metrics) for each
+    2-model row; NaN for other chain lengths, where the metrics are not defined. A new DataFrame,
+    rows and index unchanged."""
+    import pandas as pd
+
+    lookup = {(row["first"], row["second"]): row for row in table.to_dict(orient="records")} if len(table) else {}
+    out = frame.copy()
+    for column in columns:
+        values = []
+        for models in frame["models"]:
+            row = lookup.get(tuple(models)) if len(models) == 2 else None
+            value = None if row is None else row.get(column)
+            values.append(float("nan") if value is None else float(value))
+        out[column] = pd.Series(values, index=frame.index, dtype=float)
+    return out
