@@ -719,8 +719,8 @@ class BankAnalysis:
                               *_fraction_seed(calibration_fraction, seed), device, _check_grid(grid_size)).copy()
 
     def shift(self, spec: CascadeSpec, source_split, target_split, *, on="eval", target_accuracy=None,
-              max_gmacs=None, max_escalated=None, calibration_fraction=0.5, seed=0, device=None,
-              n_bootstrap=1000) -> dict:
+              max_gmacs=None, max_escalated=None, max_accuracy_drop=None, calibration_fraction=0.5, seed=0,
+              device=None, n_bootstrap=1000) -> dict:
         """Thresholds (given in the spec, or fitted for a target on the source's calibration part) and
         temperatures (fitted on the source's calibration part) applied unchanged to another split
         (the paper's distribution-shift experiment, section 5.4).
@@ -732,12 +732,13 @@ class BankAnalysis:
         source_split = resolve_split(self.bank, source_split)
         target_split = resolve_split(self.bank, target_split)
         fitted = None
-        if any(v is not None for v in (target_accuracy, max_gmacs, max_escalated)):
+        if any(v is not None for v in (target_accuracy, max_gmacs, max_escalated, max_accuracy_drop)):
             if spec.thresholds:
                 raise UsageError("give either thresholds in the spec or a target (target_accuracy / max_gmacs / "
                                  "max_escalated) to fit them, not both")
             fit = self.fit_for_target_detailed(spec, target_accuracy=target_accuracy, max_gmacs=max_gmacs,
-                                               max_escalated=max_escalated, split=source_split,
+                                               max_escalated=max_escalated, max_accuracy_drop=max_accuracy_drop,
+                                               split=source_split,
                                                calibration_fraction=calibration_fraction, seed=seed)
             spec = replace(spec, thresholds=fit.thresholds)
             fitted = fit.summary()

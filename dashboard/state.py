@@ -16,7 +16,9 @@ from typing import Any, Callable, Mapping
 CRITERIA = ("max_softmax", "softmax_margin", "logit_margin", "entropy")
 TEMPERATURES = ("none", "fit")
 MODES = ("manual", "target")
-TARGET_KINDS = ("accuracy", "gmacs", "escalated")
+TARGET_KINDS = ("accuracy", "gmacs", "escalated", "drop")
+# the guarantee choices of target mode: delta (chance the certified target may fail); None = plain fit
+DELTAS = (None, 0.2, 0.1, 0.05, 0.01)
 EVAL_ON = ("all", "eval")
 COSTS = ("gmacs", "ms")
 RANKS = ("speedup", "accuracy", "cost")
@@ -36,6 +38,7 @@ class ViewState:
     mode: str = "manual"
     target_kind: str = "accuracy"
     target_value: float | None = None
+    delta: float | None = None          # target mode: certify with this delta (None = plain fit)
     on: str = "all"                     # metrics on every sample or on the held-out evaluation part
     cost: str = "gmacs"
     log_x: bool = False
@@ -55,7 +58,7 @@ class ViewState:
 # URL parameter name for each field (short, stable: links people shared depend on them).
 PARAMS = {
     "bank": "bank", "split": "split", "models": "models", "criterion": "crit", "temperature": "temp",
-    "ensemble": "ens", "thresholds": "thr", "mode": "mode", "target_kind": "target", "target_value": "tval",
+    "ensemble": "ens", "thresholds": "thr", "mode": "mode", "target_kind": "target", "target_value": "tval", "delta": "delta",
     "on": "on", "cost": "cost", "log_x": "logx", "stages": "stages", "shortlist": "short", "rank": "rank", "per_pair": "per_pair",
     "gallery_class": "cls", "gallery_group": "group", "shift_fit": "fit_on", "shift_apply": "apply_to",
 }
@@ -130,6 +133,13 @@ def _stages(text: str) -> int:
     return value
 
 
+def _delta(text: str) -> float:
+    value = _parse_float(text)
+    if not 0.0 < value < 1.0:
+        raise ValueError("must be strictly between 0 and 1, e.g. 0.05 for a 95% guarantee")
+    return value
+
+
 def _class(text: str) -> int:
     value = int(text)
     if value < 0:
@@ -141,7 +151,7 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "bank": str, "split": str, "models": _models, "criterion": _choice(CRITERIA),
     "temperature": _choice(TEMPERATURES), "ensemble": _parse_bool,
     "thresholds": lambda t: tuple(_parse_float(x) for x in _names(t)), "mode": _choice(MODES),
-    "target_kind": _choice(TARGET_KINDS), "target_value": _parse_float, "on": _choice(EVAL_ON),
+    "target_kind": _choice(TARGET_KINDS), "target_value": _parse_float, "delta": _delta, "on": _choice(EVAL_ON),
     "cost": _choice(COSTS), "log_x": _parse_bool, "stages": _stages, "shortlist": _names,
     "rank": _choice(RANKS), "per_pair": _parse_bool,
     "gallery_class": _class, "gallery_group": _choice(GALLERY_GROUPS), "shift_fit": str, "shift_apply": str,
