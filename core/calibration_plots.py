@@ -30,9 +30,11 @@ _PALETTE = (COLOURS["single"], COLOURS["chain"], COLOURS["frontier"], COLOURS["p
 
 
 def _legend(fig: go.Figure, *, height: int, title: str | None = None) -> go.Figure:
-    fig.update_layout(title=title, height=height, margin=dict(l=10, r=10, t=60 if title else 20, b=10),
-                      legend=dict(orientation="h", yanchor="bottom", y=1.01, xanchor="left", x=0),
-                      hovermode="closest")
+    # with a title the legend goes below the plot: above it, the two overlap in a narrow column
+    legend = (dict(orientation="h", yanchor="top", y=-0.22, xanchor="left", x=0) if title else
+              dict(orientation="h", yanchor="bottom", y=1.01, xanchor="left", x=0))
+    fig.update_layout(title=title, height=height, margin=dict(l=10, r=10, t=50 if title else 20, b=10),
+                      legend=legend, hovermode="closest")
     return fig
 
 

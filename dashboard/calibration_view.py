@@ -50,7 +50,7 @@ def render(bank, bank_key, split, models, criterion, temperature, ensemble, thre
             st.markdown(threshold_line(bank, models, i, thresholds[i], counts))
             fig = cp.from_confidence_split(conf, correct, thresholds[i], name=f"stage {i + 1}")
             st.plotly_chart(fig, key=f"calibration_split_{i}", config={"displaylogo": False})
-        st.caption("Green: confidence of right answers; red: of wrong answers; dashed line: the stage's threshold "
+        st.caption("Green: confidence of right answers; orange: of wrong answers; dashed line: the stage's threshold "
                    "(move the slider above). Right answers left of the line are escalated anyway (compute without "
                    "gain); wrong answers right of it are final (errors the next model never sees).")
 
@@ -61,13 +61,14 @@ def render(bank, bank_key, split, models, criterion, temperature, ensemble, thre
         columns = st.columns(min(len(models), 2))
         for i, model_id in enumerate(models):
             fit = fits[model_id]
-            name = (f"stage {i + 1}: {bank.model(model_id).display_name}"
-                    + (" (ensemble of stages 1..%d)" % (i + 1) if ensemble and i else ""))
+            name = f"Stage {i + 1}"
             with columns[i % len(columns)]:
+                st.markdown(f"**Stage {i + 1}**: {bank.model(model_id).display_name}"
+                            + (f" (ensemble of stages 1..{i + 1})" if ensemble and i else ""))
                 fig = cp.from_reliability(before[i].confidence, before[i].correct,
                                           confidence_after=after[i].confidence,
                                           temperature=None if ensemble and i else fit.temperature, name=name,
-                                          height=360)
+                                          height=420)
                 st.plotly_chart(fig, key=f"calibration_reliability_{i}", config={"displaylogo": False})
                 st.caption(f"T = {fit.temperature:.4g} fitted on {fit.n:,} calibration images: NLL "
                            f"{fit.nll_before:.4f} → {fit.nll_after:.4f}, ECE {ui.pct(fit.ece_before)} → "

@@ -329,17 +329,31 @@ def certificate_box(certificate) -> None:
     """The certificate of certified thresholds (core.certify.Certificate), beside the metrics."""
     if certificate is None:
         return
+    level = f"{100 * (1 - certificate.delta):.4g}%"
+    target = CERTIFIED_TARGETS[certificate.target].format(v=certificate.target_value)
     if certificate.certified:
-        st.success(f"**Certified** (Learn then Test) — {certificate.message}", icon=":material/verified:")
+        st.success(f"**Certified at {level}** (Learn then Test): with probability ≥ {level} over the draw of the "
+                   f"calibration images, {target} on new images from the same distribution "
+                   f"(p-value {certificate.p_value:.2g} ≤ δ = {certificate.delta:g}; {certificate.n_tested} of "
+                   f"{certificate.n_candidates} candidate thresholds tested on {certificate.n_testing:,} images).",
+                   icon=":material/verified:")
     else:
         needed = certificate.samples_needed
         head = ("**Not certifiable** with this calibration half"
                 + (f": about {needed:,} calibration samples would be needed (have {certificate.n_calibration:,})."
-                   if needed else "."))
+                   if needed else ": more images would not help; relax the target."))
         st.warning(f"{head} {certificate.message}", icon=":material/gpp_maybe:")
     st.caption(f"Method: {certificate.method}. On the calibration half at these thresholds: accuracy "
                f"{pct(certificate.accuracy)}, {num(certificate.avg_gmacs)} GMACs, escalated "
                f"{pct(certificate.escalated_fraction)}.")
+
+
+CERTIFIED_TARGETS = {
+    "target_accuracy": "the accuracy is at least {v:.2%}",
+    "max_accuracy_drop": "the accuracy is at most {v:.2%} below the last model's",
+    "max_escalated": "at most {v:.2%} of images are escalated to the last model",
+    "max_gmacs": "the average cost is at most {v:.4g} GMACs per image",
+}
 
 
 def router_cards(ev: dict) -> None:
@@ -355,10 +369,11 @@ def router_cards(ev: dict) -> None:
                    help="Average performance gap recovered (RouteLLM, Ong et al. 2024): the mean over every "
                         "escalated share s in [0, 1] of (accuracy(s) − first model) / (second − first); "
                         "1 = as good as the second model at any share. Exact over every threshold.")
-    cols[1].metric("CPT 20 / 50 / 80 %", " / ".join(f"{100 * router[f'cpt_{p}']:.1f}" for p in (20, 50, 80)),
+    cols[1].metric("CPT 50%", pct(router["cpt_50"]),
                    help="Call-performance threshold: the smallest share of images sent to the second model "
-                        "that recovers 20%, 50% or 80% of the accuracy gap between the two models (in %).")
-    cols[2].metric("AUC accuracy vs escalated", f"{router['auc_accuracy_escalated']:.4f}",
+                        "that recovers 50% (20%, 80% below) of the accuracy gap between the two models.")
+    cols[1].caption(f"CPT 20% {pct(router['cpt_20'])} · CPT 80% {pct(router['cpt_80'])}")
+    cols[2].metric("AUC", f"{router['auc_accuracy_escalated']:.4f}",
                    help="Area under accuracy against the share escalated, from 0 (first model only) to 1 "
                         "(second model only).")
     oracle_cost = "" if router.get("oracle_avg_gmacs") is None else f" at {num(router['oracle_avg_gmacs'])} GMACs"

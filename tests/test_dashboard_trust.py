@@ -21,7 +21,7 @@ from test_dashboard_app import APP, app, assert_cards_match, assert_clean, bank_
 
 
 def _stage_line(at, stage: int) -> str:
-    found = [m.value for m in at.markdown if m.value.startswith(f"**Stage {stage}**")]
+    found = [m.value for m in at.markdown if m.value.startswith(f"**Stage {stage}** (")]
     assert len(found) == 1, [m.value for m in at.markdown]
     return found[0]
 
@@ -78,7 +78,8 @@ def test_router_cards_show_core_router_metrics(app, bank_path):
     v = view(at)
     router = core_eval(bank_path, v.models, v.thresholds)["router_metrics"]
     assert metric(at, "APGR") == f"{router['apgr']:.3f}"
-    assert metric(at, "CPT 20 / 50 / 80 %") == " / ".join(f"{100 * router[f'cpt_{p}']:.1f}" for p in (20, 50, 80))
+    assert metric(at, "CPT 50%") == f"{router['cpt_50']:.2%}"
+    assert f"CPT 20% {router['cpt_20']:.2%} · CPT 80% {router['cpt_80']:.2%}" in [c.value for c in at.caption]
     assert metric(at, "Oracle accuracy") == f"{router['oracle_accuracy']:.2%}"
     at.multiselect(key="w_models").set_value(["tiny", "medium", "huge"]).run()
     assert not [m for m in at.metric if m.label == "APGR"]     # defined for pairs only
@@ -115,7 +116,7 @@ def test_guarantee_certifies_the_thresholds_and_exports_the_certificate(app, ban
     plain = analysis.fit_for_target(str(bank_path), spec, max_escalated=0.3)
     assert certificate.thresholds[0] < plain[0]   # a margin: escalate fewer than the plain fit
     assert_cards_match(at, core_eval(bank_path, models, certificate.thresholds, on="eval"))
-    assert any(s.value.startswith("**Certified**") for s in at.success)
+    assert any(s.value.startswith("**Certified at 95%** (Learn then Test)") for s in at.success)
     assert at.query_params["delta"] == "0.05" and view(at).delta == 0.05
     config = CascadeConfig.from_dict(json.loads(captured["export"]))
     assert config.certificate["certified"] and config.certificate["thresholds"] == config.thresholds \

@@ -168,14 +168,8 @@ with main:
                 f"{plots.format_thresholds(cascade['thresholds'])}. Metrics below are on the held-out half.",
                 icon=":material/target:")
     st.markdown(f"**{ui.chain_text(bank, models)}** · {plots.format_thresholds(cascade['thresholds'])}")
-    if cascade["certificate"] is not None:
-        cards, certificate_column = st.columns([3, 1.3], gap="medium")
-        with certificate_column:
-            ui.certificate_box(cascade["certificate"])
-        with cards:
-            ui.metric_cards(bank, ev)
-    else:
-        ui.metric_cards(bank, ev)
+    ui.certificate_box(cascade["certificate"])
+    ui.metric_cards(bank, ev)
     ui.temperature_notes(ev)
     ui.router_cards(ev)
 
