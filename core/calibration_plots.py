@@ -29,12 +29,16 @@ from .validate import check_array, check_int, check_number
 _PALETTE = (COLOURS["single"], COLOURS["chain"], COLOURS["frontier"], COLOURS["point"], *COLOURS["extra"])
 
 
-def _legend(fig: go.Figure, *, height: int, title: str | None = None) -> go.Figure:
+def _layout(*, height: int, title: str | None = None) -> dict:
     # with a title the legend goes below the plot: above it, the two overlap in a narrow column
     legend = (dict(orientation="h", yanchor="top", y=-0.22, xanchor="left", x=0) if title else
               dict(orientation="h", yanchor="bottom", y=1.01, xanchor="left", x=0))
-    fig.update_layout(title=title, height=height, margin=dict(l=10, r=10, t=50 if title else 20, b=10),
-                      legend=legend, hovermode="closest")
+    return dict(title=title, height=height, margin=dict(l=10, r=10, t=50 if title else 20, b=10), legend=legend,
+                hovermode="closest")
+
+
+def _legend(fig: go.Figure, *, height: int, title: str | None = None) -> go.Figure:
+    fig.update_layout(**_layout(height=height, title=title))
     return fig
 
 
@@ -150,28 +154,33 @@ def from_confidence_split(confidence, correct, threshold: float | None = None, *
     if threshold is not None and math.isfinite(threshold):
         lo, hi = min(lo, float(threshold)), max(hi, float(threshold))
     edges = np.linspace(lo, hi if hi > lo else lo + 1.0, bins + 1)
-    fig = go.Figure()
+    traces = []
     for label, mask, colour in (("right", correct, COLOURS["frontier"]), ("wrong", ~correct, COLOURS["point"])):
         counts, _ = np.histogram(conf[mask & finite], bins=edges)
-        fig.add_trace(go.Bar(
+        traces.append(go.Bar(
             x=(edges[:-1] + edges[1:]) / 2, y=counts, width=np.diff(edges), name=f"{name}: {label}",
             marker_color=colour, opacity=0.6,
             hovertemplate="confidence %{x:.3g}<br>%{y} " + label + " answers<extra></extra>"))
-    caption = None
+    # shapes and annotations go into the layout at construction: Figure.add_vline re-validates the
+    # whole layout and is most of the build time, which a dashboard slider move pays on every rerun
+    shapes, annotations = [], []
     if threshold is not None:
         counts = threshold_counts(conf, correct, threshold)
         caption = f"threshold {_format_threshold(threshold)} " + describe_threshold_counts(counts)
         if math.isfinite(threshold):
-            fig.add_vline(x=float(threshold), line_dash="dash", line_color=COLOURS["chain"],
-                          annotation_text=caption, annotation_position="top left")
+            shapes.append(dict(type="line", xref="x", yref="paper", x0=float(threshold), x1=float(threshold),
+                               y0=0, y1=1, line=dict(dash="dash", color=COLOURS["chain"])))
+            annotations.append(dict(text=caption, xref="x", yref="paper", x=float(threshold), y=1,
+                                    showarrow=False, xanchor="right", yanchor="top"))
         else:
-            fig.add_annotation(text=caption, xref="paper", yref="paper", x=0, y=1, showarrow=False,
-                               xanchor="left", yanchor="bottom")
-    fig.update_layout(barmode="overlay")
-    _legend(fig, height=height, title=None)
-    fig.update_xaxes(title_text=f"{name} confidence (higher = more sure)")
-    fig.update_yaxes(title_text="images")
-    return fig
+            annotations.append(dict(text=caption, xref="paper", yref="paper", x=0, y=1, showarrow=False,
+                                    xanchor="left", yanchor="bottom"))
+    # one layout at construction: every later update_* call re-validates it (slow on each slider move)
+    layout = _layout(height=height, title=None)
+    layout.update(barmode="overlay", shapes=shapes, annotations=annotations,
+                  xaxis=dict(title=dict(text=f"{name} confidence (higher = more sure)")),
+                  yaxis=dict(title=dict(text="images")))
+    return go.Figure(data=traces, layout=layout)
 
 
 # --------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """The Explorer's calibration views: why a threshold works (issue 11).
 
-Three tabs under the Explorer chart, built by core.calibration_plots from core's signals:
+One of three views under the Explorer chart (a segmented control in the URL state: only the view
+shown is built, so a slider move stays cheap), built by core.calibration_plots from core's signals:
 - right vs wrong: per non-final stage, histograms of the confidence of its right and wrong answers on
   the images that reach it, with the current threshold drawn (it moves with the slider) and what it
   does in words: how many right answers it escalates, how many wrong answers it keeps;
@@ -17,7 +18,10 @@ import numpy as np
 import streamlit as st
 
 from cascade_explorer.core import calibration_plots as cp
-from cascade_explorer.dashboard import data, ui
+from cascade_explorer.dashboard import data, state, ui
+
+VIEW_NAMES = {"split": "Right vs wrong confidence", "reliability": "Reliability (calibration)",
+              "risk": "Risk-coverage", "off": "Hide"}
 
 
 def threshold_line(bank, models, stage: int, threshold: float, counts: dict) -> str:
@@ -27,16 +31,25 @@ def threshold_line(bank, models, stage: int, threshold: float, counts: dict) -> 
             f"{cp.describe_threshold_counts(counts)}.")
 
 
-def render(bank, bank_key, split, models, criterion, temperature, ensemble, thresholds, on, result) -> None:
-    """The three calibration tabs for the chain in view; `result` is the evaluated CascadeResult on
-    part `on` (its exit stages say which images reach each stage)."""
+def render(bank, bank_key, split, models, criterion, temperature, ensemble, thresholds, on, result,
+           shown: str = "split") -> None:
+    """The calibration view `shown` (CALIBRATION_VIEWS) for the chain in view; `result` is the evaluated
+    CascadeResult on part `on` (its exit stages say which images reach each stage)."""
     st.subheader("Why the thresholds work: confidence against correctness")
-    right_wrong, reliability, risk = st.tabs(["Right vs wrong confidence", "Reliability (calibration)",
-                                              "Risk-coverage"])
+    shown = state.bound(
+        st.segmented_control, "Calibration view", "w_calibration", shown,
+        lambda v, value: v.replace(calibration=value or "split"), options=list(state.CALIBRATION_VIEWS),
+        format_func=VIEW_NAMES.get, required=True,
+        help="Right vs wrong: what the current threshold does to each stage's right and wrong answers. "
+             "Reliability: is a confidence of 80% right 80% of the time, before and after temperature "
+             "scaling. Risk-coverage: each model's error rate on what it answers against how much it answers.",
+    )
+    if shown == "off":
+        return
     stages = data.stage_signals(bank_key, split, tuple(models), criterion, temperature, ensemble, on)
     exit_stage = np.asarray(result.exit_stage)
 
-    with right_wrong:
+    if shown == "split":
         if len(models) < 2:
             st.caption("A single model has no threshold; pick two or more models.")
         for i in range(len(models) - 1):
@@ -54,7 +67,7 @@ def render(bank, bank_key, split, models, criterion, temperature, ensemble, thre
                    "(move the slider above). Right answers left of the line are escalated anyway (compute without "
                    "gain); wrong answers right of it are final (errors the next model never sees).")
 
-    with reliability:
+    elif shown == "reliability":
         fits = data.temperature_fits(bank_key, split, tuple(models))
         before = data.stage_signals(bank_key, split, tuple(models), "max_softmax", "none", ensemble, "eval")
         after = data.stage_signals(bank_key, split, tuple(models), "max_softmax", "fit", ensemble, "eval")
@@ -82,7 +95,7 @@ def render(bank, bank_key, split, models, criterion, temperature, ensemble, thre
                    "one T > 0 fitted for the lowest log-loss on the calibration half, searched over all T > 0 and "
                    "never clipped.")
 
-    with risk:
+    else:
         curves = {f"{i + 1}. {bank.model(m).display_name}": (stages[i].confidence, stages[i].correct)
                   for i, m in enumerate(models)}
         marks = {f"{i + 1}. {bank.model(m).display_name}": thresholds[i] for i, m in enumerate(models[:-1])}

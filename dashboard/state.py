@@ -22,6 +22,7 @@ DELTAS = (None, 0.2, 0.1, 0.05, 0.01)
 EVAL_ON = ("all", "eval")
 COSTS = ("gmacs", "ms")
 RANKS = ("speedup", "accuracy", "cost")
+CALIBRATION_VIEWS = ("split", "reliability", "risk", "off")   # the Explorer's calibration view (one at a time)
 GALLERY_GROUPS = ("stage", "exited-right", "exited-wrong", "escalated-fixed", "escalated-wrong")
 MAX_STAGES = 4
 
@@ -42,6 +43,7 @@ class ViewState:
     on: str = "all"                     # metrics on every sample or on the held-out evaluation part
     cost: str = "gmacs"
     log_x: bool = False
+    calibration: str = "split"          # Explorer: which calibration view is shown
     stages: int = 2                     # leaderboard: 2 = all pairs, 3 = three-model over the shortlist
     shortlist: tuple[str, ...] = ()
     rank: str = "speedup"               # leaderboard order
@@ -59,7 +61,7 @@ class ViewState:
 PARAMS = {
     "bank": "bank", "split": "split", "models": "models", "criterion": "crit", "temperature": "temp",
     "ensemble": "ens", "thresholds": "thr", "mode": "mode", "target_kind": "target", "target_value": "tval", "delta": "delta",
-    "on": "on", "cost": "cost", "log_x": "logx", "stages": "stages", "shortlist": "short", "rank": "rank", "per_pair": "per_pair",
+    "on": "on", "cost": "cost", "log_x": "logx", "calibration": "calib", "stages": "stages", "shortlist": "short", "rank": "rank", "per_pair": "per_pair",
     "gallery_class": "cls", "gallery_group": "group", "shift_fit": "fit_on", "shift_apply": "apply_to",
 }
 DEFAULT = ViewState()
@@ -152,7 +154,7 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "temperature": _choice(TEMPERATURES), "ensemble": _parse_bool,
     "thresholds": lambda t: tuple(_parse_float(x) for x in _names(t)), "mode": _choice(MODES),
     "target_kind": _choice(TARGET_KINDS), "target_value": _parse_float, "delta": _delta, "on": _choice(EVAL_ON),
-    "cost": _choice(COSTS), "log_x": _parse_bool, "stages": _stages, "shortlist": _names,
+    "cost": _choice(COSTS), "log_x": _parse_bool, "calibration": _choice(CALIBRATION_VIEWS), "stages": _stages, "shortlist": _names,
     "rank": _choice(RANKS), "per_pair": _parse_bool,
     "gallery_class": _class, "gallery_group": _choice(GALLERY_GROUPS), "shift_fit": str, "shift_apply": str,
 }

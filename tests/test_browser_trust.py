@@ -82,19 +82,24 @@ def test_calibration_views_and_certificate_in_a_real_browser(browser_bank):
         after, params_after = wait_counts_match_core(page, browser_bank)
         assert float(params_after["thr"]) > float(params["thr"]) and after[0] > before[0]
         assert page.locator('[data-testid="stException"]').count() == 0
-        panel.scroll_into_view_if_needed()
+        heading = page.get_by_role("heading", name=re.compile("Why the thresholds work"))
+        heading.scroll_into_view_if_needed()
+        page.evaluate("() => document.querySelector('h3').scrollIntoView({block: 'start'})")
         wait_visible_drawn(page)
         page.wait_for_timeout(500)
-        tabs = page.locator('[data-testid="stTabs"]').first
-        tabs.screenshot(path=str(ARTIFACTS / "trust-right-wrong.png"))
+        page.screenshot(path=str(ARTIFACTS / "trust-right-wrong.png"))
         page.screenshot(path=str(ARTIFACTS / "trust-explorer-router.png"), full_page=True)
 
         for name, file in (("Reliability (calibration)", "trust-reliability.png"),
                            ("Risk-coverage", "trust-risk-coverage.png")):
-            page.get_by_role("tab", name=name).click()
+            page.get_by_role("button", name=name).click()
+            page.wait_for_function(f"() => window.location.search.includes('calib=')", timeout=30_000)
+            wait_idle(page)
             wait_visible_drawn(page)
-            page.wait_for_timeout(700)
-            tabs.screenshot(path=str(ARTIFACTS / file))
+            page.wait_for_timeout(800)
+            page.evaluate("() => document.querySelector('h3').scrollIntoView({block: 'start'})")
+            page.wait_for_timeout(300)
+            page.screenshot(path=str(ARTIFACTS / file))
         assert page.locator('[data-testid="stException"]').count() == 0
 
         # target mode with a 95% guarantee: the certificate beside the metrics

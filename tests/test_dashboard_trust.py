@@ -63,6 +63,10 @@ def test_right_wrong_counts_follow_the_slider(app, bank_path):
 
 def test_reliability_tab_reports_core_temperature_fits(app, bank_path):
     at = app("explorer")
+    assert not [c for c in at.caption if c.value.startswith("T = ")]    # only the view shown is built
+    at.segmented_control(key="w_calibration").set_value("reliability").run()
+    assert_clean(at)
+    assert at.query_params["calib"] == "reliability"
     v = view(at)
     fits = analysis.temperature_fits(str(bank_path), analysis.CascadeSpec(models=v.models))
     captions = [c.value for c in at.caption if c.value.startswith("T = ")]
@@ -71,6 +75,16 @@ def test_reliability_tab_reports_core_temperature_fits(app, bank_path):
         fit = fits[model_id]
         assert caption.startswith(f"T = {fit.temperature:.4g} fitted on {fit.n:,} calibration images")
         assert f"ECE {fit.ece_before:.2%} → {fit.ece_after:.2%}" in caption
+
+
+def test_risk_coverage_view_renders_and_hide_builds_nothing(app):
+    at = app("explorer")
+    at.segmented_control(key="w_calibration").set_value("risk").run()
+    assert_clean(at)
+    assert any(c.value.startswith("Each model alone") for c in at.caption)
+    at.segmented_control(key="w_calibration").set_value("off").run()
+    assert_clean(at)
+    assert not [m for m in at.markdown if m.value.startswith("**Stage 1** (")]
 
 
 def test_router_cards_show_core_router_metrics(app, bank_path):

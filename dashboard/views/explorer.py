@@ -201,4 +201,4 @@ with main:
                      and cascade["certificate"].certified else None)
 
 calibration_view.render(bank, bank_key, split, models, view.criterion, view.temperature, view.ensemble,
-                        cascade["thresholds"], cascade["on"], ev["result"])
+                        cascade["thresholds"], cascade["on"], ev["result"], shown=view.calibration)
