@@ -92,7 +92,7 @@ def test_calibration_views_and_certificate_in_a_real_browser(browser_bank):
 
         for name, file in (("Reliability (calibration)", "trust-reliability.png"),
                            ("Risk-coverage", "trust-risk-coverage.png")):
-            page.get_by_role("button", name=name).click()
+            page.get_by_text(name, exact=True).first.click()
             page.wait_for_function(f"() => window.location.search.includes('calib=')", timeout=30_000)
             wait_idle(page)
             wait_visible_drawn(page)
