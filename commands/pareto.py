@@ -27,6 +27,7 @@ def run(args) -> int:
     from cascade_explorer.core import search
     from cascade_explorer.core.analysis import FRONTIER_COLUMNS, BankAnalysis, frontier_records, resolve_split
     from cascade_explorer.core.errors import UsageError
+    from cascade_explorer.core.router_metrics import ROUTER_COLUMNS
     from cascade_explorer.core.text import exact_number
     from cascade_explorer.core.validate import check_fraction
 
@@ -43,7 +44,9 @@ def run(args) -> int:
             top = float(frame["accuracy"].max()) if len(frame) else float("nan")
             raise UsageError(f"no cascade reaches accuracy {target:.4f} on split {split!r}; the best is {top:.4f}")
         frame = pd.DataFrame([best]).reset_index(drop=True)
-    columns = [c for c in FRONTIER_COLUMNS if c in frame.columns]
+    # router metrics (APGR, CPT, AUC, oracle) of each 2-model row's pair, exact over its thresholds
+    frame = analysis.frontier_with_router(frame, split=split, criterion=args.criterion)
+    columns = [c for c in [*FRONTIER_COLUMNS, *ROUTER_COLUMNS] if c in frame.columns]
     if args.json:
         frontier_json(frame, columns, sys.stdout)
         return 0
@@ -54,6 +57,8 @@ def run(args) -> int:
     say(f"{len(records)} frontier cascade(s) on split {split!r} ({args.criterion}):")
     for record in records:
         speedup = "" if record.get("speedup") is None else f"  speed-up {record['speedup']:.2f}x"
+        if record.get("apgr") is not None:
+            speedup += f"  APGR {record['apgr']:.3f}"
         # exact (repr): typed back into `evaluate --thresholds` they give this row's result
         thresholds = ",".join(str(t) if isinstance(t, str) else exact_number(t) for t in record["thresholds"])
         say(f"  {' -> '.join(record['models'])}  thresholds {thresholds}  "

@@ -19,6 +19,7 @@ on the hull of the single models).
 
 from __future__ import annotations
 
+import copy
 import functools
 import os
 import threading
@@ -29,18 +30,23 @@ import cachetools
 import numpy as np
 import pandas as pd
 
-from . import protocol, search
+from . import intervals, protocol, search
+from .certify import Certificate, certify_thresholds
 from .bank import DEFAULT_BANK_PATH, Bank
 from .criteria import check_criterion
 from .curves import CascadeCurve, SingleModelHull, cascade_curve, single_model_hull, speedup_of
 from .engine import CascadeResult, check_thresholds, evaluate_cascade
-from .errors import UsageError
+from .errors import NotCertifiedError, UsageError
 from .jsonsafe import jsonable
+from .router_metrics import ROUTER_COLUMNS, router_metrics, router_metrics_all_pairs, with_router_columns
 from .search import COLUMNS as FRONTIER_COLUMNS   # the frontier's columns: one definition, in search
 from .signals import ModelSignals, SignalSource, chain_signals
+from .temperature import TemperatureFit
 from .validate import check_bool, check_fraction, check_int, check_number, check_sequence
 
 PARTS = ("all", "eval", "calibration")
+# Confidence level of every interval `evaluate` reports.
+CI_LEVEL = 0.95
 TEMPERATURE_MODES = ("none", "fit")
 # Default bound of what one BankAnalysis keeps in memory (per-sample arrays, curves, tables).
 DEFAULT_MAX_BYTES = 1 << 30
@@ -98,7 +104,7 @@ class Evaluation(dict):
         return dumps(jsonable(dict(self)))
 
     def copy(self) -> "Evaluation":
-        out = Evaluation(self)
+        out = Evaluation(copy.deepcopy(dict(self)))   # nested dicts too: the memoised original stays intact
         out.result, out.stages, out.index = self.result, self.stages, self.index
         return out
 
@@ -271,8 +277,18 @@ class BankAnalysis:
         return index
 
     @_memo
+    def _temperature_fit(self, model_id: str, split: str, fraction: float, seed: int) -> TemperatureFit:
+        """The NLL temperature fit of one model (with NLL/ECE before and after, flags), on the
+        calibration part of `split` only."""
+        rows = self._part_index(split, "calibration", fraction, seed)
+        return self.signal_source.temperature_fit(self.bank, model_id, split, rows)
+
+    @_memo
     def _temperature(self, model_id: str, split: str, fraction: float, seed: int) -> float:
         """NLL temperature of one model, fitted on the calibration part of `split` only."""
+        if type(self.signal_source).temperature is SignalSource.temperature:
+            # the default source derives the float from the fit: reuse the memoised fit, not a second one
+            return float(self._temperature_fit(model_id, split, fraction, seed).temperature)
         rows = self._part_index(split, "calibration", fraction, seed)
         return float(self.signal_source.temperature(self.bank, model_id, split, rows))
 
@@ -357,25 +373,55 @@ class BankAnalysis:
                                                 **{target_kind: target_value})
 
     @_memo
+    def _router(self, split: str, models: tuple, criterion: str, temperatures: tuple, ensemble: bool, on: str,
+                fraction: float, seed: int) -> dict:
+        """Router metrics (core.router_metrics) of a 2-model chain on a part, exact over every threshold."""
+        stages = self._chain_part(split, models, criterion, temperatures, ensemble, on, fraction, seed)
+        gmacs, _ = self._costs(models, None)
+        return router_metrics(stages[0], stages[1], gmacs)
+
+    @_memo
+    def _router_table(self, split: str, criterion: str, on: str, fraction: float, seed: int) -> pd.DataFrame:
+        ids = self.bank.models_for(split)
+        signals = {m: self._chain_part(split, (m,), criterion, (1.0,), False, on, fraction, seed)[0] for m in ids}
+        gmacs, _ = self._costs(ids, None)
+        rows = router_metrics_all_pairs(signals, dict(zip(ids, gmacs)))
+        return pd.DataFrame(rows)
+
+    @_memo
     def _evaluation(self, spec: CascadeSpec, split: str, on: str, fraction: float, seed: int, n_bootstrap: int,
                     device: str | None, temperature_split: str) -> Evaluation:
         temps = self._temperatures(spec.models, spec.temperature, temperature_split, fraction, seed)
         stages = self._chain_part(split, spec.models, spec.criterion, temps, spec.ensemble, on, fraction, seed)
         gmacs, ms = self._costs(spec.models, device)
         result = evaluate_cascade(list(stages), spec.thresholds, gmacs, ms=ms, models=spec.models)
+        n_stages = len(spec.models)
         if n_bootstrap:
-            ci = protocol.bootstrap_ci(result.correct, result.cost_gmacs, n_bootstrap=n_bootstrap, seed=seed)
+            escalated = result.exit_stage == n_stages - 1 if n_stages > 1 else np.zeros(result.n_samples, bool)
+            ci = intervals.cascade_intervals(result.correct, result.cost_gmacs, escalated, level=CI_LEVEL,
+                                             n_bootstrap=n_bootstrap, seed=seed)
+            methods = {"accuracy": ci["methods"]["accuracy"], "avg_gmacs": ci["methods"]["avg_gmacs"],
+                       "escalated_fraction": ci["methods"]["escalated"]}
         else:
-            ci = {"accuracy": None, "avg_gmacs": None}
+            ci, methods = {"accuracy_ci": None, "avg_gmacs_ci": None, "escalated_ci": None}, None
+        fits = {}
+        if spec.temperature == "fit":
+            fits = {m: self._temperature_fit(m, temperature_split, fraction, seed).to_dict() for m in spec.models}
+        warnings = [f"temperature of {m}: {message}" for m, fit in fits.items() for message in fit["messages"]]
+        router = (self._router(split, spec.models, spec.criterion, temps, spec.ensemble, on, fraction, seed)
+                  if n_stages == 2 else None)
         out = Evaluation(
-            accuracy=result.accuracy, accuracy_ci=ci["accuracy"],
-            avg_gmacs=result.avg_gmacs, avg_gmacs_ci=ci["avg_gmacs"], worst_gmacs=result.worst_gmacs,
+            accuracy=result.accuracy, accuracy_ci=ci["accuracy_ci"],
+            avg_gmacs=result.avg_gmacs, avg_gmacs_ci=ci["avg_gmacs_ci"], worst_gmacs=result.worst_gmacs,
             avg_ms=result.avg_ms, worst_ms=result.worst_ms,
             exit_fractions=[float(f) for f in result.exit_fractions],
-            escalated_fraction=float(result.exit_fractions[-1]) if len(spec.models) > 1 else 0.0,
+            escalated_fraction=float(result.exit_fractions[-1]) if n_stages > 1 else 0.0,
+            escalated_fraction_ci=ci["escalated_ci"], ci_level=CI_LEVEL if methods else None, ci_methods=methods,
             n_samples=result.n_samples, n_split_samples=int(len(self.bank.labels(split))),
             speedup=speedup_of(result.avg_gmacs, result.accuracy, self._hull(split, on, fraction, seed)),
-            temperatures=dict(zip(spec.models, temps)), thresholds=list(spec.thresholds),
+            temperatures=dict(zip(spec.models, temps)), temperature_fits=fits, temperature_warnings=warnings,
+            router_metrics=None if router is None else dict(router),
+            thresholds=list(spec.thresholds),
             models=list(spec.models), criterion=spec.criterion, ensemble=spec.ensemble,
             temperature=spec.temperature, split=split, on=on,
             calibration_fraction=fraction, seed=seed, bank=self.bank.name,
@@ -438,6 +484,48 @@ class BankAnalysis:
         values = self._temperatures(spec.models, spec.temperature, split, *_fraction_seed(calibration_fraction, seed))
         return dict(zip(spec.models, values))
 
+    def temperature_fits(self, spec: CascadeSpec, *, split=None, calibration_fraction=0.5,
+                         seed=0) -> dict[str, TemperatureFit]:
+        """Per-model core.temperature.TemperatureFit on the calibration part of `split` (whatever
+        spec.temperature says): the NLL optimum over all T > 0 (never clipped), NLL and ECE before and
+        after, and flags (at_bound, worse_than_uniform) with a message each."""
+        split = self._prepare(spec, split, need_thresholds=False)
+        fraction, seed = _fraction_seed(calibration_fraction, seed)
+        return {m: self._temperature_fit(m, split, fraction, seed) for m in spec.models}
+
+    def router(self, spec: CascadeSpec, *, split=None, on="all", calibration_fraction=0.5, seed=0) -> dict:
+        """Router metrics (core.router_metrics.router_metrics: APGR, CPT@20/50/80, AUC of accuracy vs
+        escalated share, oracle accuracy and cost) of a 2-model chain on the chosen part, exact over
+        every threshold; the spec's thresholds are not used. UsageError for another chain length."""
+        split = self._prepare(spec, split, need_thresholds=False)
+        if len(spec.models) != 2:
+            raise UsageError(f"models: router metrics are defined for 2-model cascades, got {len(spec.models)}",
+                             parameter="models")
+        fraction, seed = _fraction_seed(calibration_fraction, seed)
+        temps = self._temperatures(spec.models, spec.temperature, split, fraction, seed)
+        return dict(self._router(split, spec.models, spec.criterion, temps, spec.ensemble, _check_part(on),
+                                 fraction, seed))
+
+    def frontier_with_router(self, frame: pd.DataFrame, *, split=None, criterion="max_softmax", on="all",
+                             calibration_fraction=0.5, seed=0) -> pd.DataFrame:
+        """`frame` (a frontier of the same split, criterion and part) plus the router metrics of each
+        2-model row's pair as columns ROUTER_COLUMNS (NaN for 3-model rows)."""
+        table = self.router_table(split=split, criterion=criterion, on=on, calibration_fraction=calibration_fraction,
+                                  seed=seed)
+        return with_router_columns(frame, table)
+
+    def router_table(self, *, split=None, criterion="max_softmax", on="all", calibration_fraction=0.5,
+                     seed=0) -> pd.DataFrame:
+        """Router metrics of every ordered pair of models with logits on `split`, cheaper first (no
+        temperature): one row per pair, columns "first", "second" and router_metrics' keys."""
+        split = resolve_split(self.bank, split)
+        check_criterion(criterion)
+        if len(self.bank.models_for(split)) < 2:
+            raise UsageError(f"split: {split!r} has logits for fewer than 2 models; router metrics need a pair",
+                             parameter="split")
+        return self._router_table(split, criterion, _check_part(on), *_fraction_seed(calibration_fraction,
+                                                                                      seed)).copy()
+
     def stage_signals(self, spec: CascadeSpec, *, split=None, on="all", calibration_fraction=0.5, seed=0,
                       temperature_split=None) -> list[ModelSignals]:
         """Signals of each stage of the chain on the chosen part of the split (one ModelSignals per
@@ -456,9 +544,15 @@ class BankAnalysis:
         Returns an Evaluation (a JSON-ready dict): accuracy (fraction in [0, 1]), avg_gmacs and
         worst_gmacs (GMACs per sample), avg_ms / worst_ms (ms per sample on `device`, None without
         latencies), exit_fractions (share answered at each stage), escalated_fraction (share reaching
-        the last stage), 95% bootstrap intervals (accuracy_ci, avg_gmacs_ci; None with n_bootstrap=0),
-        speedup (the single-model hull's cost at equal accuracy / the cascade's, Lebovitz et al. 2023;
-        None when the cascade is more accurate than every single model), temperatures, n_samples.
+        the last stage), 95% intervals (None each with n_bootstrap=0): accuracy_ci and
+        escalated_fraction_ci exact (Clopper-Pearson), avg_gmacs_ci a percentile bootstrap of
+        n_bootstrap resamples widened to contain the estimate (core.intervals); ci_methods names each
+        method and ci_level the level. speedup (the single-model hull's cost at equal accuracy / the
+        cascade's, Lebovitz et al. 2023; None when the cascade is more accurate than every single
+        model), temperatures, n_samples. temperature_fits ({model: TemperatureFit.to_dict()} with
+        temperature="fit", else {}) and temperature_warnings (one line per flagged fit: at a bound of
+        the practical range, or no better than uniform). router_metrics (2-model cascades, else None):
+        core.router_metrics.router_metrics on the same samples (APGR, CPT@20/50/80, AUC, oracle).
         `temperature_split` (default: `split`) is where temperatures are fitted (its calibration
         part); the shift analysis sets it to the source split.
 
@@ -472,34 +566,100 @@ class BankAnalysis:
         return self._evaluation(spec, split, on, fraction, seed, n_bootstrap, device, temperature_split).copy()
 
     def fit_for_target_detailed(self, spec: CascadeSpec, *, target_accuracy=None, max_gmacs=None,
-                                max_escalated=None, split=None, calibration_fraction=0.5, seed=0,
-                                grid_size=64) -> protocol.ThresholdFit:
+                                max_escalated=None, max_accuracy_drop=None, split=None, calibration_fraction=0.5,
+                                seed=0, grid_size=64) -> protocol.ThresholdFit:
         """Thresholds meeting exactly one target on the calibration part, with the calibration metrics
         there (a protocol.ThresholdFit). See `fit_for_target`."""
         split = self._prepare(spec, split, need_thresholds=False)
         if len(spec.models) < 2:
-            raise UsageError("fitting thresholds needs a cascade of at least 2 models")
-        kind, value = protocol.one_target(target_accuracy, max_gmacs, max_escalated)
+            raise UsageError("models: fitting thresholds needs a cascade of at least 2 models", parameter="models")
         fraction, seed = _fraction_seed(calibration_fraction, seed)
         temps = self._temperatures(spec.models, spec.temperature, split, fraction, seed)
-        return self._fit(split, spec.models, spec.criterion, temps, spec.ensemble, fraction, seed, kind, value,
-                         _check_grid(grid_size))
+        drop = None
+        if max_accuracy_drop is not None:
+            if any(v is not None for v in (target_accuracy, max_gmacs, max_escalated)):
+                raise UsageError("give exactly one target: target accuracy, accuracy drop, cost budget (max GMACs) "
+                                 "or maximum escalated fraction")
+            drop = check_fraction(max_accuracy_drop, "max_accuracy_drop")
+            stages = self._chain_part(split, spec.models, spec.criterion, temps, spec.ensemble, "calibration",
+                                      fraction, seed)
+            # the drop is measured against the last stage on the same (calibration) samples
+            target_accuracy = max(0.0, float(np.mean(stages[-1].correct)) - drop)
+        kind, value = protocol.one_target(target_accuracy, max_gmacs, max_escalated)
+        fit = self._fit(split, spec.models, spec.criterion, temps, spec.ensemble, fraction, seed, kind, value,
+                        _check_grid(grid_size))
+        return fit if drop is None else replace(fit, target={"max_accuracy_drop": drop})
 
     def fit_for_target(self, spec: CascadeSpec, *, target_accuracy=None, max_gmacs=None, max_escalated=None,
-                       split=None, calibration_fraction=0.5, seed=0, grid_size=64) -> tuple[float, ...]:
+                       max_accuracy_drop=None, certify=None, split=None, calibration_fraction=0.5, seed=0,
+                       grid_size=64) -> tuple[float, ...]:
         """Thresholds (one per non-final stage) meeting one target, fitted on the calibration part.
 
         Exactly one of: target_accuracy (fraction in [0, 1]: the cheapest thresholds reaching it),
+        max_accuracy_drop (fraction: accuracy of the last model minus the cascade's, at most this),
         max_gmacs (GMACs per sample: the most accurate thresholds within it), max_escalated
         (fraction in [0, 1] reaching the last stage: the most accurate within it). 2-model chains
         are fitted on the exact curve over all thresholds, 3-model chains on a grid_size^2 grid
         of confidence quantiles. Raises UsageError when no thresholds meet the target (naming the
         best achievable value), or for zero or several targets.
+
+        certify: None (plain fit: the target holds on the calibration samples, and on new data only
+        about half the time), or delta in (0, 1): thresholds certified by Learn then Test so the
+        target holds on new data from the same distribution with probability >= 1 - delta (see
+        `certify`, which also returns the certificate). Raises NotCertifiedError (carrying the
+        certificate, with the calibration size that would be needed) when nothing can be certified.
         """
+        if certify is not None:
+            certificate = self.certify(spec, delta=certify, target_accuracy=target_accuracy,
+                                       max_accuracy_drop=max_accuracy_drop, max_escalated=max_escalated,
+                                       max_gmacs=max_gmacs, split=split, calibration_fraction=calibration_fraction,
+                                       seed=seed, grid_size=grid_size)
+            if not certificate.certified:
+                raise NotCertifiedError(certificate.message, certificate=certificate)
+            return certificate.thresholds
         return self.fit_for_target_detailed(spec, target_accuracy=target_accuracy, max_gmacs=max_gmacs,
-                                            max_escalated=max_escalated, split=split,
-                                            calibration_fraction=calibration_fraction, seed=seed,
+                                            max_escalated=max_escalated, max_accuracy_drop=max_accuracy_drop,
+                                            split=split, calibration_fraction=calibration_fraction, seed=seed,
                                             grid_size=grid_size).thresholds
+
+    def certify(self, spec: CascadeSpec, *, delta=0.05, target_accuracy=None, max_accuracy_drop=None,
+                max_escalated=None, max_gmacs=None, split=None, calibration_fraction=0.5, seed=0,
+                grid_size=64) -> Certificate:
+        """Certified thresholds for one target, on the calibration part (core.certify.certify_thresholds:
+        Learn then Test, Angelopoulos et al. 2021; Pareto Testing for 3+ models).
+
+        delta in (0, 1): with probability >= 1 - delta over the draw of the calibration samples, the
+        target holds in expectation on new data from their distribution. Exactly one target (as in
+        `fit_for_target`). Temperatures (spec.temperature="fit") are fitted on the same calibration
+        part; the guarantee treats them as fixed (they are fitted by a different loss and cannot
+        choose thresholds). Returns the Certificate (certified or not: see its message and
+        samples_needed); the metrics in it are on the calibration part. UsageError for bad arguments.
+        """
+        split = self._prepare(spec, split, need_thresholds=False)
+        if len(spec.models) < 2:
+            raise UsageError("models: certifying thresholds needs a cascade of at least 2 models",
+                             parameter="models")
+        fraction, seed = _fraction_seed(calibration_fraction, seed)
+        delta = check_number(delta, "delta")
+        if not 0.0 < delta < 1.0:
+            raise UsageError(f"delta must be strictly between 0 and 1 (e.g. 0.05 for a 95% guarantee), got {delta:g}",
+                             parameter="delta")
+        targets = tuple(None if v is None else check_number(v, name) for name, v in
+                        (("target_accuracy", target_accuracy), ("max_accuracy_drop", max_accuracy_drop),
+                         ("max_escalated", max_escalated), ("max_gmacs", max_gmacs)))
+        temps = self._temperatures(spec.models, spec.temperature, split, fraction, seed)
+        return self._certificate(split, spec.models, spec.criterion, temps, spec.ensemble, fraction, seed, targets,
+                                 delta, _check_grid(grid_size))
+
+    @_memo
+    def _certificate(self, split: str, models: tuple, criterion: str, temperatures: tuple, ensemble: bool,
+                     fraction: float, seed: int, targets: tuple, delta: float, grid_size: int) -> Certificate:
+        stages = self._chain_part(split, models, criterion, temperatures, ensemble, "calibration", fraction, seed)
+        gmacs, _ = self._costs(models, None)
+        target_accuracy, max_accuracy_drop, max_escalated, max_gmacs = targets
+        return certify_thresholds(list(stages), gmacs, target_accuracy=target_accuracy,
+                                  max_accuracy_drop=max_accuracy_drop, max_escalated=max_escalated,
+                                  max_gmacs=max_gmacs, delta=delta, grid_size=grid_size, seed=seed)
 
     def target_range(self, spec: CascadeSpec, *, split=None, calibration_fraction=0.5, seed=0,
                      grid_size=64) -> dict[str, tuple[float, float]]:
@@ -571,8 +731,8 @@ class BankAnalysis:
                               *_fraction_seed(calibration_fraction, seed), device, _check_grid(grid_size)).copy()
 
     def shift(self, spec: CascadeSpec, source_split, target_split, *, on="eval", target_accuracy=None,
-              max_gmacs=None, max_escalated=None, calibration_fraction=0.5, seed=0, device=None,
-              n_bootstrap=1000) -> dict:
+              max_gmacs=None, max_escalated=None, max_accuracy_drop=None, calibration_fraction=0.5, seed=0,
+              device=None, n_bootstrap=1000) -> dict:
         """Thresholds (given in the spec, or fitted for a target on the source's calibration part) and
         temperatures (fitted on the source's calibration part) applied unchanged to another split
         (the paper's distribution-shift experiment, section 5.4).
@@ -584,12 +744,13 @@ class BankAnalysis:
         source_split = resolve_split(self.bank, source_split)
         target_split = resolve_split(self.bank, target_split)
         fitted = None
-        if any(v is not None for v in (target_accuracy, max_gmacs, max_escalated)):
+        if any(v is not None for v in (target_accuracy, max_gmacs, max_escalated, max_accuracy_drop)):
             if spec.thresholds:
                 raise UsageError("give either thresholds in the spec or a target (target_accuracy / max_gmacs / "
                                  "max_escalated) to fit them, not both")
             fit = self.fit_for_target_detailed(spec, target_accuracy=target_accuracy, max_gmacs=max_gmacs,
-                                               max_escalated=max_escalated, split=source_split,
+                                               max_escalated=max_escalated, max_accuracy_drop=max_accuracy_drop,
+                                               split=source_split,
                                                calibration_fraction=calibration_fraction, seed=seed)
             spec = replace(spec, thresholds=fit.thresholds)
             fitted = fit.summary()
@@ -625,6 +786,10 @@ stage_signals = _on_analysis("stage_signals")
 evaluate = _on_analysis("evaluate")
 fit_for_target_detailed = _on_analysis("fit_for_target_detailed")
 fit_for_target = _on_analysis("fit_for_target")
+certify = _on_analysis("certify")
+temperature_fits = _on_analysis("temperature_fits")
+router = _on_analysis("router")
+router_table = _on_analysis("router_table")
 target_range = _on_analysis("target_range")
 curve = _on_analysis("curve")
 single_models = _on_analysis("single_models")
@@ -637,7 +802,7 @@ def frontier_records(frame: pd.DataFrame) -> list[dict]:
     """Frontier rows as plain JSON-ready dicts (models/thresholds/exit_fractions as lists)."""
     records = []
     for row in frame.to_dict(orient="records"):
-        record = {column: row.get(column) for column in FRONTIER_COLUMNS if column in row}
+        record = {column: row.get(column) for column in [*FRONTIER_COLUMNS, *ROUTER_COLUMNS] if column in row}
         record["models"] = list(row["models"])
         record["thresholds"] = [float(t) for t in row["thresholds"]]
         if "exit_fractions" in row:

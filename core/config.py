@@ -4,7 +4,12 @@
  "bank": {"name": ..., "path": ...},
  "models": [{"id", "spec", "source", "gmacs", "temperature"}, ...],   # cheapest first
  "criterion": "max_softmax", "thresholds": [0.7], "ensemble": false,
- "class_names_from": "bank", "expected": {"split", "accuracy", "avg_gmacs", "exit_fractions"}}
+ "class_names_from": "bank", "expected": {"split", "accuracy", "avg_gmacs", "exit_fractions"},
+ "certificate": null or core.certify.Certificate.to_dict() of the thresholds (optional)}
+
+A certificate (from `evaluate --certify`) says with what probability the target holds on new data;
+on load it must name a known target, a delta in (0, 1), and, when certified, the config's own
+thresholds (a certificate of other thresholds would be a false claim).
 
 Thresholds may be +/-inf (never / always exit); JSON has no infinity, so they are written as
 the strings "inf" / "-inf".
@@ -26,7 +31,7 @@ from .jsonsafe import json_float
 CONFIG_FORMAT = "cascade-explorer/cascade"
 CONFIG_VERSION = 1
 _KNOWN_KEYS = {"format", "version", "bank", "models", "criterion", "thresholds", "ensemble",
-               "class_names_from", "class_names", "expected"}
+               "class_names_from", "class_names", "expected", "certificate"}
 
 
 def _is_real(value) -> bool:
@@ -61,6 +66,7 @@ class CascadeConfig:
     expected: dict = field(default_factory=dict)
     class_names_from: str = "bank"
     class_names: list[str] | None = None
+    certificate: dict | None = None
     extra: dict = field(default_factory=dict)   # unknown top-level keys, kept on save
 
     def __post_init__(self):
@@ -119,6 +125,42 @@ class CascadeConfig:
         if self.class_names_from == "config" and not self.class_names:
             raise ConfigError("class_names", "is required when class_names_from is 'config'")
         self._validate_expected(len(models))
+        self._validate_certificate()
+
+    def _validate_certificate(self) -> None:
+        if self.certificate is None:
+            return
+        from .certify import TARGETS
+
+        c = self.certificate
+        if not isinstance(c, dict):
+            raise ConfigError("certificate", f"must be an object (from `evaluate --certify`) or null, got "
+                                             f"{type(c).__name__}")
+        c = dict(c)
+        if not isinstance(c.get("certified"), bool):
+            raise ConfigError("certificate.certified", f"must be true or false, got {c.get('certified')!r}")
+        if c.get("target") not in TARGETS:
+            raise ConfigError("certificate.target", f"must be one of {', '.join(TARGETS)}, got {c.get('target')!r}")
+        c["target_value"] = _number(c.get("target_value"), "certificate.target_value", minimum=0)
+        c["delta"] = _number(c.get("delta"), "certificate.delta", minimum=0, exclusive_min=True)
+        if not c["delta"] < 1:
+            raise ConfigError("certificate.delta", f"must be < 1, got {c['delta']!r}")
+        if c.get("p_value") is not None:
+            c["p_value"] = _number(c["p_value"], "certificate.p_value", minimum=0, maximum=1)
+        if not isinstance(c.get("thresholds"), (list, tuple)):
+            raise ConfigError("certificate.thresholds", "must be a list of numbers")
+        thresholds = [_number(t, f"certificate.thresholds[{i}]", allow_inf=True) for i, t in enumerate(c["thresholds"])]
+        if c["certified"] and thresholds != list(self.thresholds):
+            raise ConfigError("certificate.thresholds", f"certifies {thresholds}, not this cascade's thresholds "
+                                                        f"{list(self.thresholds)}; re-run `evaluate --certify` "
+                                                        "or remove the certificate")
+        c["thresholds"] = [json_float(t) for t in thresholds]
+        if c.get("n_calibration") is not None:
+            c["n_calibration"] = int(_number(c["n_calibration"], "certificate.n_calibration", minimum=1))
+        for key in ("method", "message", "loss"):
+            if c.get(key) is not None and not isinstance(c[key], str):
+                raise ConfigError(f"certificate.{key}", f"must be text, got {c[key]!r}")
+        self.certificate = c
 
     def _validate_expected(self, n_models: int) -> None:
         if not isinstance(self.expected, dict):
@@ -164,6 +206,8 @@ class CascadeConfig:
         }
         if self.class_names is not None:
             data["class_names"] = list(self.class_names)
+        if self.certificate is not None:
+            data["certificate"] = dict(self.certificate)
         for key, value in self.extra.items():
             data.setdefault(key, value)
         return data
@@ -190,6 +234,7 @@ class CascadeConfig:
                 expected=data.get("expected") or {},
                 class_names_from=data.get("class_names_from", "bank"),
                 class_names=data.get("class_names"),
+                certificate=data.get("certificate"),
                 extra={k: v for k, v in data.items() if k not in _KNOWN_KEYS},
             )
         except ConfigError as error:
@@ -198,10 +243,11 @@ class CascadeConfig:
             raise
 
     @classmethod
-    def from_report(cls, bank, report: dict) -> "CascadeConfig":
+    def from_report(cls, bank, report: dict, certificate: dict | None = None) -> "CascadeConfig":
         """The deployable config of an evaluated cascade: `report` is analysis.evaluate's (models,
         criterion, thresholds, ensemble, temperatures, split, on and the metrics); each model brings
-        its adapter spec, weight source and cost from the bank."""
+        its adapter spec, weight source and cost from the bank. certificate: Certificate.to_dict() of
+        these thresholds (certified fitting), or None."""
         temperatures = report.get("temperatures") or {}
         entries = []
         for model_id in report["models"]:
@@ -213,6 +259,7 @@ class CascadeConfig:
             ensemble=bool(report.get("ensemble", False)), bank={"name": bank.name, "path": str(bank.path)},
             expected={"split": report["split"], "on": report.get("on"), "accuracy": report["accuracy"],
                       "avg_gmacs": report["avg_gmacs"], "exit_fractions": list(report["exit_fractions"])},
+            certificate=None if certificate is None else dict(certificate),
         )
 
     @classmethod

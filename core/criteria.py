@@ -12,7 +12,6 @@ from .errors import UsageError
 from .validate import check_number
 
 CRITERIA = ("max_softmax", "softmax_margin", "logit_margin", "entropy")
-TEMPERATURE_BOUNDS = (0.05, 20.0)
 _FIT_CHUNK_ROWS = 8192
 
 
@@ -144,14 +143,9 @@ def negative_log_likelihood(logits, labels, temperature: float, chunk_rows: int 
 
 
 def fit_temperature(logits, labels) -> float:
-    """Temperature T in [0.05, 20] minimising the NLL of softmax(logits / T) (bounded search on log T)."""
-    from scipy.optimize import minimize_scalar
+    """NLL-optimal temperature T > 0 of softmax(logits / T), not clipped: the `temperature` of
+    core.temperature.fit_temperature, which also reports NLL/ECE before and after and flags a
+    fit outside the practical range or no better than uniform prediction."""
+    from .temperature import fit_temperature as fit   # core.temperature imports this module
 
-    z = _as_logits_2d(logits)
-    labels = _check_labels(labels, z.shape[0], z.shape[1])
-    if z.shape[0] == 0:
-        raise UsageError("cannot fit a temperature on 0 samples: the calibration set is empty")
-    low, high = np.log(TEMPERATURE_BOUNDS[0]), np.log(TEMPERATURE_BOUNDS[1])
-    result = minimize_scalar(lambda log_t: negative_log_likelihood(z, labels, float(np.exp(log_t))),
-                             bounds=(low, high), method="bounded", options={"xatol": 1e-4})
-    return float(np.clip(np.exp(result.x), *TEMPERATURE_BOUNDS))
+    return fit(logits, labels).temperature

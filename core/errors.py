@@ -78,6 +78,18 @@ class FetchError(CascadeExplorerError):
     """A file that is neither available locally nor downloadable/verifiable."""
 
 
+class NotCertifiedError(CascadeExplorerError):
+    """No thresholds could be certified for a target (`analysis.fit_for_target(..., certify=delta)`).
+
+    ``certificate`` is the core.certify.Certificate: its message says why and, when more data would
+    help, about how many calibration samples would be needed (``samples_needed``).
+    """
+
+    def __init__(self, message: str, *, certificate=None):
+        super().__init__(message)
+        self.certificate = certificate
+
+
 class AdapterError(UsageError):
     """A model spec that cannot be turned into a model adapter (unknown backend, bad file)."""
 

@@ -9,16 +9,18 @@ optimistically biased by the fit.
 from __future__ import annotations
 
 import hashlib
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from .criteria import fit_temperature
+from . import intervals
 from .curves import CascadeCurve, SingleModelHull, cascade_curve, speedup_of
 from .engine import CascadeResult, check_stages, evaluate_cascade
 from .errors import UsageError
-from .signals import ModelSignals, check_correct
+from .signals import ModelSignals
+from .temperature import DEFAULT_N_BINS, TemperatureFit, TemperatureFitWarning, fit_temperature
 from .validate import check_array, check_fraction, check_int, check_mask, check_number, check_sequence
 
 # Relative slack when comparing an average cost with a budget: the average of float costs
@@ -59,15 +61,29 @@ def calibration_mask(sample_ids: Sequence, calibration_fraction: float = 0.5, se
     return sample_uniforms(sample_ids, seed) < fraction
 
 
-def fit_temperatures(logits_list: Sequence[np.ndarray], labels: np.ndarray, mask: np.ndarray | None = None) -> list[float]:
-    """Per-model temperature by NLL on the rows selected by `mask` (the calibration part)."""
+def fit_temperatures_detailed(logits_list: Sequence[np.ndarray], labels: np.ndarray,
+                              mask: np.ndarray | None = None, *, n_bins: int = DEFAULT_N_BINS) -> list[TemperatureFit]:
+    """Per-model NLL temperature fit (core.temperature.fit_temperature) on the rows selected by
+    `mask` (the calibration part), with NLL/ECE before and after and flags."""
     logits_list = check_sequence(logits_list, "logits_list") if not isinstance(logits_list, np.ndarray) \
         else list(logits_list)
     labels = check_array(labels, "labels", dtype=None)
-    index = slice(None) if mask is None else np.flatnonzero(check_mask(mask, "mask", len(labels)))
-    if mask is not None and index.size == 0:
+    if mask is not None and not check_mask(mask, "mask", len(labels)).any():
         raise UsageError("the calibration part is empty: use a larger calibration fraction or another seed")
-    return [float(fit_temperature(np.asarray(logits[index], dtype=np.float32), labels[index])) for logits in logits_list]
+    return [fit_temperature(logits, labels, mask, n_bins=n_bins) for logits in logits_list]
+
+
+def fit_temperatures(logits_list: Sequence[np.ndarray], labels: np.ndarray, mask: np.ndarray | None = None) -> list[float]:
+    """Per-model temperature by NLL on the rows selected by `mask` (the calibration part).
+
+    The optimum over all T > 0, not clipped; a flagged fit (outside the practical range, or no
+    better than uniform prediction) also raises a TemperatureFitWarning with its message. Use
+    `fit_temperatures_detailed` for the flags, NLL and ECE before and after."""
+    fits = fit_temperatures_detailed(logits_list, labels, mask)
+    for i, fit in enumerate(fits):
+        for message in fit.messages:
+            warnings.warn(f"model {i} of logits_list: {message}", TemperatureFitWarning, stacklevel=2)
+    return [fit.temperature for fit in fits]
 
 
 # --------------------------------------------------------------------------------------
@@ -189,47 +205,21 @@ def fit_thresholds(stages: list[ModelSignals], gmacs, *, target_accuracy=None, m
 
 
 # --------------------------------------------------------------------------------------
-# Bootstrap intervals
+# Intervals (see intervals.py)
 # --------------------------------------------------------------------------------------
 
-# Resampled indices held at once (rows x N); bounds memory for large N.
-_BOOTSTRAP_CHUNK_ELEMENTS = 4_000_000
-
-
 def bootstrap_ci(correct, cost, n_bootstrap: int = 1000, seed: int = 0, level: float = 0.95) -> dict:
-    """Percentile bootstrap intervals of mean accuracy and mean cost.
+    """Intervals of mean accuracy and mean cost at `level` (the name is historical).
 
-    Per-sample (correct, cost) pairs are resampled jointly with replacement; replicate b uses
-    the b-th draw of `rng.integers(0, N, size=N)` from `np.random.default_rng(seed)`.
-    Returns {"accuracy": (lo, hi), "avg_gmacs": (lo, hi)}.
+    accuracy: exact Clopper-Pearson binomial interval (21 of 21 right gives [0.839, 1.0] at 95%, not
+    [1, 1]); avg_gmacs: percentile bootstrap of the per-sample costs, widened to contain the mean
+    (replicate b uses the b-th draw of `rng.integers(0, N, size=N)` from `np.random.default_rng(seed)`).
+    Returns {"accuracy": (lo, hi), "avg_gmacs": (lo, hi), "methods": {"accuracy", "avg_gmacs"}}.
+    intervals.cascade_intervals also gives the escalated share and the estimates.
     """
-    correct = check_correct(correct, "correct").astype(np.float64)
-    cost = check_array(cost, "cost", finite=True, minimum=0.0)
-    n = correct.size
-    if cost.size != n:
-        raise UsageError(f"correct has {n} samples but cost has {cost.size}")
-    if n == 0:
-        raise UsageError("bootstrap needs at least one sample")
-    n_bootstrap = check_int(n_bootstrap, "n_bootstrap", minimum=1)
-    seed = check_int(seed, "seed", minimum=0)
-    level = check_number(level, "level")
-    if not 0.0 < level < 1.0:
-        raise UsageError(f"level must be strictly between 0 and 1, got {level:g}")
-    rng = np.random.default_rng(seed)
-    accuracy = np.empty(n_bootstrap)
-    avg_cost = np.empty(n_bootstrap)
-    rows = max(1, _BOOTSTRAP_CHUNK_ELEMENTS // n)
-    for start in range(0, n_bootstrap, rows):
-        stop = min(n_bootstrap, start + rows)
-        # Row-major draw of (rows, n) consumes the stream like `rows` draws of size n.
-        index = rng.integers(0, n, size=(stop - start, n))
-        accuracy[start:stop] = correct[index].mean(axis=1)
-        avg_cost[start:stop] = cost[index].mean(axis=1)
-    tail = (1.0 - float(level)) / 2.0
-    quantiles = [tail, 1.0 - tail]
-    acc_lo, acc_hi = np.quantile(accuracy, quantiles)
-    cost_lo, cost_hi = np.quantile(avg_cost, quantiles)
-    return {"accuracy": (float(acc_lo), float(acc_hi)), "avg_gmacs": (float(cost_lo), float(cost_hi))}
+    ci = intervals.cascade_intervals(correct, cost, level=level, n_bootstrap=n_bootstrap, seed=seed)
+    return {"accuracy": ci["accuracy_ci"], "avg_gmacs": ci["avg_gmacs_ci"],
+            "methods": {"accuracy": ci["methods"]["accuracy"], "avg_gmacs": ci["methods"]["avg_gmacs"]}}
 
 
 # --------------------------------------------------------------------------------------

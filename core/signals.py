@@ -232,10 +232,18 @@ class SignalSource:
         return None
 
     def temperature(self, bank, model_id: str, split: str, calibration_rows: np.ndarray) -> float:
-        """NLL temperature of one model fitted on the given rows of `split` (its calibration part)."""
-        from .protocol import fit_temperatures   # protocol imports this module
+        """NLL temperature of one model fitted on the given rows of `split` (its calibration part):
+        `temperature_fit(...).temperature`. A store may override this alone (the fit's details are
+        then computed from the logits when asked for)."""
+        return float(self.temperature_fit(bank, model_id, split, calibration_rows).temperature)
+
+    def temperature_fit(self, bank, model_id: str, split: str, calibration_rows: np.ndarray):
+        """The full core.temperature.TemperatureFit of one model on the given rows of `split`: the
+        temperature (never clipped), NLL and ECE before and after, and its flags (at_bound,
+        worse_than_uniform) with messages."""
+        from .protocol import fit_temperatures_detailed   # protocol imports this module
 
         labels = np.asarray(bank.labels(split))
         mask = np.zeros(len(labels), dtype=bool)
         mask[calibration_rows] = True
-        return fit_temperatures([bank.logits(model_id, split)], labels, mask)[0]
+        return fit_temperatures_detailed([bank.logits(model_id, split)], labels, mask)[0]

@@ -25,7 +25,8 @@ HEADLINE_TOLERANCE = 0.01
 
 EXTRA_ROOTS_ENV = "CASCADE_EXPLORER_BANKS"  # more folders to search for banks (os.pathsep separated)
 N_BOOTSTRAP = 1000
-TARGET_ARGS = {"accuracy": "target_accuracy", "gmacs": "max_gmacs", "escalated": "max_escalated"}
+TARGET_ARGS = {"accuracy": "target_accuracy", "gmacs": "max_gmacs", "escalated": "max_escalated",
+               "drop": "max_accuracy_drop"}
 
 
 # ----------------------------------------------------------------------------------------------- banks
@@ -170,6 +171,25 @@ def fit_for_target(bank_key, split, models, criterion, temperature, ensemble, ta
         spec(models, criterion, (), temperature, ensemble), split=split, **kwargs))
 
 
+def certify(bank_key, split, models, criterion, temperature, ensemble, target_kind, target_value, delta):
+    """core.analysis.certify: thresholds certified (Learn then Test) for the target with probability
+    >= 1 - delta, on the calibration half; a core.certify.Certificate (certified or not)."""
+    kwargs = {TARGET_ARGS[target_kind]: target_value}
+    return _analysis(bank_key).certify(spec(models, criterion, (), temperature, ensemble), split=split,
+                                       delta=float(delta), **kwargs)
+
+
+def temperature_fits(bank_key, split, models) -> dict:
+    """Per-model core.temperature.TemperatureFit on the calibration half of `split` (NLL/ECE before
+    and after, flags)."""
+    return _analysis(bank_key).temperature_fits(spec(models, temperature="fit"), split=split)
+
+
+def router_table(bank_key, split, criterion="max_softmax") -> pd.DataFrame:
+    """Router metrics (APGR, CPT, AUC, oracle) of every cheaper-first pair on every image of the split."""
+    return _analysis(bank_key).router_table(split=split, criterion=criterion)
+
+
 def target_range(bank_key, split, models, criterion, temperature, ensemble) -> dict:
     return _analysis(bank_key).target_range(spec(models, criterion, (), temperature, ensemble), split=split)
 
@@ -216,12 +236,14 @@ def default_thresholds(bank_key, split, models, criterion) -> list[float]:
     return [float(np.median(s.confidence)) for s in stages[:-1]]
 
 
-def cascade_config(bank, split, models, criterion, thresholds, ensemble, ev: dict):
-    """core.config.CascadeConfig of the cascade in view (what `predict` and the Live page load)."""
+def cascade_config(bank, split, models, criterion, thresholds, ensemble, ev: dict, certificate=None):
+    """core.config.CascadeConfig of the cascade in view (what `predict` and the Live page load);
+    `certificate` (a core.certify.Certificate of these thresholds) is embedded when given."""
     from cascade_explorer.core.config import CascadeConfig
 
     return CascadeConfig.from_report(bank, {**ev, "models": list(models), "criterion": criterion,
-                                            "thresholds": list(thresholds), "ensemble": ensemble, "split": split})
+                                            "thresholds": list(thresholds), "ensemble": ensemble, "split": split},
+                                     certificate=None if certificate is None else certificate.to_dict())
 
 
 GALLERY_PX = 448   # longest side of a gallery card's picture

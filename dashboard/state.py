@@ -16,10 +16,13 @@ from typing import Any, Callable, Mapping
 CRITERIA = ("max_softmax", "softmax_margin", "logit_margin", "entropy")
 TEMPERATURES = ("none", "fit")
 MODES = ("manual", "target")
-TARGET_KINDS = ("accuracy", "gmacs", "escalated")
+TARGET_KINDS = ("accuracy", "gmacs", "escalated", "drop")
+# the guarantee choices of target mode: delta (chance the certified target may fail); None = plain fit
+DELTAS = (None, 0.2, 0.1, 0.05, 0.01)
 EVAL_ON = ("all", "eval")
 COSTS = ("gmacs", "ms")
 RANKS = ("speedup", "accuracy", "cost")
+CALIBRATION_VIEWS = ("split", "reliability", "risk", "off")   # the Explorer's calibration view (one at a time)
 GALLERY_GROUPS = ("stage", "exited-right", "exited-wrong", "escalated-fixed", "escalated-wrong")
 MAX_STAGES = 4
 
@@ -36,9 +39,11 @@ class ViewState:
     mode: str = "manual"
     target_kind: str = "accuracy"
     target_value: float | None = None
+    delta: float | None = None          # target mode: certify with this delta (None = plain fit)
     on: str = "all"                     # metrics on every sample or on the held-out evaluation part
     cost: str = "gmacs"
     log_x: bool = False
+    calibration: str = "split"          # Explorer: which calibration view is shown
     stages: int = 2                     # leaderboard: 2 = all pairs, 3 = three-model over the shortlist
     shortlist: tuple[str, ...] = ()
     rank: str = "speedup"               # leaderboard order
@@ -55,8 +60,8 @@ class ViewState:
 # URL parameter name for each field (short, stable: links people shared depend on them).
 PARAMS = {
     "bank": "bank", "split": "split", "models": "models", "criterion": "crit", "temperature": "temp",
-    "ensemble": "ens", "thresholds": "thr", "mode": "mode", "target_kind": "target", "target_value": "tval",
-    "on": "on", "cost": "cost", "log_x": "logx", "stages": "stages", "shortlist": "short", "rank": "rank", "per_pair": "per_pair",
+    "ensemble": "ens", "thresholds": "thr", "mode": "mode", "target_kind": "target", "target_value": "tval", "delta": "delta",
+    "on": "on", "cost": "cost", "log_x": "logx", "calibration": "calib", "stages": "stages", "shortlist": "short", "rank": "rank", "per_pair": "per_pair",
     "gallery_class": "cls", "gallery_group": "group", "shift_fit": "fit_on", "shift_apply": "apply_to",
 }
 DEFAULT = ViewState()
@@ -130,6 +135,13 @@ def _stages(text: str) -> int:
     return value
 
 
+def _delta(text: str) -> float:
+    value = _parse_float(text)
+    if not 0.0 < value < 1.0:
+        raise ValueError("must be strictly between 0 and 1, e.g. 0.05 for a 95% guarantee")
+    return value
+
+
 def _class(text: str) -> int:
     value = int(text)
     if value < 0:
@@ -141,8 +153,8 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "bank": str, "split": str, "models": _models, "criterion": _choice(CRITERIA),
     "temperature": _choice(TEMPERATURES), "ensemble": _parse_bool,
     "thresholds": lambda t: tuple(_parse_float(x) for x in _names(t)), "mode": _choice(MODES),
-    "target_kind": _choice(TARGET_KINDS), "target_value": _parse_float, "on": _choice(EVAL_ON),
-    "cost": _choice(COSTS), "log_x": _parse_bool, "stages": _stages, "shortlist": _names,
+    "target_kind": _choice(TARGET_KINDS), "target_value": _parse_float, "delta": _delta, "on": _choice(EVAL_ON),
+    "cost": _choice(COSTS), "log_x": _parse_bool, "calibration": _choice(CALIBRATION_VIEWS), "stages": _stages, "shortlist": _names,
     "rank": _choice(RANKS), "per_pair": _parse_bool,
     "gallery_class": _class, "gallery_group": _choice(GALLERY_GROUPS), "shift_fit": str, "shift_apply": str,
 }

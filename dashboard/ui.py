@@ -76,11 +76,23 @@ def speedup_caption(x, detail: str) -> str:
     return detail
 
 
-def ci(interval, fmt=pct) -> str:
+def ci(interval, fmt=pct, method: str | None = None) -> str:
     if not interval or any(v is None for v in interval):
         return ""
     lo, hi = interval
-    return f"95% interval {fmt(lo)} – {fmt(hi)}"
+    return f"95% interval {fmt(lo)} – {fmt(hi)}" + (f" ({method})" if method else "")
+
+
+def short_method(ev: dict, metric: str) -> str | None:
+    """A short name of the interval method core used for `metric` (None without intervals)."""
+    method = (ev.get("ci_methods") or {}).get(metric)
+    if not method:
+        return None
+    if "Clopper-Pearson" in method:
+        return "exact Clopper-Pearson"
+    if "Wilson" in method:
+        return "Wilson"
+    return "bootstrap" if "bootstrap" in method else method
 
 
 def model_label(bank, model_id: str) -> str:
@@ -205,11 +217,13 @@ def chain_and_thresholds(bank, view: state.ViewState):
     return models, thresholds
 
 
-def export_button(bank, view: state.ViewState, result: dict, models, thresholds, *, key: str = "export") -> None:
-    """Download the cascade as a core.config.CascadeConfig JSON (what `core`, the CLI and Live load)."""
+def export_button(bank, view: state.ViewState, result: dict, models, thresholds, *, key: str = "export",
+                  certificate=None) -> None:
+    """Download the cascade as a core.config.CascadeConfig JSON (what `core`, the CLI and Live load),
+    with the certificate of its thresholds when they were certified."""
     try:
         config = data.cascade_config(bank, split_of(bank, view), models, view.criterion, thresholds,
-                                     view.ensemble, result)
+                                     view.ensemble, result, certificate=certificate)
         payload = json.dumps(config.to_dict(), indent=2)
     except Exception as exc:  # the export must never break the page
         st.warning(f"Could not build the cascade config: {md(exc)}")
@@ -231,7 +245,10 @@ CRITERION_NAMES = {
     "entropy": "negative entropy (peaked = sure)",
 }
 TARGET_NAMES = {"accuracy": "reach an accuracy", "gmacs": "stay under a cost budget (GMACs)",
-                "escalated": "escalate at most a share of images"}
+                "escalated": "escalate at most a share of images",
+                "drop": "lose at most this much accuracy against the last model"}
+DELTA_NAMES = {None: "none (plain fit)", 0.2: "80% (δ = 0.2)", 0.1: "90% (δ = 0.1)", 0.05: "95% (δ = 0.05)",
+               0.01: "99% (δ = 0.01)"}
 
 
 def default_target(bank, split: str, kind: str, view: state.ViewState, models) -> float:
@@ -246,6 +263,8 @@ def default_target(bank, split: str, kind: str, view: state.ViewState, models) -
     if kind == "gmacs":
         low, high = reach["avg_gmacs"]
         return min(math.ceil((low + high) / 2 * 1e4) / 1e4, high)
+    if kind == "drop":
+        return 0.01
     return 0.3
 
 
@@ -258,17 +277,25 @@ def resolve_cascade(bank, view: state.ViewState) -> dict:
     on = view.on
     target_value = None
     fit_error = None
+    certificate = None
     if view.mode == "target" and len(models) >= 2:
         target_value = (view.target_value if view.target_value is not None
                         else default_target(bank, split, view.target_kind, view, models))
         try:
-            thresholds = data.fit_for_target(data.key(bank), split, models, view.criterion, view.temperature,
-                                             view.ensemble, view.target_kind, float(target_value))
+            if view.delta is not None:
+                # certified: the certificate's thresholds (when not certified, the most conservative
+                # candidate, shown with the certificate saying it carries no guarantee)
+                certificate = data.certify(data.key(bank), split, models, view.criterion, view.temperature,
+                                           view.ensemble, view.target_kind, float(target_value), view.delta)
+                thresholds = certificate.thresholds
+            else:
+                thresholds = data.fit_for_target(data.key(bank), split, models, view.criterion, view.temperature,
+                                                 view.ensemble, view.target_kind, float(target_value))
             fitted, on = True, "eval"
         except UsageError as exc:  # target out of reach: say so, keep the hand-set thresholds
             fit_error = str(exc)
     return {"split": split, "models": tuple(models), "thresholds": tuple(thresholds), "on": on, "fitted": fitted,
-            "target_value": target_value, "fit_error": fit_error}
+            "target_value": target_value, "fit_error": fit_error, "certificate": certificate}
 
 
 def evaluate_current(bank, view: state.ViewState, cascade: dict | None = None) -> tuple[dict, dict]:
@@ -283,12 +310,15 @@ def metric_cards(bank, ev: dict) -> None:
     cols = st.columns(4)
     cols[0].metric("Accuracy", pct(ev["accuracy"]),
                    help="Top-1 accuracy of the cascade's final answers on the samples shown below "
-                        "(interval: 95% bootstrap over images).")
-    cols[0].caption(ci(ev.get("accuracy_ci")))
+                        "(interval: 95% exact Clopper-Pearson binomial interval over images, which stays "
+                        "honest at 0% and 100%).")
+    cols[0].caption(ci(ev.get("accuracy_ci"), method=short_method(ev, "accuracy")))
     cols[1].metric("Average GMACs", num(ev["avg_gmacs"]),
                    help="Multiply-accumulates per image, averaged: an image that exits at stage i paid for "
-                        "stages 1..i.")
-    cols[1].caption(ci(ev.get("avg_gmacs_ci"), fmt=num) + f" · worst case {num(ev['worst_gmacs'])}")
+                        "stages 1..i (interval: 95% percentile bootstrap over images, 1,000 resamples, "
+                        "widened to contain the average).")
+    cols[1].caption(ci(ev.get("avg_gmacs_ci"), fmt=num, method=short_method(ev, "avg_gmacs"))
+                    + f" · worst case {num(ev['worst_gmacs'])}")
     if ev.get("avg_ms") is not None:
         cols[2].metric("Average latency", num(ev["avg_ms"], "ms"),
                        help="Measured single-image latency of each model, summed over the stages an image ran.")
@@ -307,4 +337,74 @@ def metric_cards(bank, ev: dict) -> None:
                              help=f"Share of images whose answer comes from {md(bank.model(model_id).display_name)}"
                                   + (" (the last stage answers everything that reaches it)." if last else
                                      " because it was confident enough."))
-        stage_cols[i].caption(md(bank.model(model_id).display_name))
+        caption = md(bank.model(model_id).display_name)
+        if last and len(ev["models"]) > 1 and ev.get("escalated_fraction_ci"):
+            caption += " · escalated " + ci(ev["escalated_fraction_ci"], method=short_method(ev, "escalated_fraction"))
+        stage_cols[i].caption(caption)
+
+
+def temperature_notes(ev: dict) -> None:
+    """A warning per flagged temperature fit (at a bound of the practical range, or no better than
+    uniform): the user decides whether to use it; nothing was clipped."""
+    for line in ev.get("temperature_warnings") or []:
+        st.warning(f"Temperature fit flagged — {line}. The fitted value is used as found (never clipped); "
+                   "switch Temperature to 'none' if it should not be.", icon=":material/thermostat:")
+
+
+def certificate_box(certificate) -> None:
+    """The certificate of certified thresholds (core.certify.Certificate), beside the metrics."""
+    if certificate is None:
+        return
+    level = f"{100 * (1 - certificate.delta):.4g}%"
+    target = CERTIFIED_TARGETS[certificate.target].format(v=certificate.target_value)
+    if certificate.certified:
+        st.success(f"**Certified at {level}** (Learn then Test): with probability ≥ {level} over the draw of the "
+                   f"calibration images, {target} on new images from the same distribution "
+                   f"(p-value {certificate.p_value:.2g} ≤ δ = {certificate.delta:g}; {certificate.n_tested} of "
+                   f"{certificate.n_candidates} candidate thresholds tested on {certificate.n_testing:,} images).",
+                   icon=":material/verified:")
+    else:
+        needed = certificate.samples_needed
+        head = ("**Not certifiable** with this calibration half"
+                + (f": about {needed:,} calibration samples would be needed (have {certificate.n_calibration:,})."
+                   if needed else ": more images would not help; relax the target."))
+        st.warning(f"{head} {certificate.message}", icon=":material/gpp_maybe:")
+    st.caption(f"Method: {certificate.method}. On the calibration half at these thresholds: accuracy "
+               f"{pct(certificate.accuracy)}, {num(certificate.avg_gmacs)} GMACs, escalated "
+               f"{pct(certificate.escalated_fraction)}.")
+
+
+CERTIFIED_TARGETS = {
+    "target_accuracy": "the accuracy is at least {v:.2%}",
+    "max_accuracy_drop": "the accuracy is at most {v:.2%} below the last model's",
+    "max_escalated": "at most {v:.2%} of images are escalated to the last model",
+    "max_gmacs": "the average cost is at most {v:.4g} GMACs per image",
+}
+
+
+def router_cards(ev: dict) -> None:
+    """Router-standard metrics (RouteLLM) of a 2-model cascade, exact over every threshold."""
+    router = ev.get("router_metrics")
+    if not router:
+        return
+    cols = st.columns(4)
+    if router.get("apgr") is None:
+        st.caption(f"Router metrics: {router.get('reason')}")
+        return
+    cols[0].metric("APGR", f"{router['apgr']:.3f}",
+                   help="Average performance gap recovered (RouteLLM, Ong et al. 2024): the mean over every "
+                        "escalated share s in [0, 1] of (accuracy(s) − first model) / (second − first); "
+                        "1 = as good as the second model at any share. Exact over every threshold.")
+    cols[1].metric("CPT 50%", pct(router["cpt_50"]),
+                   help="Call-performance threshold: the smallest share of images sent to the second model "
+                        "that recovers 50% (20%, 80% below) of the accuracy gap between the two models.")
+    cols[1].caption(f"CPT 20% {pct(router['cpt_20'])} · CPT 80% {pct(router['cpt_80'])}")
+    cols[2].metric("AUC", f"{router['auc_accuracy_escalated']:.4f}",
+                   help="Area under accuracy against the share escalated, from 0 (first model only) to 1 "
+                        "(second model only).")
+    oracle_cost = "" if router.get("oracle_avg_gmacs") is None else f" at {num(router['oracle_avg_gmacs'])} GMACs"
+    cols[3].metric("Oracle accuracy", pct(router["oracle_accuracy"]),
+                   help="Per image the better of the two models (the first model's answer when right, else the "
+                        "second's): the bound no confidence threshold can beat. Its cost escalates every "
+                        "wrong first answer.")
+    cols[3].caption(f"escalating {pct(router['oracle_escalated'])}{oracle_cost}")

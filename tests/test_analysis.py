@@ -10,12 +10,12 @@ import pytest
 
 from cascade_explorer.core import analysis, protocol
 from cascade_explorer.core.bank import BankWriter
-from cascade_explorer.core.criteria import fit_temperature
 from cascade_explorer.core.curves import single_model_hull
 from cascade_explorer.core.engine import evaluate_cascade
 from cascade_explorer.core.errors import UsageError
 from cascade_explorer.core.signals import SignalSource
 from cascade_explorer.core.signals import chain_signals, model_signals
+from cascade_explorer.core.temperature import fit_temperature
 
 # id -> (gmacs, skill: how far the true class's logit is lifted, latency ms)
 MODELS = {"tiny": (0.05, 0.8, 1.0), "small": (0.3, 1.6, 2.5), "medium": (1.2, 2.4, 6.0), "large": (4.0, 3.2, 20.0)}
@@ -135,7 +135,7 @@ def test_fitted_temperatures_use_only_the_calibration_part(bank_path):
     calibration = protocol.calibration_mask(raw_ids(bank_path, "val"), 0.5, seed=1)
     labels = raw_labels(bank_path, "val")
     for model_id in spec.models:
-        expected = fit_temperature(raw(bank_path, "val", model_id)[calibration].astype(np.float32), labels[calibration])
+        expected = fit_temperature(raw(bank_path, "val", model_id), labels, calibration).temperature
         assert got["temperatures"][model_id] == pytest.approx(expected, rel=1e-9)
         assert got["temperatures"][model_id] != 1.0
     temps = [got["temperatures"][m] for m in spec.models]

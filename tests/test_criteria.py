@@ -181,10 +181,12 @@ def test_fit_temperature_recovers_the_generating_temperature():
     assert negative_log_likelihood(logits, labels, fitted) <= best_grid + 1e-9
 
 
-def test_fit_temperature_stays_in_bounds():
+def test_fit_temperature_is_not_clipped():
+    # the optimum runs to the search limits and is reported there (core.temperature flags it),
+    # instead of being clipped to [0.05, 20] as before
     logits = np.array([[10.0, 0.0], [0.0, 10.0]])
-    sharp = fit_temperature(logits, np.array([0, 1]))   # always right: sharpen (NLL plateaus near 0)
-    assert 0.05 <= sharp < 1 and negative_log_likelihood(logits, np.array([0, 1]), sharp) < 1e-9
-    assert fit_temperature(logits, np.array([1, 0])) == pytest.approx(20, rel=1e-2)      # always wrong: flatten
+    sharp = fit_temperature(logits, np.array([0, 1]))   # always right: sharpen (NLL plateaus at 0)
+    assert sharp < 1e-3 and negative_log_likelihood(logits, np.array([0, 1]), sharp) < 1e-9
+    assert fit_temperature(logits, np.array([1, 0])) > 1e3      # always wrong: flatten towards uniform
     with pytest.raises(ValueError, match="0 samples"):
         fit_temperature(np.zeros((0, 3)), np.zeros(0, dtype=int))

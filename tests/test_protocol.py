@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from scipy.stats import binomtest
 
-from cascade_explorer.core import protocol
+from cascade_explorer.core import intervals, protocol
 from cascade_explorer.core.curves import single_model_hull
 from cascade_explorer.core.engine import evaluate_cascade
 from cascade_explorer.core.errors import UsageError
@@ -62,15 +63,17 @@ def test_calibration_mask_rejects_bad_fraction(fraction):
 
 # ----------------------------------------------------------------------------- bootstrap
 
-def _bootstrap_reference(correct, cost, n_bootstrap, seed, level):
+def _bootstrap_reference(cost, n_bootstrap, seed, level):
+    """Percentile bootstrap of the mean cost, by a loop, widened to contain the mean."""
     rng = np.random.default_rng(seed)
-    accuracies, costs = [], []
+    costs = []
     for _ in range(n_bootstrap):
-        index = rng.integers(0, len(correct), size=len(correct))
-        accuracies.append(sum(float(correct[i]) for i in index) / len(index))
+        index = rng.integers(0, len(cost), size=len(cost))
         costs.append(sum(float(cost[i]) for i in index) / len(index))
     tail = (1 - level) / 2
-    return (tuple(np.quantile(accuracies, [tail, 1 - tail])), tuple(np.quantile(costs, [tail, 1 - tail])))
+    low, high = np.quantile(costs, [tail, 1 - tail])
+    mean = sum(float(c) for c in cost) / len(cost)
+    return min(low, mean), max(high, mean)
 
 
 @settings(max_examples=40, deadline=None)
@@ -80,16 +83,21 @@ def test_bootstrap_matches_loop_reference(pairs, n_bootstrap, seed, level):
     correct = np.array([p[0] for p in pairs])
     cost = np.array([p[1] for p in pairs])
     got = protocol.bootstrap_ci(correct, cost, n_bootstrap=n_bootstrap, seed=seed, level=level)
-    want_accuracy, want_cost = _bootstrap_reference(correct, cost, n_bootstrap, seed, level)
-    np.testing.assert_allclose(got["accuracy"], want_accuracy, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(got["avg_gmacs"], want_cost, rtol=1e-12, atol=1e-12)
+    # accuracy: the exact binomial interval, which does not depend on the resamples
+    exact = binomtest(int(correct.sum()), len(correct)).proportion_ci(level, method="exact")
+    np.testing.assert_allclose(got["accuracy"], (exact.low, exact.high), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(got["avg_gmacs"], _bootstrap_reference(cost, n_bootstrap, seed, level),
+                               rtol=1e-12, atol=1e-12)
+    assert got["avg_gmacs"][0] <= intervals.bootstrap_mean_interval(cost, level, n_bootstrap, seed).estimate \
+        <= got["avg_gmacs"][1]
+    assert "Clopper-Pearson" in got["methods"]["accuracy"] and "bootstrap" in got["methods"]["avg_gmacs"]
 
 
 def test_bootstrap_chunking_does_not_change_the_draws(monkeypatch):
     rng = np.random.default_rng(0)
     correct, cost = rng.random(300) < 0.7, rng.random(300)
     whole = protocol.bootstrap_ci(correct, cost, n_bootstrap=50, seed=3)
-    monkeypatch.setattr(protocol, "_BOOTSTRAP_CHUNK_ELEMENTS", 700)  # 2 rows per chunk
+    monkeypatch.setattr(intervals, "BOOTSTRAP_CHUNK_ELEMENTS", 700)  # 2 rows per chunk
     assert protocol.bootstrap_ci(correct, cost, n_bootstrap=50, seed=3) == whole
 
 

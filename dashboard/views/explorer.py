@@ -6,7 +6,7 @@ import numpy as np
 import streamlit as st
 
 from cascade_explorer.core import plots
-from cascade_explorer.dashboard import data, state, ui
+from cascade_explorer.dashboard import calibration_view, data, state, ui
 
 bank = data.current_bank()
 view = state.current()
@@ -106,7 +106,8 @@ with controls:
             st.selectbox, "Target", "w_target_kind", view.target_kind,
             lambda v, value: v.replace(target_kind=value, target_value=None),
             options=list(state.TARGET_KINDS), format_func=ui.TARGET_NAMES.get,
-            help="Fit the thresholds so the cascade meets this on the calibration half.",
+            help="Fit the thresholds so the cascade meets this on the calibration half. 'Lose at most ...': "
+                 "the accuracy may fall at most this much (a fraction) below the last model's.",
         )
         target_value = (view.target_value if view.target_value is not None
                         else ui.default_target(bank, split, kind, view, models))
@@ -116,12 +117,25 @@ with controls:
             widget_args = dict(min_value=0.0, max_value=1.0, step=0.001, format="%.3f")
         state.bound(
             st.number_input, {"accuracy": "Target accuracy", "gmacs": "Cost budget (average GMACs)",
-                              "escalated": "Largest share escalated to the last stage"}[kind],
+                              "escalated": "Largest share escalated to the last stage",
+                              "drop": "Largest accuracy drop against the last model"}[kind],
             "w_target_value", float(target_value), lambda v, value: v.replace(target_value=float(value)),
             help={"accuracy": "The cheapest thresholds reaching this top-1 accuracy on the calibration half.",
                   "gmacs": "The most accurate thresholds whose average cost stays within this budget.",
-                  "escalated": "The most accurate thresholds sending at most this share to the last model."}[kind],
+                  "escalated": "The most accurate thresholds sending at most this share to the last model.",
+                  "drop": "The cheapest thresholds whose accuracy is at most this much below the last model's "
+                          "(0.01 = one point)."}[kind],
             **widget_args,
+        )
+        deltas = list(state.DELTAS) + ([view.delta] if view.delta not in state.DELTAS else [])
+        state.bound(
+            st.selectbox, "Guarantee", "w_delta", view.delta, lambda v, value: v.replace(delta=value),
+            options=deltas,
+            format_func=lambda d: ui.DELTA_NAMES.get(d) or f"{100 * (1 - d):.4g}% (δ = {d:g})",
+            help="Plain fit: the target holds on the calibration half, and on new images only about half the "
+                 "time. A guarantee of 1 − δ certifies the thresholds (Learn then Test, Angelopoulos et al. "
+                 "2021): with probability ≥ 1 − δ over the draw of the calibration images, the target holds "
+                 "on new images from the same distribution. Safer thresholds, a little more compute.",
         )
 
     view = state.current()
@@ -148,12 +162,16 @@ with main:
         st.warning(f"No thresholds meet this target: {ui.md(cascade['fit_error'])}. Showing the hand-set thresholds "
                    "instead; relax the target.", icon=":material/warning:")
     if cascade["fitted"]:
-        st.info(f"Thresholds fitted for **{ui.TARGET_NAMES[view.target_kind]}** "
+        how = "certified" if cascade["certificate"] is not None else "fitted"
+        st.info(f"Thresholds {how} for **{ui.TARGET_NAMES[view.target_kind]}** "
                 f"({cascade['target_value']:g}) on the calibration half: "
                 f"{plots.format_thresholds(cascade['thresholds'])}. Metrics below are on the held-out half.",
                 icon=":material/target:")
     st.markdown(f"**{ui.md(ui.chain_text(bank, models))}** · {plots.format_thresholds(cascade['thresholds'])}")
+    ui.certificate_box(cascade["certificate"])
     ui.metric_cards(bank, ev)
+    ui.temperature_notes(ev)
+    ui.router_cards(ev)
 
     singles = data.single_models(bank_key, split)
     curve = data.chain_curve(bank_key, split, models, view.criterion, view.temperature, view.ensemble,
@@ -178,4 +196,9 @@ with main:
     st.caption("Dots: single models; dashed line: the best you can do by switching between single models; "
                "orange line: this cascade at every threshold (click a point to use it); green: the best "
                "cascades of any two models; star: the current setting.")
-    ui.export_button(bank, view, ev, models, cascade["thresholds"])
+    ui.export_button(bank, view, ev, models, cascade["thresholds"],
+                     certificate=cascade["certificate"] if cascade["certificate"] is not None
+                     and cascade["certificate"].certified else None)
+
+calibration_view.render(bank, bank_key, split, models, view.criterion, view.temperature, view.ensemble,
+                        cascade["thresholds"], cascade["on"], ev["result"], shown=view.calibration)

@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from cascade_explorer.core import plots, text
+from cascade_explorer.core.router_metrics import with_router_columns
 from cascade_explorer.dashboard import data, state, ui
 
 bank = data.current_bank()
@@ -63,6 +64,9 @@ st.markdown(f"{len(frontier):,} cascades on the frontier of **{ui.md(split)}** Â
             f"{ui.md(best_single['display_name'])} at {ui.pct(best_single['accuracy'])} for {ui.num(best_single['gmacs'])} GMACs.")
 
 frontier = frontier.reset_index(drop=True)
+# router metrics of each pair (exact over all its thresholds, every image); NaN for 3-model chains
+router = with_router_columns(frontier, data.router_table(bank_key, split, view.criterion),
+                             columns=("apgr", "cpt_50", "oracle_accuracy"))
 table = pd.DataFrame({
     "cascade": [ui.chain_text(bank, m) for m in frontier["models"]],
     "thresholds": [plots.format_thresholds(t) for t in frontier["thresholds"]],
@@ -71,6 +75,9 @@ table = pd.DataFrame({
     "avg ms": pd.to_numeric(frontier["avg_ms"], errors="coerce") if "avg_ms" in frontier else None,
     "escalated": frontier["escalated_fraction"].astype(float),
     "speed-up": pd.to_numeric(frontier["speedup"], errors="coerce"),
+    "APGR": router["apgr"].astype(float),
+    "CPT 50%": router["cpt_50"].astype(float),
+    "oracle accuracy": router["oracle_accuracy"].astype(float),
 })
 if table["avg ms"].isna().all():
     table = table.drop(columns=["avg ms"])
@@ -120,6 +127,17 @@ st.dataframe(
             "speed-up", format="%.2fÃ—",
             help="Compute of the best single models at the same accuracy divided by the cascade's "
                  "(None: more accurate than every single model, so none matches it)."),
+        "APGR": st.column_config.NumberColumn(
+            "APGR", format="%.3f",
+            help="Router metric of the pair (RouteLLM): average share of the accuracy gap between the two "
+                 "models recovered, over every escalated share from 0 to 1; exact over all thresholds. Empty "
+                 "for 3-model chains, or when the second model is not more accurate."),
+        "CPT 50%": st.column_config.NumberColumn(
+            "CPT 50%", format="percent",
+            help="Smallest share of images sent to the second model that recovers half the accuracy gap."),
+        "oracle accuracy": st.column_config.NumberColumn(
+            "oracle accuracy", format="percent",
+            help="Per image the better of the two models: the bound no threshold can beat."),
     },
 )
 if st.session_state.pop("_leaderboard_open", False):
