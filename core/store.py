@@ -149,24 +149,27 @@ class SignalStore(SignalSource):
             return signals.correct
         return bits
 
-    def temperature(self, bank, model_id: str, split: str, calibration_rows: np.ndarray) -> float:
+    def temperature_fit(self, bank, model_id: str, split: str, calibration_rows: np.ndarray):
+        """The stored TemperatureFit for these calibration rows (computed once: NLL, ECE and flags too)."""
         folder, _ = self._folder(bank, model_id, split)
         rows = np.ascontiguousarray(calibration_rows, dtype=np.int64)
         key = hashlib.sha256(rows.view(np.uint8)).hexdigest()[:20]
         path = folder / f"temperature-{key}-{self._labels_version(bank, split)}.json"
-        value = self._load_temperature(path, len(rows))
-        if value is not None:
+        fit = self._load_temperature_fit(path, len(rows))
+        if fit is not None:
             self.loaded += 1
-            return value
+            return fit
         with self._lock(folder):
-            value = self._load_temperature(path, len(rows))
-            if value is None:
-                value = super().temperature(bank, model_id, split, rows)
+            fit = self._load_temperature_fit(path, len(rows))
+            if fit is None:
+                fit = super().temperature_fit(bank, model_id, split, rows)
                 self._prepare(bank, folder)
-                atomic_write_text(path, json.dumps({"format": FORMAT_VERSION, "temperature": float(value).hex(),
-                                                    "n_rows": int(len(rows))}))
+                # the temperature in hex: the stored value is the fitted float, bit for bit
+                atomic_write_text(path, json.dumps({"format": FORMAT_VERSION, "n_rows": int(len(rows)),
+                                                    "temperature": float(fit.temperature).hex(),
+                                                    "fit": fit.to_dict()}))
                 self.computed += 1
-        return value
+        return fit
 
     # -- filling
 
@@ -314,14 +317,20 @@ class SignalStore(SignalSource):
         return np.unpackbits(arrays[0], count=n).astype(bool)
 
     @staticmethod
-    def _load_temperature(path: Path, n_rows: int) -> float | None:
+    def _load_temperature_fit(path: Path, n_rows: int):
+        from .temperature import TemperatureFit
+
         if not path.is_file():
             return None
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-            value = float.fromhex(data["temperature"])
+            fields = dict(data["fit"])
+            fields["temperature"] = float.fromhex(data["temperature"])
+            fields["flags"], fields["messages"] = tuple(fields["flags"]), tuple(fields["messages"])
+            fit = TemperatureFit(**fields)
         except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError):
             return None
-        if data.get("format") != FORMAT_VERSION or data.get("n_rows") != n_rows or not (0 < value < float("inf")):
+        if data.get("format") != FORMAT_VERSION or data.get("n_rows") != n_rows \
+                or not (0 < fit.temperature < float("inf")):
             return None
-        return value
+        return fit
