@@ -1,9 +1,11 @@
 """Writing a bank: `BankWriter` creates or extends one, file by file, each write atomic.
 
 Each call writes its own files, then manifest.json; callers never touch the manifest dict or
-spell a file name (they use the methods here and `format`'s path functions). `undo_on_failure`
-rolls a multi-step write back when one step fails; `remove_leftover_temp_files` clears the temp
-files a killed writer left.
+spell a file name (they use the methods here and `format`'s path functions). A BankWriter holds the
+bank's writer lock (lock.py) from construction until `close()` (or the end of its `with` block), so
+no other writer's update is lost, and on opening it removes the temp files a killed writer left
+(only those: `remove_leftover_temp_files`). `undo_on_failure` rolls a multi-step write back when
+one step fails; `begin`/`finish` mark a multi-step write unfinished in the manifest meanwhile.
 """
 
 from __future__ import annotations
@@ -16,12 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import atomic_save_npy, atomic_write_bytes, atomic_write_json, atomic_write_text, is_temp_name
+from ..atomic import atomic_save_npy, atomic_write_bytes, atomic_write_json, atomic_write_text
 from ..errors import BankError
-from .format import (LOGITS_DTYPES, LOGITS_DIR, SAMPLES_HEADER, SCAN_CHUNK_ROWS, SCHEMA_VERSION, check_id, check_labels,
-                     first_non_finite_row, is_number, labels_path, load_manifest, logits_path, manifest_path,
-                     mark_finite, read_npy_header, read_samples, samples_path, split_dir, validate_manifest,
-                     validate_model_entry)
+from .format import (LABELS, LOGITS_DTYPES, LOGITS_DIR, MANIFEST, SAMPLES, SAMPLES_HEADER, SCAN_CHUNK_ROWS,
+                     SCHEMA_VERSION, SPLITS_DIR, UNFINISHED, check_id, check_labels, first_non_finite_row,
+                     is_number, is_valid_id, labels_path, load_manifest, logits_path, manifest_path, mark_finite,
+                     narrow_logits, non_finite_problem, read_npy_header, read_samples, samples_path, split_dir,
+                     validate_manifest, validate_model_entry)
+from .lock import DEFAULT_TIMEOUT_S, TEMP_NAME, bank_folder_state, bank_lock
 from .reader import Bank
 
 def _new_manifest(create: dict, path: Path) -> dict:
@@ -40,11 +44,49 @@ def _new_manifest(create: dict, path: Path) -> dict:
 
 
 class BankWriter:
-    """Creates or extends a bank. Each call writes its own files, then manifest.json, atomically."""
+    """Creates or extends a bank. Each call writes its own files, then manifest.json, atomically.
 
-    def __init__(self, path, *, create: dict | None = None):
+    Holds the bank's writer lock until `close()` / the end of a `with` block (or garbage collection):
+    another writer waits up to `lock_timeout` seconds, then gets a LockedError. A folder that is
+    neither a bank nor new/empty is refused before anything in it is touched. `removed_leftovers`
+    lists the temp files of an interrupted earlier write that opening removed.
+    """
+
+    def __init__(self, path, *, create: dict | None = None, lock_timeout: float = DEFAULT_TIMEOUT_S):
         self.path = Path(path).expanduser()
         self._manifest_path = manifest_path(self.path)
+        self._lock = None
+        if create is None and bank_folder_state(self.path) == "new":
+            raise BankError("no bank here (manifest.json missing)", path=self._manifest_path,
+                            fix="create it: BankWriter(path, create={'dataset': {...}, 'class_names': [...]})")
+        self._lock = bank_lock(self.path, timeout=lock_timeout).acquire()
+        try:
+            self._open(create)
+            self.removed_leftovers = remove_leftover_temp_files(self.path)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Release the writer lock (idempotent); the writer must not write afterwards."""
+        lock, self._lock = getattr(self, "_lock", None), None
+        if lock is not None:
+            lock.release()
+
+    def __enter__(self) -> "BankWriter":
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        self.close()
+        return False
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:   # noqa: BLE001 - interpreter shutdown: the OS releases the lock anyway
+            pass
+
+    def _open(self, create: dict | None) -> None:
         if self._manifest_path.exists():
             self._manifest = load_manifest(self._manifest_path)
             validate_manifest(self._manifest, self._manifest_path)
@@ -62,11 +104,6 @@ class BankWriter:
             if create is None:
                 raise BankError("no bank here (manifest.json missing)", path=self._manifest_path,
                                 fix="create it: BankWriter(path, create={'dataset': {...}, 'class_names': [...]})")
-            if self.path.exists() and not self.path.is_dir():
-                raise BankError("exists and is not a folder", path=self.path, fix="choose another output path")
-            if self.path.is_dir() and any(not is_temp_name(p.name) for p in self.path.iterdir()):
-                raise BankError("folder exists, is not empty and has no manifest.json", path=self.path,
-                                fix="choose a new or empty folder for the bank")
             self._manifest = _new_manifest(create, self.path)
             validate_manifest(self._manifest, self._manifest_path)
             self.path.mkdir(parents=True, exist_ok=True)
@@ -81,8 +118,28 @@ class BankWriter:
         return len(self._manifest["class_names"])
 
     def _write_manifest(self) -> None:
+        if self._lock is None:
+            raise BankError("this BankWriter was closed", path=self._manifest_path,
+                            fix="open a new BankWriter to write again")
         validate_manifest(self._manifest, self._manifest_path)
         atomic_write_json(self._manifest_path, self._manifest)
+
+    def begin(self, step: str, **details) -> None:
+        """Mark the bank unfinished (manifest key format.UNFINISHED = {"step": step, **details}) until
+        `finish()`: a multi-step write killed in between leaves a bank that does not open as
+        complete (Bank.open refuses it unless allow_incomplete) and tells a re-run what to finish."""
+        self._manifest[UNFINISHED] = {"step": str(step), **copy.deepcopy(details)}
+        self._write_manifest()
+
+    def unfinished(self) -> dict | None:
+        """A copy of the unfinished-write mark left by `begin` (e.g. by a killed import), or None."""
+        entry = self._manifest.get(UNFINISHED)
+        return None if entry is None else copy.deepcopy(entry)
+
+    def finish(self) -> None:
+        """Remove the unfinished-write mark: the bank is complete again."""
+        if self._manifest.pop(UNFINISHED, None) is not None:
+            self._write_manifest()
 
     def _model_entry(self, model_id: str) -> dict:
         if model_id not in self._manifest["models"]:
@@ -184,10 +241,8 @@ class BankWriter:
         self._check_split(split)
         path = logits_path(self.path, model_id, split)
         array = np.asanyarray(logits)
-        if array.dtype == np.float64:
-            array = array.astype(np.float32)
-        if array.dtype not in LOGITS_DTYPES:
-            raise BankError(f"logits dtype is {array.dtype}; float16 or float32 expected", path=path,
+        if array.dtype not in LOGITS_DTYPES and array.dtype != np.float64:
+            raise BankError(f"logits dtype is {array.dtype}; float16, float32 or float64 expected", path=path,
                             model=model_id, split=split, fix="convert with .astype('float32')")
         labels = self.labels(split)
         if array.ndim != 2 or array.shape != (len(labels), self.num_classes):
@@ -196,8 +251,13 @@ class BankWriter:
                             fix="one row per sample (samples.csv order), one column per class")
         bad_row = first_non_finite_row(array)
         if bad_row is not None:
-            raise BankError(f"logits contain NaN or inf (first at row {bad_row})", path=path, model=model_id,
-                            split=split, fix="check the model output for overflow; nothing was written")
+            raise BankError(f"logits are not all finite: {non_finite_problem(array, bad_row)}", path=path,
+                            model=model_id, split=split, fix="fix the model's output; nothing was written")
+        if array.dtype == np.float64:
+            try:   # float64 is stored as float32, each row shifted by its maximum first (see narrow_logits)
+                array = narrow_logits(array, np.float32)
+            except BankError as error:
+                raise BankError(error.problem, path=path, model=model_id, split=split, fix=error.fix) from None
         correct = 0
         for start in range(0, len(labels), SCAN_CHUNK_ROWS):
             chunk = np.asarray(array[start:start + SCAN_CHUNK_ROWS])
@@ -257,11 +317,12 @@ class undo_on_failure:
     """A failed multi-step write removes what it added: a new bank's files (and its folder, if this
     run created it), or, for an existing bank, new files and the previous manifest.json."""
 
-    def __init__(self, out, *, new: bool):
+    def __init__(self, out, *, new: bool, created_folder: bool | None = None):
         self.out, self.new = Path(out), new
+        self._created_folder = created_folder
 
     def __enter__(self):
-        self.created_folder = not self.out.exists()
+        self.created_folder = (not self.out.exists()) if self._created_folder is None else self._created_folder
         self.before = {p for p in self.out.rglob("*")} if self.out.is_dir() else set()
         manifest = manifest_path(self.out)
         self.manifest = manifest.read_bytes() if manifest.is_file() else None
@@ -287,19 +348,45 @@ class undo_on_failure:
         return False
 
 
-def remove_leftover_temp_files(out, log=None) -> list[Path]:
-    """Delete temp files a killed writer left (never data: atomic writes only rename complete files);
-    returns the paths removed, each also passed to `log` when given.
+def _own_temp_files(out: Path) -> list[Path]:
+    """Temp files atomic.py's writes of *this bank's* files leave when killed, and nothing else: by
+    exact name (".<final>.tmp-XXXXXXXX") in the places the format defines, never anywhere below."""
+    found = [p for p in out.iterdir() if (m := TEMP_NAME.fullmatch(p.name)) and m["final"] == MANIFEST]
+    splits_root = out / SPLITS_DIR
+    if splits_root.is_dir() and not splits_root.is_symlink():
+        for folder in splits_root.iterdir():
+            if not is_valid_id(folder.name) or not folder.is_dir() or folder.is_symlink():
+                continue
+            for entry in folder.iterdir():
+                match = TEMP_NAME.fullmatch(entry.name)
+                if match and match["final"] in (SAMPLES, LABELS):
+                    found.append(entry)
+            logits_folder = folder / LOGITS_DIR
+            if logits_folder.is_dir() and not logits_folder.is_symlink():
+                for entry in logits_folder.iterdir():
+                    match = TEMP_NAME.fullmatch(entry.name)
+                    if match and match["final"].endswith(".npy") and is_valid_id(match["final"][:-4]):
+                        found.append(entry)
+    return [p for p in found if p.is_file() and not p.is_symlink()]
 
-    Assumes one writer per bank at a time, as precompute does.
+
+def remove_leftover_temp_files(out, log=None) -> list[Path]:
+    """Delete the temp files a killed writer of the bank at `out` left; returns the paths removed,
+    each also passed to `log` when given.
+
+    Only this tool's own files are removed: the folder must be a bank (or a new bank's folder holding
+    nothing but its leftovers), else BankError before anything is touched; only temp names of the
+    bank's own files, in the bank's own folders, qualify (a user's hidden ".x.tmp-y" files elsewhere
+    are never touched). Runs under the bank's writer lock, so a live writer's temp files are safe.
     """
-    out = Path(out)
-    removed: list[Path] = []
+    out = Path(out).expanduser()
     if not out.is_dir():
-        return removed
-    for path in [out, *out.rglob("*")]:
-        if path.is_file() and is_temp_name(path.name):
-            path.unlink()
+        return []
+    bank_folder_state(out)
+    removed: list[Path] = []
+    with bank_lock(out):
+        for path in _own_temp_files(out):
+            path.unlink(missing_ok=True)
             removed.append(path)
             if log is not None:
                 log(f"removed a temp file left by an interrupted run: {path}")
