@@ -22,6 +22,8 @@ def add_parser(sub) -> None:
     p.add_argument("--description", default="", help="dataset description for the manifest")
     p.add_argument("--licence", default="unknown", help="dataset licence for the manifest")
     p.add_argument("--force", action="store_true", help="overwrite logits already in the bank")
+    p.add_argument("--inputs", choices=("logits", "probabilities", "log-probabilities"), default="logits",
+                   help="what the arrays hold (default: logits); probabilities are stored as log-probabilities")
 
 
 def run(args) -> int:
@@ -32,7 +34,8 @@ def run(args) -> int:
                "licence": None if args.licence == "unknown" else args.licence}   # the default keeps a bank's licence
     split = args.split or "val"
     bank = import_bank(args.labels, logits, args.costs, args.out, split=split, class_names=args.class_names,
-                       sample_ids=args.sample_ids, dataset=dataset, force=args.force)
+                       sample_ids=args.sample_ids, dataset=dataset, force=args.force,
+                       inputs=args.inputs)
     say(f"imported split {split!r}: {bank.n_samples(split)} samples x {bank.num_classes} classes, "
         f"{len(logits)} model(s) into {bank.path}")
     for model in bank.models:

@@ -12,7 +12,6 @@ the strings "inf" / "-inf".
 
 from __future__ import annotations
 
-import json
 import math
 import numbers
 from dataclasses import dataclass, field
@@ -20,8 +19,9 @@ from pathlib import Path
 
 from .atomic import atomic_write_json
 from .criteria import CRITERIA
-from .errors import ConfigError
+from .errors import ConfigError, JSONFormatError, special_file_problem
 from .jsonsafe import json_float
+from .jsonsafe import loads as loads_json
 
 CONFIG_FORMAT = "cascade-explorer/cascade"
 CONFIG_VERSION = 1
@@ -220,17 +220,19 @@ class CascadeConfig:
         path = Path(path).expanduser()
         if path.is_dir():
             raise ConfigError("(file)", "is a folder, expected a cascade config JSON file", path=path)
+        problem = special_file_problem(path)
+        if problem:
+            raise ConfigError("(file)", problem, path=path)
         if not path.is_file():
             raise ConfigError("(file)", "cascade config file not found; export one from the dashboard "
                                         "(or `cascade-explorer evaluate ... --save-config FILE`) "
                                         "or pass the right path", path=path)
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = loads_json(path.read_text(encoding="utf-8"))
         except UnicodeDecodeError:
             raise ConfigError("(file)", "not UTF-8 JSON text", path=path) from None
-        except json.JSONDecodeError as error:
-            raise ConfigError("(file)", f"malformed JSON at line {error.lineno}, column {error.colno}: "
-                                        f"{error.msg}", path=path) from None
+        except JSONFormatError as error:
+            raise ConfigError("(file)", str(error), path=path) from None
         return cls.from_dict(data, path=path)
 
     def save(self, path) -> Path:

@@ -409,7 +409,7 @@ def precompute(*, samples: SampleList, specs: list[str], out, split: str = "val"
     if log is None:
         log = logging.getLogger(__name__).info
     from .adapters import create_adapter
-    from .bank import BankError, BankWriter, remove_leftover_temp_files
+    from .bank import BankError, BankWriter
     from .macs import device_name, measure_latency
 
     started = time.perf_counter()
@@ -432,8 +432,11 @@ def precompute(*, samples: SampleList, specs: list[str], out, split: str = "val"
     # 2. The output bank: new, or the same classes and (for an existing split) the same samples.
     out = Path(out).expanduser()
     dataset = dict(dataset or {"name": out.name})
-    remove_leftover_temp_files(out, log)
+    # BankWriter decides whether `out` is a bank before touching it, holds the bank's writer lock for
+    # the whole run, and removes only its own temp files left by a killed run.
     writer = BankWriter(out, create={"dataset": dataset, "class_names": names})
+    for path in writer.removed_leftovers:
+        log(f"removed a temp file left by an interrupted run: {path}")
     transform = None
     if corruption:
         from .corruptions import transform_entry
@@ -481,11 +484,23 @@ def precompute(*, samples: SampleList, specs: list[str], out, split: str = "val"
             if force or key not in writer.model_entry(adapter.id).get("latency_ms", {}):
                 writer.set_latency(adapter.id, key, measure_latency(adapter))
         latency_s = time.perf_counter() - t0
+    writer.close()   # release the bank's writer lock
     report = PrecomputeReport(out, split, timings, finished, skipped_images, time.perf_counter() - started,
                               passes_s, latency_s)
     for line in report.lines():
         log(line)
     return report
+
+
+def _stored_logits(logits: np.ndarray) -> np.ndarray:
+    """float16 logits, each row shifted by its maximum before the cast (format.narrow_logits), or the
+    float32 logits themselves when float16 would merge a row's top classes even so."""
+    from .bank import BankError, narrow_logits
+
+    try:
+        return narrow_logits(logits, LOGITS_DTYPE)
+    except BankError:
+        return logits
 
 
 def _add_model(writer, adapter) -> None:
@@ -583,7 +598,7 @@ def _run_passes(writer, pending, samples: SampleList, split, split_entry, *, bat
             split_known = True
         for adapter in group:
             logits = np.concatenate(outputs[adapter.id]).astype(np.float32)
-            top1 = writer.add_logits(adapter.id, split, logits.astype(LOGITS_DTYPE))
+            top1 = writer.add_logits(adapter.id, split, _stored_logits(logits))
             timings.append(ModelTiming(adapter.id, len(good_rows), forward_s[adapter.id], end_to_end, top1,
                                        [a.id for a in group if a is not adapter]))
     overall.close()
