@@ -8,11 +8,12 @@ written, so a mistake never leaves a half-imported bank.
 from __future__ import annotations
 
 import csv
+import shutil
 from pathlib import Path
 
 import numpy as np
 
-from .bank import (MAX_COST, Bank, BankError, BankWriter, bank_folder_state, bank_lock, is_valid_id, load_manifest,
+from .bank import (LOCK, MAX_COST, Bank, BankError, BankWriter, bank_folder_state, bank_lock, is_valid_id, load_manifest,
                    logits_path, read_npy_header, read_samples, samples_path, undo_on_failure)
 from .bank import labels_path as split_labels_path   # `labels_path` is import_bank's parameter
 from .errors import LockedError, UsageError, require_file
@@ -264,8 +265,9 @@ def import_bank(labels_path, logits: dict, costs_csv, out, *, split: str = "val"
     except LockedError as error:
         raise UsageError(f"out {error}", parameter="out") from None
     finally:
-        if created_folder and out.is_dir() and not any(out.iterdir()):
-            out.rmdir()   # refused before writing: leave no empty folder behind
+        # refused before writing: leave no folder behind (only the lock file is in it)
+        if created_folder and out.is_dir() and {p.name for p in out.iterdir()} <= {LOCK}:
+            shutil.rmtree(out, ignore_errors=True)
 
 
 def _import_locked(out: Path, state: str, labels, arrays, costs, *, split, class_names, ids, dataset,

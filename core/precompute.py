@@ -432,8 +432,8 @@ def precompute(*, samples: SampleList, specs: list[str], out, split: str = "val"
     # 2. The output bank: new, or the same classes and (for an existing split) the same samples.
     out = Path(out).expanduser()
     dataset = dict(dataset or {"name": out.name})
-    # BankWriter decides whether `out` is a bank before touching it, holds the bank's writer lock for
-    # the whole run, and removes only its own temp files left by a killed run.
+    # BankWriter decides whether `out` is a bank before touching it, writes under the bank's writer
+    # lock, and removes only its own temp files left by a killed run.
     writer = BankWriter(out, create={"dataset": dataset, "class_names": names})
     for path in writer.removed_leftovers:
         log(f"removed a temp file left by an interrupted run: {path}")
@@ -484,7 +484,6 @@ def precompute(*, samples: SampleList, specs: list[str], out, split: str = "val"
             if force or key not in writer.model_entry(adapter.id).get("latency_ms", {}):
                 writer.set_latency(adapter.id, key, measure_latency(adapter))
         latency_s = time.perf_counter() - t0
-    writer.close()   # release the bank's writer lock
     report = PrecomputeReport(out, split, timings, finished, skipped_images, time.perf_counter() - started,
                               passes_s, latency_s)
     for line in report.lines():

@@ -242,10 +242,10 @@ def test_another_writer_holding_the_lock_gives_a_clear_error(tmp_path):
     bank = _bank(tmp_path / "bank")
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import sys, time
-        from cascade_explorer.core.bank import BankWriter
-        writer = BankWriter({str(bank)!r})
-        print("locked", flush=True)
-        time.sleep(60)
+        from cascade_explorer.core.bank import bank_lock
+        with bank_lock({str(bank)!r}):            # a writer in the middle of an import
+            print("locked", flush=True)
+            time.sleep(60)
     """)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
@@ -256,8 +256,7 @@ def test_another_writer_holding_the_lock_gives_a_clear_error(tmp_path):
     finally:
         holder.kill()
         holder.wait()
-    with BankWriter(bank, lock_timeout=5):        # the OS released the killed holder's lock
-        pass
+    BankWriter(bank, lock_timeout=5).set_latency("big", "cpu", {"batch_1": 1.0})   # the OS released the lock
 
 
 def test_kill_9_during_a_multi_model_import_leaves_an_incomplete_bank_and_a_rerun_finishes(inputs):

@@ -11,7 +11,7 @@ Derived results (signals, curves, frontiers) live in `core.analysis.BankAnalysis
 """
 
 from ..errors import BankError
-from .format import (BACKENDS, DEFAULT_BANK_PATH, ID_PATTERN, LABELS, LOGITS_DIR, LOGITS_DTYPES, MANIFEST,
+from .format import (BACKENDS, DEFAULT_BANK_PATH, ID_PATTERN, LABELS, LOCK, LOGITS_DIR, LOGITS_DTYPES, MANIFEST,
                      MAX_COST, PRECOMPUTED_DIR, SAMPLES, SAMPLES_HEADER, SCAN_CHUNK_ROWS, SCHEMA_VERSION, SPLITS_DIR,
                      UNFINISHED, check_bank_file, check_finite_file, check_id, check_labels, find_banks,
                      first_non_finite_row, is_bank, is_valid_id, labels_path, load_manifest, logits_path,
@@ -23,7 +23,7 @@ from .writer import BankWriter, remove_leftover_temp_files, undo_on_failure
 
 __all__ = [
     "BACKENDS", "DEFAULT_BANK_PATH", "ID_PATTERN", "LABELS", "LOGITS_DIR", "LOGITS_DTYPES", "MANIFEST",
-    "MAX_COST", "PRECOMPUTED_DIR", "SAMPLES", "UNFINISHED", "bank_folder_state", "bank_lock", "check_bank_file",
+    "LOCK", "MAX_COST", "PRECOMPUTED_DIR", "SAMPLES", "UNFINISHED", "bank_folder_state", "bank_lock", "check_bank_file",
     "is_valid_id", "narrow_logits", "non_finite_problem", "SAMPLES_HEADER", "SCAN_CHUNK_ROWS", "SCHEMA_VERSION", "SPLITS_DIR",
     "Bank", "BankError", "BankWriter", "ModelInfo", "check_finite_file", "check_id", "check_labels", "find_banks",
     "first_non_finite_row", "is_bank", "labels_path", "load_manifest", "logits_path", "manifest_path",

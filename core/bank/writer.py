@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import functools
 import io
 import shutil
 from pathlib import Path
@@ -22,7 +23,7 @@ from ..atomic import atomic_save_npy, atomic_write_bytes, atomic_write_json, ato
 from ..errors import BankError
 from .format import (LABELS, LOGITS_DTYPES, LOGITS_DIR, MANIFEST, SAMPLES, SAMPLES_HEADER, SCAN_CHUNK_ROWS,
                      SCHEMA_VERSION, SPLITS_DIR, UNFINISHED, check_id, check_labels, first_non_finite_row,
-                     is_number, is_valid_id, labels_path, load_manifest, logits_path, manifest_path, mark_finite,
+                     is_number, is_valid_id, labels_path, load_manifest, lock_path, logits_path, manifest_path, mark_finite,
                      narrow_logits, non_finite_problem, read_npy_header, read_samples, samples_path, split_dir,
                      validate_manifest, validate_model_entry)
 from .lock import DEFAULT_TIMEOUT_S, TEMP_NAME, bank_folder_state, bank_lock
@@ -43,48 +44,54 @@ def _new_manifest(create: dict, path: Path) -> dict:
             "class_names": [str(n) for n in class_names], "splits": {}, "models": {}}
 
 
+def _writes(method):
+    """A writing method of BankWriter: it runs holding the bank's writer lock, on the manifest as it is
+    on disk at that moment (another writer may have added to it since), so no update is lost."""
+    @functools.wraps(method)
+    def locked(self, *args, **kwargs):
+        with bank_lock(self.path, timeout=self._lock_timeout):
+            self._reload()
+            return method(self, *args, **kwargs)
+    return locked
+
+
 class BankWriter:
     """Creates or extends a bank. Each call writes its own files, then manifest.json, atomically.
 
-    Holds the bank's writer lock until `close()` / the end of a `with` block (or garbage collection):
-    another writer waits up to `lock_timeout` seconds, then gets a LockedError. A folder that is
-    neither a bank nor new/empty is refused before anything in it is touched. `removed_leftovers`
-    lists the temp files of an interrupted earlier write that opening removed.
+    Every writing call holds the bank's writer lock (lock.py) while it runs and starts from the
+    manifest on disk, so writers in other processes or threads never lose each other's updates;
+    another writer waits up to `lock_timeout` seconds, then gets a LockedError. A caller that
+    must check and then write without interference (import) holds `bank_lock` around both; the
+    lock is re-entrant. A folder that is neither a bank nor new/empty is refused before anything in
+    it is touched. `removed_leftovers` lists the temp files of an interrupted earlier write that
+    opening removed. `with BankWriter(...) as writer:` is accepted (nothing to release).
     """
 
     def __init__(self, path, *, create: dict | None = None, lock_timeout: float = DEFAULT_TIMEOUT_S):
         self.path = Path(path).expanduser()
         self._manifest_path = manifest_path(self.path)
-        self._lock = None
+        self._lock_timeout = float(lock_timeout)
         if create is None and bank_folder_state(self.path) == "new":
             raise BankError("no bank here (manifest.json missing)", path=self._manifest_path,
                             fix="create it: BankWriter(path, create={'dataset': {...}, 'class_names': [...]})")
-        self._lock = bank_lock(self.path, timeout=lock_timeout).acquire()
-        try:
+        with bank_lock(self.path, timeout=self._lock_timeout):
             self._open(create)
             self.removed_leftovers = remove_leftover_temp_files(self.path)
-        except BaseException:
-            self.close()
-            raise
-
-    def close(self) -> None:
-        """Release the writer lock (idempotent); the writer must not write afterwards."""
-        lock, self._lock = getattr(self, "_lock", None), None
-        if lock is not None:
-            lock.release()
 
     def __enter__(self) -> "BankWriter":
         return self
 
     def __exit__(self, *exc) -> bool:
-        self.close()
         return False
 
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:   # noqa: BLE001 - interpreter shutdown: the OS releases the lock anyway
-            pass
+    def _reload(self) -> None:
+        """The manifest as on disk now (holding the lock); the bank must still be the same one."""
+        manifest = load_manifest(self._manifest_path)
+        validate_manifest(manifest, self._manifest_path)
+        if manifest["class_names"] != self._manifest["class_names"]:
+            raise BankError("the bank was replaced by another with different class names while this writer "
+                            "was open", path=self._manifest_path, fix="open a new BankWriter")
+        self._manifest = manifest
 
     def _open(self, create: dict | None) -> None:
         if self._manifest_path.exists():
@@ -118,12 +125,10 @@ class BankWriter:
         return len(self._manifest["class_names"])
 
     def _write_manifest(self) -> None:
-        if self._lock is None:
-            raise BankError("this BankWriter was closed", path=self._manifest_path,
-                            fix="open a new BankWriter to write again")
         validate_manifest(self._manifest, self._manifest_path)
         atomic_write_json(self._manifest_path, self._manifest)
 
+    @_writes
     def begin(self, step: str, **details) -> None:
         """Mark the bank unfinished (manifest key format.UNFINISHED = {"step": step, **details}) until
         `finish()`: a multi-step write killed in between leaves a bank that does not open as
@@ -136,6 +141,7 @@ class BankWriter:
         entry = self._manifest.get(UNFINISHED)
         return None if entry is None else copy.deepcopy(entry)
 
+    @_writes
     def finish(self) -> None:
         """Remove the unfinished-write mark: the bank is complete again."""
         if self._manifest.pop(UNFINISHED, None) is not None:
@@ -163,6 +169,7 @@ class BankWriter:
         read_npy_header(path)
         return check_labels(np.load(path, allow_pickle=False), self.num_classes, path=path, split=split)
 
+    @_writes
     def add_split(self, name, sample_ids, image_paths, labels, *, description="", image_source=None,
                   transform=None, skipped=()) -> None:
         """Add a split (samples.csv + labels.npy). Re-adding identical samples only updates metadata."""
@@ -208,6 +215,7 @@ class BankWriter:
         self._manifest["splits"][name] = entry
         self._write_manifest()
 
+    @_writes
     def add_model(self, model_id, *, display_name, backend, source, gmacs, params=None, spec=None,
                   input_size=None, preprocessing=None, latency_ms=None) -> None:
         """Add or update a model's metadata (its recorded top1 and, unless given, latency are kept)."""
@@ -235,6 +243,7 @@ class BankWriter:
         return (entry is not None and split in entry.get("top1", {})
                 and logits_path(self.path, model_id, split).is_file())
 
+    @_writes
     def add_logits(self, model_id: str, split: str, logits) -> float:
         """Validate (shape, dtype, finite), save atomically, record top1; returns top1 accuracy."""
         entry = self._model_entry(model_id)
@@ -269,6 +278,7 @@ class BankWriter:
         self._write_manifest()
         return top1
 
+    @_writes
     def set_latency(self, model_id: str, device: str, values: dict) -> None:
         """Record latency (ms) on `device`, e.g. {"batch_1": 3.1, "batch_32": 1.2}."""
         entry = self._model_entry(model_id)
@@ -281,6 +291,7 @@ class BankWriter:
         entry.setdefault("latency_ms", {})[str(device)] = clean
         self._write_manifest()
 
+    @_writes
     def set_dataset(self, **fields) -> None:
         """Update dataset metadata (name, description, licence, caveats, task)."""
         self._manifest["dataset"].update(fields)
@@ -335,7 +346,8 @@ class undo_on_failure:
             if self.new and self.created_folder:
                 shutil.rmtree(self.out, ignore_errors=True)
                 return False
-            added = [p for p in self.out.rglob("*") if p not in self.before] if self.out.is_dir() else []
+            added = ([p for p in self.out.rglob("*") if p not in self.before and p != lock_path(self.out)]
+                     if self.out.is_dir() else [])   # the lock file stays: another writer may wait on it
             for path in sorted(added, key=lambda p: len(p.parts), reverse=True):
                 if path.is_dir() and not path.is_symlink():
                     shutil.rmtree(path, ignore_errors=True)
