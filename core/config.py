@@ -18,10 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .atomic import atomic_write_json
+from .bank.format import MAX_COST
 from .criteria import CRITERIA
 from .errors import ConfigError, JSONFormatError, special_file_problem
 from .jsonsafe import json_float
 from .jsonsafe import loads as loads_json
+from .paths import portable_path
 
 CONFIG_FORMAT = "cascade-explorer/cascade"
 CONFIG_VERSION = 1
@@ -85,6 +87,9 @@ class CascadeConfig:
                 raise ConfigError(f"{name}.source", "must be an object or null")
             if "gmacs" in model and model["gmacs"] is not None:
                 model["gmacs"] = _number(model["gmacs"], f"{name}.gmacs", minimum=0)
+                if model["gmacs"] > MAX_COST:   # sums of such costs overflow to inf
+                    raise ConfigError(f"{name}.gmacs", f"must be <= {MAX_COST:g} (GMACs per input), "
+                                                       f"got {model['gmacs']:g}")
             model["temperature"] = _number(model.get("temperature", 1.0), f"{name}.temperature", minimum=0,
                                            exclusive_min=True)
             models.append(model)
@@ -210,7 +215,7 @@ class CascadeConfig:
                             "temperature": float(temperatures.get(model_id, 1.0))})
         return cls(
             models=entries, criterion=report["criterion"], thresholds=[float(t) for t in report["thresholds"]],
-            ensemble=bool(report.get("ensemble", False)), bank={"name": bank.name, "path": str(bank.path)},
+            ensemble=bool(report.get("ensemble", False)), bank={"name": bank.name, "path": portable_path(bank.path)},
             expected={"split": report["split"], "on": report.get("on"), "accuracy": report["accuracy"],
                       "avg_gmacs": report["avg_gmacs"], "exit_fractions": list(report["exit_fractions"])},
         )

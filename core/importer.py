@@ -309,6 +309,7 @@ def _import_locked(out: Path, state: str, labels, arrays, costs, *, split, class
         if split in existing["splits"]:
             try:
                 old_ids, _ = read_samples(samples_path(out, split), split=split)
+                read_npy_header(split_labels_path(out, split))   # refuses a FIFO / device before np.load
                 old_labels = np.load(split_labels_path(out, split), allow_pickle=False)
             except (BankError, OSError, ValueError) as error:
                 raise UsageError(f"out {out}: existing split {split!r} is unreadable: {error}", parameter="out") from None

@@ -483,3 +483,32 @@ def test_one_class_and_zero_sample_banks_do_not_open(tmp_path, inputs):
     np.save(inputs / "big.npy", np.zeros((N, 1), np.float32))
     np.save(inputs / "labels.npy", np.zeros(N, np.int64))
     assert "at least 2 classes" in _one_error_line(_cli(*_import_args(inputs, inputs / "one")))
+
+
+def test_paths_under_home_are_written_as_tilde_in_configs(tmp_path, monkeypatch):
+    """Old code: an exported config carried the bank's absolute path (/home/<user>/...)."""
+    home = tmp_path / "home" / "alice"
+    monkeypatch.setenv("HOME", str(home))
+    bank = Bank.open(_bank(home / "banks" / "b"))
+    from cascade_explorer.core.config import CascadeConfig
+    from cascade_explorer.core.live import _find_config_bank
+    from cascade_explorer.core.paths import portable_path
+
+    report = {"models": ["small", "big"], "criterion": "max_softmax", "thresholds": [0.5], "split": "val",
+              "accuracy": 0.5, "avg_gmacs": 1.0, "exit_fractions": [0.5, 0.5]}
+    config = CascadeConfig.from_report(bank, report)
+    assert config.bank["path"] == str(Path("~") / "banks" / "b")
+    saved = tmp_path / "cascade.json"
+    config.save(saved)
+    assert "alice" not in saved.read_text()
+    found = _find_config_bank(CascadeConfig.load(saved).bank)    # still found by its author
+    assert found is not None and found.path == bank.path
+    assert portable_path("/srv/banks/b") == "/srv/banks/b" and portable_path("rel/b") == "rel/b"
+
+
+def test_a_config_with_a_huge_cost_is_refused(tmp_path):
+    """Old code: gmacs 1e308 in a cascade config was accepted (its sums overflow to inf)."""
+    from cascade_explorer.core.config import CascadeConfig
+
+    with pytest.raises(ConfigError, match=r"models\[1\].gmacs.*1e\+12"):
+        CascadeConfig(models=[{"id": "a", "gmacs": 1.0}, {"id": "b", "gmacs": 1e308}], thresholds=[0.5])
