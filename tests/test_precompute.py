@@ -199,8 +199,8 @@ def test_out_at_a_non_bank_folder_deletes_nothing(tmp_path, tiny_specs, also_a_r
         path.write_text("the user's")
     with pytest.raises(BankError, match="not empty") as info:
         _run(samples, tiny_specs, out)
+    assert all(p.is_file() and p.read_text() == "the user's" for p in theirs)
     assert "nothing was changed" in str(info.value)
-    assert all(p.read_text() == "the user's" for p in theirs)
     assert sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file()) == sorted(p.relative_to(out)
                                                                                        for p in theirs)
 
