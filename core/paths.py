@@ -26,3 +26,19 @@ def portable_path(path) -> str:
         except ValueError:
             continue
     return str(path)
+
+
+def portable_spec(spec):
+    """A model spec (core.adapters) to store in a bank: its local file path written with
+    `portable_path` ("tflite:~/models/m.tflite", "timm:ARCH=~/w.safetensors"); the adapters expand
+    "~" again. Specs without a local path (hub names, packages) and non-strings come back unchanged."""
+    if not isinstance(spec, str) or ":" not in spec:
+        return spec
+    prefix, body = spec.split(":", 1)
+    if prefix == "tflite" and Path(body.strip()).is_absolute():
+        return f"{prefix}:{portable_path(body.strip())}"
+    if prefix == "timm" and "=" in body:
+        arch, weights = body.split("=", 1)
+        if not weights.strip().startswith("package:") and Path(weights.strip()).is_absolute():
+            return f"{prefix}:{arch}={portable_path(weights.strip())}"
+    return spec

@@ -503,10 +503,12 @@ def _stored_logits(logits: np.ndarray) -> np.ndarray:
 
 
 def _add_model(writer, adapter) -> None:
+    from .paths import portable_spec
+
     config = adapter.data_config
     writer.add_model(adapter.id, display_name=adapter.display_name, backend=adapter.backend,
                      source=adapter.source, gmacs=round(adapter.gmacs(), 6), params=adapter.params(),
-                     spec=adapter.spec, input_size=list(config["input_size"]),
+                     spec=portable_spec(adapter.spec),   # no /home/<user>/ in a bank people share input_size=list(config["input_size"]),
                      preprocessing={k: (list(v) if isinstance(v, tuple) else v) for k, v in config.items()
                                     if k != "input_size"})
 

@@ -655,3 +655,19 @@ def test_library_rejects_a_bad_split_before_models_load(tmp_path, tiny_specs):
     with pytest.raises(UsageError, match="^workers must be >= 0"):
         _run(samples, ["timm:not_a_net"], tmp_path / "bank", workers=-2)
     assert not (tmp_path / "bank").exists()
+
+
+def test_a_bank_records_weights_under_home_as_tilde_and_they_still_load(tmp_path, tiny_specs, monkeypatch):
+    """Issue 12: the bank recorded the weights' absolute path (/home/<user>/...) in each model's spec."""
+    from cascade_explorer.core.adapters import create_adapter
+
+    weights = Path(tiny_specs[1].split("=", 1)[1])
+    home = weights.parent.parent
+    monkeypatch.setenv("HOME", str(home))
+    out = tmp_path / "bank"
+    _run(pc.samples_from_folder(_image_folder(tmp_path / "imgs")), tiny_specs[1:], out)
+    text = (out / "manifest.json").read_text()
+    assert str(home) not in text
+    spec = Bank.open(out).model("test_vit").spec
+    assert spec == f"timm:test_vit=~/{weights.parent.name}/{weights.name}"
+    assert create_adapter(spec).id == "test_vit"      # the author's machine still finds the file
