@@ -24,6 +24,8 @@ def add_parser(sub) -> None:
     p.add_argument("--force", action="store_true", help="overwrite logits already in the bank")
     p.add_argument("--no-signals", action="store_true",
                    help="do not fill the bank's signal store (stored confidences of the default criterion)")
+    p.add_argument("--inputs", choices=("logits", "probabilities", "log-probabilities"), default="logits",
+                   help="what the arrays hold (default: logits); probabilities are stored as log-probabilities")
 
 
 def run(args) -> int:
@@ -35,7 +37,7 @@ def run(args) -> int:
     split = args.split or "val"
     bank = import_bank(args.labels, logits, args.costs, args.out, split=split, class_names=args.class_names,
                        sample_ids=args.sample_ids, dataset=dataset, force=args.force,
-                       signals=not args.no_signals)
+                       signals=not args.no_signals, inputs=args.inputs)
     say(f"imported split {split!r}: {bank.n_samples(split)} samples x {bank.num_classes} classes, "
         f"{len(logits)} model(s) into {bank.path}")
     for model in bank.models:

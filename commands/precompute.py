@@ -70,14 +70,17 @@ def run(args) -> int:
         samples = samples_from_list(args.image_list)
     else:
         samples = samples_from_folder(args.images, args.labels)
+    from cascade_explorer.core.paths import portable_path
+
     name = args.dataset_name or Path(args.out).name
+    root = portable_path(samples.root)   # what the bank records: no absolute home path (user name)
     precompute(samples=samples, specs=list(args.models), out=args.out, split=args.split, device=args.device,
                batch_size=args.batch_size, workers=args.workers, amp=args.amp, force=args.force,
                corruption=corruption, latency=not args.no_latency,
-               dataset={"name": name, "description": f"images from {samples.root}"},
-               split_description=(f"{len(samples)} images from {samples.root}"
+               dataset={"name": name, "description": f"images from {root}"},
+               split_description=(f"{len(samples)} images from {root}"
                                   + (f", corrupted ({args.corruptions}, severity {corruption['severity']})"
                                      if corruption else "")),
-               image_source={"root": str(samples.root), "env": "CASCADE_EXPLORER_IMAGES"},
+               image_source={"root": root, "env": "CASCADE_EXPLORER_IMAGES"},
                signals=not args.no_signals, log=say)
     return 0

@@ -56,12 +56,16 @@ def _atomic_write(path, write) -> Path:
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o644)   # mkstemp creates 0600; banks are meant to be shared/read by others
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         # Also on KeyboardInterrupt: remove the partial temp file, keep the old target untouched.
         try:
             tmp.unlink()
         except FileNotFoundError:
             pass
+        if isinstance(error, OSError) and not error.filename:
+            # a full disk / quota fails in write() or fsync(), whose error names no file: name the
+            # file being written, so "No space left on device" says where
+            raise OSError(error.errno, error.strerror or str(error), str(path)) from error
         raise
     _fsync_dir(folder)
     return path

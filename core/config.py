@@ -17,16 +17,18 @@ the strings "inf" / "-inf".
 
 from __future__ import annotations
 
-import json
 import math
 import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .atomic import atomic_write_json
+from .bank.format import MAX_COST
 from .criteria import CRITERIA
-from .errors import ConfigError
+from .errors import ConfigError, JSONFormatError, special_file_problem
 from .jsonsafe import json_float
+from .jsonsafe import loads as loads_json
+from .paths import portable_path
 
 CONFIG_FORMAT = "cascade-explorer/cascade"
 CONFIG_VERSION = 1
@@ -91,6 +93,9 @@ class CascadeConfig:
                 raise ConfigError(f"{name}.source", "must be an object or null")
             if "gmacs" in model and model["gmacs"] is not None:
                 model["gmacs"] = _number(model["gmacs"], f"{name}.gmacs", minimum=0)
+                if model["gmacs"] > MAX_COST:   # sums of such costs overflow to inf
+                    raise ConfigError(f"{name}.gmacs", f"must be <= {MAX_COST:g} (GMACs per input), "
+                                                       f"got {model['gmacs']:g}")
             model["temperature"] = _number(model.get("temperature", 1.0), f"{name}.temperature", minimum=0,
                                            exclusive_min=True)
             models.append(model)
@@ -256,7 +261,7 @@ class CascadeConfig:
                             "temperature": float(temperatures.get(model_id, 1.0))})
         return cls(
             models=entries, criterion=report["criterion"], thresholds=[float(t) for t in report["thresholds"]],
-            ensemble=bool(report.get("ensemble", False)), bank={"name": bank.name, "path": str(bank.path)},
+            ensemble=bool(report.get("ensemble", False)), bank={"name": bank.name, "path": portable_path(bank.path)},
             expected={"split": report["split"], "on": report.get("on"), "accuracy": report["accuracy"],
                       "avg_gmacs": report["avg_gmacs"], "exit_fractions": list(report["exit_fractions"])},
             certificate=None if certificate is None else dict(certificate),
@@ -267,17 +272,19 @@ class CascadeConfig:
         path = Path(path).expanduser()
         if path.is_dir():
             raise ConfigError("(file)", "is a folder, expected a cascade config JSON file", path=path)
+        problem = special_file_problem(path)
+        if problem:
+            raise ConfigError("(file)", problem, path=path)
         if not path.is_file():
             raise ConfigError("(file)", "cascade config file not found; export one from the dashboard "
                                         "(or `cascade-explorer evaluate ... --save-config FILE`) "
                                         "or pass the right path", path=path)
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = loads_json(path.read_text(encoding="utf-8"))
         except UnicodeDecodeError:
             raise ConfigError("(file)", "not UTF-8 JSON text", path=path) from None
-        except json.JSONDecodeError as error:
-            raise ConfigError("(file)", f"malformed JSON at line {error.lineno}, column {error.colno}: "
-                                        f"{error.msg}", path=path) from None
+        except JSONFormatError as error:
+            raise ConfigError("(file)", str(error), path=path) from None
         return cls.from_dict(data, path=path)
 
     def save(self, path) -> Path:

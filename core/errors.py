@@ -12,6 +12,7 @@ command layer (``cascade_explorer.commands``) rewrites parameter names into its 
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 
@@ -70,6 +71,16 @@ class ConfigError(CascadeExplorerError):
         super().__init__(f"{prefix}cascade config field {field_name!r}: {problem}")
 
 
+class JSONFormatError(CascadeExplorerError):
+    """Text that is not acceptable JSON: malformed (the message names line and column), a key given
+    twice in one object, or nesting deeper than any file of the project needs. Callers that know the
+    file turn it into their own error (BankError, ConfigError) naming the file."""
+
+
+class LockedError(CascadeExplorerError):
+    """Another process is writing the same bank (it holds the bank's writer lock)."""
+
+
 class ImageError(UsageError):
     """An image that cannot be decoded safely; the message names the file and the problem."""
 
@@ -98,10 +109,39 @@ class ModelLoadError(UsageError):
     """A model of the cascade cannot be created: missing backend package, weights or spec."""
 
 
+# What a non-regular file is, by its st_mode type: opening one for reading can block forever (a FIFO
+# with no writer, a terminal) or never end (/dev/zero), so nothing here opens one.
+_SPECIAL_KINDS = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"),
+                  (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+
+
+def special_file_kind(path) -> str | None:
+    """What `path` is when it exists but is neither a regular file nor a folder ("a named pipe
+    (FIFO)", "a socket", "a character device", "a block device"); None otherwise (also when it is
+    missing or cannot be stat'ed). Uses stat only (follows symlinks, as opening would): it never
+    opens the path, so it cannot hang on a FIFO."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None
+    for test, kind in _SPECIAL_KINDS:
+        if test(mode):
+            return kind
+    return None
+
+
+def special_file_problem(path) -> str | None:
+    """A one-line reason to refuse reading `path` ("is a named pipe (FIFO), not a regular file"),
+    or None when it is not a special file. For callers that raise their own error class (BankError,
+    ImageError, ConfigError): check this before every open of a user- or bank-supplied file."""
+    kind = special_file_kind(path)
+    return None if kind is None else f"is {kind}, not a regular file; only regular files are read"
+
+
 def require_file(path, what: str) -> Path:
-    """`path` as a Path when it is an existing file; else a UsageError naming `what` (a parameter
-    name such as 'labels_path', or a description) that says whether the path is missing, a folder,
-    or unusable."""
+    """`path` as a Path when it is an existing regular file; else a UsageError naming `what` (a
+    parameter name such as 'labels_path', or a description) that says whether the path is missing,
+    a folder, a special file (FIFO, device, socket: reading one could hang), or unusable."""
     return _require(path, what, want_dir=False)
 
 
@@ -125,6 +165,9 @@ def _require(path, what: str, *, want_dir: bool) -> Path:
         raise UsageError(f"{what} {p}: is a folder, expected a file", parameter=parameter)
     if want_dir and not is_dir:
         raise UsageError(f"{what} {p}: is a file, expected a folder", parameter=parameter)
+    problem = None if want_dir else special_file_problem(p)
+    if problem:
+        raise UsageError(f"{what} {p}: {problem}", parameter=parameter)
     if not os.access(p, os.R_OK):
         raise UsageError(f"{what} {p}: not readable (permission denied)", parameter=parameter)
     return p

@@ -8,20 +8,22 @@ written, so a mistake never leaves a half-imported bank.
 from __future__ import annotations
 
 import csv
+import functools
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from .bank import (SCAN_CHUNK_ROWS, Bank, BankError, BankWriter, ID_PATTERN, first_non_finite_row,
-                   load_manifest, manifest_path, read_npy_header, read_samples, samples_path, undo_on_failure)
+from .bank import (LOCK, MAX_COST, Bank, BankError, BankWriter, bank_folder_state, bank_lock, is_valid_id, load_manifest,
+                   logits_path, read_npy_header, read_samples, samples_path, undo_on_failure)
 from .bank import labels_path as split_labels_path   # `labels_path` is import_bank's parameter
-from .errors import UsageError, require_file
+from .errors import LockedError, UsageError, require_file
+from .logit_inputs import to_stored_logits
 from .signals import ModelSignals, chunk_signals
 
 COST_COLUMNS = ("model", "gmacs", "params", "latency_ms", "display_name")
 USER_LATENCY_DEVICE = "user-supplied"
-STORED_DTYPE = {np.dtype(np.float16): np.dtype(np.float16), np.dtype(np.float32): np.dtype(np.float32),
-                np.dtype(np.float64): np.dtype(np.float32)}   # what BankWriter.add_logits stores
 
 
 def parse_logits_args(items) -> dict[str, Path]:
@@ -86,8 +88,9 @@ def _parse_number(text: str, *, column: str, model: str, costs: Path, integer: b
         value = float(text)
     except ValueError:
         raise UsageError(f"costs_csv {costs}: {column} of model {model!r} is not a number: {text!r}", parameter="costs_csv") from None
-    if not np.isfinite(value) or value < 0:
-        raise UsageError(f"costs_csv {costs}: {column} of model {model!r} must be a finite number >= 0, got {text}", parameter="costs_csv")
+    if not np.isfinite(value) or value < 0 or value > MAX_COST:
+        raise UsageError(f"costs_csv {costs}: {column} of model {model!r} must be a finite number >= 0 and "
+                         f"<= {MAX_COST:g}, got {text}", parameter="costs_csv")
     if integer:
         if value != int(value):
             raise UsageError(f"costs_csv {costs}: {column} of model {model!r} must be a whole number, got {text}", parameter="costs_csv")
@@ -154,30 +157,9 @@ def read_costs(path) -> dict[str, dict]:
     return costs
 
 
-def _check_logits_values(array: np.ndarray, what: str) -> None:
-    """NaN/inf, or finite values the stored dtype cannot hold (float64 -> float32), as a UsageError.
-
-    Scans in row chunks without numpy warnings (nothing is cast before the check)."""
-    bad_row = first_non_finite_row(array)
-    if bad_row is not None:
-        raise UsageError(f"{what}: NaN or inf at row {bad_row}; fix the export first", parameter=_parameter(what))
-    stored = STORED_DTYPE[np.dtype(array.dtype)]
-    limit = float(np.finfo(stored).max)
-    if np.finfo(array.dtype).max <= limit:
-        return
-    biggest = 0.0
-    for start in range(0, array.shape[0], SCAN_CHUNK_ROWS):
-        chunk = np.asarray(array[start:start + SCAN_CHUNK_ROWS])
-        if chunk.size:
-            biggest = max(biggest, float(np.abs(chunk).max()))
-    if biggest > limit:
-        raise UsageError(f"{what}: values up to {biggest:.3g} in magnitude exceed {stored.name}'s range "
-                         f"({limit:.2g}); rescale the logits (e.g. subtract each row's maximum)",
-                         parameter=_parameter(what))
-
-
 def import_bank(labels_path, logits: dict, costs_csv, out, *, split: str = "val", class_names=None,
-                sample_ids=None, dataset: dict | None = None, force: bool = False, signals: bool = True) -> Bank:
+                sample_ids=None, dataset: dict | None = None, force: bool = False, inputs: str = "logits",
+                signals: bool = True) -> Bank:
     """Create or extend the bank at `out` with one split's labels and the given models' logits.
 
     labels_path: .npy of int class indices, shape (N,). logits: {model id: path to a (N, C) float16/32/64
@@ -185,15 +167,27 @@ def import_bank(labels_path, logits: dict, costs_csv, out, *, split: str = "val"
     model,gmacs[,params,latency_ms,display_name] (GMACs and ms per sample). class_names / sample_ids:
     a list, or a text file with one entry per line (defaults: class_0.., and row numbers). dataset:
     manifest metadata (name, description, licence, caveats). force: overwrite logits (and costs) of
-    models already in the bank. signals: also fill the bank's signal store (core.store) for the
-    default criterion, computed on the same pass that writes each file.
+    models already in the bank. inputs: what the arrays hold, "logits" (default), "probabilities"
+    (softmax outputs, stored as log-probabilities) or "log-probabilities" (see core.logit_inputs;
+    probabilities passed as logits are refused). float64 rows are shifted by their maximum before
+    they are stored as float32, which every criterion ignores. signals: also fill the bank's signal
+    store (core.store) for the default criterion, computed on the same pass that writes each file.
+
+    Memory stays bounded whatever the number of models: one source file is mapped (or converted) at
+    a time, in the checks and again in the write, never all of them at once.
+
+    Concurrency and interruptions: the whole check-and-write holds the bank's writer lock (a second
+    import into the same `out` waits for the first, then extends its result); the bank is marked
+    unfinished until the import ends, so a killed import leaves a bank that does not open as
+    complete, and running the same import again finishes it (models already stored identically are
+    kept, without `force`).
 
     Every input is checked before anything is written, and a failed write undoes itself. Raises
     UsageError naming the parameter at fault (a missing file, N or C mismatch, NaN/inf, a bad
     costs.csv line, a clash with the existing bank). Returns the bank, opened.
     """
     out = Path(out).expanduser()
-    if not ID_PATTERN.match(str(split)):
+    if not is_valid_id(str(split)):
         raise UsageError(f"split {split!r}: use letters, digits and ._+- (it becomes a folder name)", parameter="split")
     if dataset and dataset.get("name") is not None and not str(dataset["name"]).strip():
         raise UsageError("dataset['name']: must not be empty (leave it out to use the `out` folder's name)",
@@ -202,7 +196,7 @@ def import_bank(labels_path, logits: dict, costs_csv, out, *, split: str = "val"
     if not logits:
         raise UsageError("logits: give at least one NAME=PATH.npy", parameter="logits")
     for name in logits:
-        if not ID_PATTERN.match(name):
+        if not is_valid_id(name):
             raise UsageError(f"logits {name}=...: model name must use letters, digits and ._+- "
                              "(starting with a letter or digit; it becomes a file name)", parameter="logits")
 
@@ -218,8 +212,9 @@ def import_bank(labels_path, logits: dict, costs_csv, out, *, split: str = "val"
     if n == 0:
         raise UsageError(f"labels_path {labels_path}: no samples", parameter="labels_path")
 
-    # One source file mapped at a time (here and in the write below): memory stays bounded whatever
-    # the number of models, instead of every file's touched pages staying resident until the end.
+    # name -> a function giving the array to store: sources are opened one at a time (here, and again
+    # when written) instead of every one staying mapped until the end (100 MB per paper-size model)
+    arrays: dict[str, Callable[[], np.ndarray]] = {}
     num_classes = None
     for name, path in logits.items():
         array = _load_npy(path, f"logits {name}=", mmap=True)
@@ -236,8 +231,12 @@ def import_bank(labels_path, logits: dict, costs_csv, out, *, split: str = "val"
             first = next(iter(logits))
             raise UsageError(f"logits {name}={path}: {array.shape[1]} classes but {first} has {num_classes} "
                              "(C mismatch: every model must score the same classes)", parameter="logits")
-        _check_logits_values(array, f"logits {name}={path}")
+        if array.shape[1] < 2:
+            raise UsageError(f"logits {name}={path}: {array.shape[1]} class column(s); a classifier's logits have one "
+                             "column per class and at least 2 classes", parameter="logits")
+        to_stored_logits(array, inputs, f"logits {name}={path}")   # every check, before anything is written
         del array
+        arrays[name] = functools.partial(_stored_logits, path, name, inputs)
 
     if labels.min() < 0 or labels.max() >= num_classes:
         raise UsageError(f"labels_path {labels_path}: labels must be in 0..{num_classes - 1} (logits have "
@@ -253,26 +252,55 @@ def import_bank(labels_path, logits: dict, costs_csv, out, *, split: str = "val"
         raise UsageError(f"costs_csv {costs_path}: model(s) {', '.join(extra_costs)} have costs but no `logits` "
                          "(remove those rows or add their logits)", parameter="costs_csv")
 
+    # user files are read before the bank is touched
+    if isinstance(class_names, (str, Path)):
+        class_names = _read_lines(class_names, "class_names"), str(class_names)
+    elif class_names is not None:
+        class_names = [str(c) for c in class_names], None
+    if sample_ids is None:
+        ids = [str(i) for i in range(n)]
+    elif isinstance(sample_ids, (str, Path)):
+        ids = _read_lines(sample_ids, "sample_ids")
+    else:
+        ids = [str(s) for s in sample_ids]
+
+    created_folder = not out.exists()
+    try:
+        state = bank_folder_state(out)     # reads only: a folder that is not a bank is refused untouched
+    except BankError as error:
+        raise UsageError(f"out {out}: {error.problem}; {error.fix or 'choose a new or empty folder'}",
+                         parameter="out") from None
+    try:
+        with bank_lock(out):
+            return _import_locked(out, state, labels, arrays, costs, split=split, class_names=class_names,
+                                  ids=ids, dataset=dataset, force=force, created_folder=created_folder,
+                                  num_classes=num_classes, signals=signals)
+    except LockedError as error:
+        raise UsageError(f"out {error}", parameter="out") from None
+    finally:
+        # refused before writing: leave no folder behind (only the lock file is in it)
+        if created_folder and out.is_dir() and {p.name for p in out.iterdir()} <= {LOCK}:
+            shutil.rmtree(out, ignore_errors=True)
+
+
+def _import_locked(out: Path, state: str, labels, arrays, costs, *, split, class_names, ids, dataset,
+                   force, created_folder, num_classes, signals) -> Bank:
+    """The rest of import_bank, holding the bank's writer lock: read the bank as it is now, check
+    for clashes, write."""
+    n = len(labels)
     existing = None
-    if manifest_path(out).exists():
-        try:
-            existing = load_manifest(out)
-        except BankError as error:
-            raise UsageError(f"out {out}: existing bank is unreadable: {error}", parameter="out") from None
-    elif out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise UsageError(f"out {out}: exists and is not a bank (no manifest.json); choose a new or empty folder", parameter="out")
+    if state == "bank" or bank_folder_state(out) == "bank":   # another writer may have created it meanwhile
+        existing = load_manifest(out)       # valid: bank_folder_state checked it; stable: we hold the lock
 
     if class_names is None:
         if existing is not None:
             names = list(existing["class_names"])
         else:
             names = [f"class_{i}" for i in range(num_classes)]
-    elif isinstance(class_names, (str, Path)):
-        names = _read_lines(class_names, "class_names")
     else:
-        names = [str(c) for c in class_names]
+        names, names_file = class_names
     if len(names) != num_classes:
-        where = f"class_names {class_names}" if isinstance(class_names, (str, Path)) else "class_names"
+        where = f"class_names {names_file}" if class_names is not None and names_file else "class_names"
         if class_names is None:
             where = f"out {out} (existing bank)"
         raise UsageError(f"{where}: {len(names)} class names but the logits have {num_classes} columns",
@@ -282,12 +310,6 @@ def import_bank(labels_path, logits: dict, costs_csv, out, *, split: str = "val"
                          f"({len(existing['class_names'])} classes); import into a new folder, or pass that "
                          "bank's class list", parameter="out")
 
-    if sample_ids is None:
-        ids = [str(i) for i in range(n)]
-    elif isinstance(sample_ids, (str, Path)):
-        ids = _read_lines(sample_ids, "sample_ids")
-    else:
-        ids = [str(s) for s in sample_ids]
     if len(ids) != n:
         raise UsageError(f"sample_ids: {len(ids)} ids but `labels_path` has {n} samples", parameter="sample_ids")
     if any(not s for s in ids):
@@ -300,15 +322,22 @@ def import_bank(labels_path, logits: dict, costs_csv, out, *, split: str = "val"
         if split in existing["splits"]:
             try:
                 old_ids, _ = read_samples(samples_path(out, split), split=split)
+                read_npy_header(split_labels_path(out, split))   # refuses a FIFO / device before np.load
                 old_labels = np.load(split_labels_path(out, split), allow_pickle=False)
             except (BankError, OSError, ValueError) as error:
                 raise UsageError(f"out {out}: existing split {split!r} is unreadable: {error}", parameter="out") from None
             if list(old_ids) != ids or not np.array_equal(old_labels, labels):
                 raise UsageError(f"split {split}: the bank already has this split with different samples or "
                                  "labels; use another `split` name", parameter="split")
-        for name in logits:
+    done: set[str] = set()
+    if existing is not None:
+        for name in arrays:
             old = existing["models"].get(name)
             if old is None:
+                continue
+            if (split in old.get("top1", {}) and not force and old.get("gmacs") == costs[name]["gmacs"]
+                    and _same_as_stored(out, name, split, arrays[name]())):
+                done.add(name)   # e.g. a re-run of an interrupted import: this model is already stored
                 continue
             if split in old.get("top1", {}) and not force:
                 raise UsageError(f"logits {name}=...: the bank already has logits for {name!r} on split "
@@ -317,56 +346,80 @@ def import_bank(labels_path, logits: dict, costs_csv, out, *, split: str = "val"
                 raise UsageError(f"costs_csv: gmacs of {name!r} is {costs[name]['gmacs']} but the bank records "
                                  f"{old.get('gmacs')}; pass `force=True` to update it", parameter="costs_csv")
 
-    # -- write: split, then each model's metadata and logits (each step atomic). Everything above was
-    # checked, so a failure here is an I/O problem; it still leaves no trace (see _undo_on_failure).
-    with undo_on_failure(out, new=existing is None):
-        _write(out, existing, names, dataset, split, ids, labels, logits, costs, signals)
+    # -- write (each step atomic). Everything above was checked, so a failure here is an I/O problem;
+    # it still leaves no trace (see undo_on_failure). A kill leaves the bank marked unfinished.
+    with undo_on_failure(out, new=existing is None, created_folder=created_folder):
+        _write(out, existing, names, dataset, split, ids, labels, {k: v for k, v in arrays.items() if k not in done},
+               costs, signals)
     return Bank.open(out, allow_incomplete=True)
 
 
-def _write(out: Path, existing, names, dataset, split, ids, labels, logits, costs, signals) -> None:
+def _same_as_stored(out: Path, name: str, split: str, array: np.ndarray) -> bool:
+    """True when the bank already stores exactly `array` as `name`'s logits on `split`."""
+    path = logits_path(out, name, split)
+    try:
+        shape, dtype, _, _ = read_npy_header(path)
+        if shape != array.shape or dtype != array.dtype:
+            return False
+        return bool(np.array_equal(np.load(path, mmap_mode="r", allow_pickle=False), array))
+    except (BankError, OSError, ValueError):
+        return False
+
+
+def _stored_logits(path: Path, name: str, inputs: str) -> np.ndarray:
+    """The array import stores for one source file (opened now; see to_stored_logits)."""
+    return to_stored_logits(_load_npy(path, f"logits {name}=", mmap=True), inputs, f"logits {name}={path}")
+
+
+def _write(out: Path, existing, names, dataset, split, ids, labels, arrays, costs, signals) -> None:
     n = len(labels)
     create = None
     if existing is None:
         meta = {"name": out.name, "description": "", "licence": "unknown", "caveats": [], "task": "classification"}
         meta.update({k: v for k, v in (dataset or {}).items() if v is not None})
         create = {"dataset": meta, "class_names": names}
-    writer = BankWriter(out, create=create)
-    if existing is not None and dataset:
-        updates = {k: v for k, v in dataset.items() if v not in (None, "")}
-        if updates:
-            writer.set_dataset(**updates)
-    if not writer.has_split(split):   # an existing identical split keeps its metadata
-        writer.add_split(split, ids, [""] * n, labels, description=(dataset or {}).get("split_description", ""))
-    store = None
-    if signals:
-        from .store import DEFAULT_CRITERION, SignalStore
+    with BankWriter(out, create=create) as writer:
+        # Unfinished until the end: a kill from here on leaves a bank that does not open as complete.
+        writer.begin("import", split=split, models=sorted(arrays))
+        if existing is not None and dataset:
+            updates = {k: v for k, v in dataset.items() if v not in (None, "")}
+            if updates:
+                writer.set_dataset(**updates)
+        if not writer.has_split(split):   # an existing identical split keeps its metadata
+            writer.add_split(split, ids, [""] * n, labels, description=(dataset or {}).get("split_description", ""))
+        # Every model's metadata first, then the logits (as precompute does): until its logits land, a
+        # model is listed without them, which the reader reports as incomplete.
+        for name in arrays:
+            cost = costs[name]
+            old = writer.model_entry(name)
+            latency = dict(old.get("latency_ms", {}))
+            if cost["latency_ms"] is not None:
+                latency[USER_LATENCY_DEVICE] = {"batch_1": cost["latency_ms"]}
+            writer.add_model(name, display_name=cost["display_name"] or old.get("display_name") or name,
+                             backend=old.get("backend", "external"), source=old.get("source") or {"kind": "user"},
+                             gmacs=cost["gmacs"], params=cost["params"], spec=old.get("spec"),
+                             input_size=old.get("input_size"), preprocessing=old.get("preprocessing"),
+                             latency_ms=latency)
+        store = None
+        if signals:
+            from .store import DEFAULT_CRITERION, SignalStore
 
-        store = SignalStore()
-    for name, path in logits.items():
-        cost = costs[name]
-        old = writer.model_entry(name)
-        latency = dict(old.get("latency_ms", {}))
-        if cost["latency_ms"] is not None:
-            latency[USER_LATENCY_DEVICE] = {"batch_1": cost["latency_ms"]}
-        writer.add_model(name, display_name=cost["display_name"] or old.get("display_name") or name,
-                         backend=old.get("backend", "external"), source=old.get("source") or {"kind": "user"},
-                         gmacs=cost["gmacs"], params=cost["params"], spec=old.get("spec"),
-                         input_size=old.get("input_size"), preprocessing=old.get("preprocessing"),
-                         latency_ms=latency)
-        array = _load_npy(path, f"logits {name}=", mmap=True)
-        if store is None:
-            writer.add_logits(name, split, array)
-            continue
-        # the signal store's default entry, computed on the same pass that writes the file
-        confidence = np.empty(n, dtype=np.float64)
-        prediction = np.empty(n, dtype=np.int32)
+            store = SignalStore()
+        for name, load in arrays.items():
+            array = load()
+            if store is None:
+                writer.add_logits(name, split, array)
+                continue
+            # the signal store's default entry, computed on the same pass that writes the file
+            confidence = np.empty(n, dtype=np.float64)
+            prediction = np.empty(n, dtype=np.int32)
 
-        def on_chunk(start, chunk):
-            chunk_signals(chunk, DEFAULT_CRITERION, 1.0,
-                          out=(confidence[start:start + len(chunk)], prediction[start:start + len(chunk)]))
+            def on_chunk(start, chunk):
+                chunk_signals(chunk, DEFAULT_CRITERION, 1.0,
+                              out=(confidence[start:start + len(chunk)], prediction[start:start + len(chunk)]))
 
-        writer.add_logits(name, split, array, on_chunk=on_chunk)
-        del array
-        store.put(writer.open(validate=False, allow_incomplete=True), name, split,
-                  ModelSignals(confidence, prediction, prediction == labels))
+            writer.add_logits(name, split, array, on_chunk=on_chunk)
+            del array
+            store.put(writer.open(validate=False, allow_incomplete=True), name, split,
+                      ModelSignals(confidence, prediction, prediction == labels))
+        writer.finish()

@@ -412,7 +412,7 @@ def precompute(*, samples: SampleList, specs: list[str], out, split: str = "val"
     if log is None:
         log = logging.getLogger(__name__).info
     from .adapters import create_adapter
-    from .bank import BankError, BankWriter, remove_leftover_temp_files
+    from .bank import BankError, BankWriter
     from .macs import device_name, measure_latency
 
     started = time.perf_counter()
@@ -435,8 +435,11 @@ def precompute(*, samples: SampleList, specs: list[str], out, split: str = "val"
     # 2. The output bank: new, or the same classes and (for an existing split) the same samples.
     out = Path(out).expanduser()
     dataset = dict(dataset or {"name": out.name})
-    remove_leftover_temp_files(out, log)
+    # BankWriter decides whether `out` is a bank before touching it, writes under the bank's writer
+    # lock, and removes only its own temp files left by a killed run.
     writer = BankWriter(out, create={"dataset": dataset, "class_names": names})
+    for path in writer.removed_leftovers:
+        log(f"removed a temp file left by an interrupted run: {path}")
     transform = None
     if corruption:
         from .corruptions import transform_entry
@@ -497,11 +500,24 @@ def precompute(*, samples: SampleList, specs: list[str], out, split: str = "val"
     return report
 
 
+def _stored_logits(logits: np.ndarray) -> np.ndarray:
+    """float16 logits, each row shifted by its maximum before the cast (format.narrow_logits), or the
+    float32 logits themselves when float16 would merge a row's top classes even so."""
+    from .bank import BankError, narrow_logits
+
+    try:
+        return narrow_logits(logits, LOGITS_DTYPE)
+    except BankError:
+        return logits
+
+
 def _add_model(writer, adapter) -> None:
+    from .paths import portable_spec
+
     config = adapter.data_config
     writer.add_model(adapter.id, display_name=adapter.display_name, backend=adapter.backend,
                      source=adapter.source, gmacs=round(adapter.gmacs(), 6), params=adapter.params(),
-                     spec=adapter.spec, input_size=list(config["input_size"]),
+                     spec=portable_spec(adapter.spec),   # no /home/<user>/ in a bank people share input_size=list(config["input_size"]),
                      preprocessing={k: (list(v) if isinstance(v, tuple) else v) for k, v in config.items()
                                     if k != "input_size"})
 
@@ -592,7 +608,7 @@ def _run_passes(writer, pending, samples: SampleList, split, split_entry, *, bat
             split_known = True
         for adapter in group:
             logits = np.concatenate(outputs[adapter.id]).astype(np.float32)
-            top1 = writer.add_logits(adapter.id, split, logits.astype(LOGITS_DTYPE))
+            top1 = writer.add_logits(adapter.id, split, _stored_logits(logits))
             timings.append(ModelTiming(adapter.id, len(good_rows), forward_s[adapter.id], end_to_end, top1,
                                        [a.id for a in group if a is not adapter]))
     overall.close()

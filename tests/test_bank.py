@@ -529,7 +529,12 @@ def test_non_finite_logits(bank_path, value):
     with pytest.raises(BankError) as info:
         bank.logits("medium", "val")   # ... the first read scans them
     message = str(info.value)
-    assert "NaN or inf" in message and "row 13" in message and "medium.npy" in message and "Fix:" in message
+    assert "not all finite" in message and "row 13, column 2" in message and "medium.npy" in message
+    assert "Fix:" in message
+    # the value itself is named; -inf comes with the fix (a large negative finite logit)
+    named = {"nan": "NaN at row 13", "inf": "+inf at row 13", "-inf": "-inf at row 13"}[str(value)]
+    assert named in message
+    assert ("large negative" in message) == (value == -np.inf)
     with pytest.raises(BankError, match="row 13"):
         Bank.open(bank_path).validate(values=True)
     from cascade_explorer.core.analysis import BankAnalysis
@@ -549,7 +554,7 @@ def test_finite_scan_is_cached_per_file_version(bank_path, monkeypatch):
     logits = _logits(0)
     logits[0, 0] = np.inf
     np.save(logits_path(bank_path, "small", "val"), logits)   # new file version: scanned again
-    with pytest.raises(BankError, match="NaN or inf"):
+    with pytest.raises(BankError, match="not all finite"):
         Bank.open(bank_path).logits("small", "val")
     assert calls == [1]
 

@@ -102,7 +102,8 @@ WRONG = {"schema_version": 2, "class_names": "abc", "dataset.name": "", "dataset
          "splits.<s>.skipped": ["a"], "models.<id>.display_name": "", "models.<id>.backend": 3,
          "models.<id>.source": "x", "models.<id>.spec": 3, "models.<id>.input_size": [0],
          "models.<id>.preprocessing": "x", "models.<id>.gmacs": -1, "models.<id>.params": -1,
-         "models.<id>.latency_ms": {"cpu": {"batch_1": -1}}, "models.<id>.top1": {"val": 2.0}}
+         "models.<id>.latency_ms": {"cpu": {"batch_1": -1}}, "models.<id>.top1": {"val": 2.0},
+         "unfinished": "import"}
 
 
 def _manifest() -> dict:

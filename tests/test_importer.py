@@ -64,7 +64,8 @@ def test_cli_import_nlp_bank_end_to_end(inputs, capsys):
     assert np.array_equal(bank.labels("val"), labels)
     assert np.array_equal(bank.logits("distilbert", "val"), np.load(inputs / "distilbert.npy"))
     large = bank.logits("roberta-large", "val")
-    assert large.dtype == np.float32 and np.allclose(large, np.load(inputs / "roberta-large.npy"), atol=1e-6)
+    given = np.load(inputs / "roberta-large.npy")     # float64: stored as float32, each row shifted by its max
+    assert large.dtype == np.float32 and np.allclose(large, given - given.max(axis=1, keepdims=True), atol=1e-6)
     distil, roberta = bank.model("distilbert"), bank.model("roberta-large")
     assert distil.gmacs == 11.2 and distil.params == 66_000_000 and distil.ms() == 4.5
     assert distil.latency_ms == {"user-supplied": {"batch_1": 4.5}}
@@ -94,10 +95,14 @@ def test_import_second_split_and_force(inputs, capsys):
     assert main(_argv(inputs, extra=["--split", "test"])) == 0
     bank = Bank.open(inputs / "bank")
     assert bank.splits == ["val", "test"] and bank.n_samples("test") == 30 and bank.n_samples("val") == N
-    # same model x split again: refused without --force, replaced with it
+    # the same import again finishes without changing anything (a re-run of an interrupted import)
+    before = {p: p.read_bytes() for p in (inputs / "bank").rglob("*") if p.is_file()}
+    assert main(_argv(inputs, extra=["--split", "test"])) == 0
+    assert {p: p.read_bytes() for p in (inputs / "bank").rglob("*") if p.is_file()} == before
+    # other logits for the same model x split: refused without --force, replaced with it
+    np.save(inputs / "distilbert.npy", np.zeros((30, 2), dtype=np.float32))
     line = _run_error(_argv(inputs, extra=["--split", "test"]), capsys)
     assert "--force" in line
-    np.save(inputs / "distilbert.npy", np.zeros((30, 2), dtype=np.float32))
     assert main(_argv(inputs, extra=["--split", "test", "--force"])) == 0
     assert not Bank.open(inputs / "bank").logits("distilbert", "test").any()
 
@@ -277,34 +282,34 @@ def test_costs_row_too_short_for_required_columns(tmp_path):
     assert read_costs(tmp_path / "c.csv")["a"]["gmacs"] == 1.0
 
 
-def test_logits_beyond_float32_range_fail_first_and_leave_nothing(inputs, capsys):
+def test_logits_beyond_float32_range_are_stored_shifted_not_refused(inputs, capsys):
+    # Values past float32's range are fine once each row's maximum is subtracted (every criterion
+    # ignores a per-row shift); the old code refused them (or, before that, stored inf).
     big = np.load(inputs / "roberta-large.npy")
-    big[5, 0] = 1e40                                          # finite in float64, inf in float32
+    big[5] = [1e40, 3.0]
+    big[6] = [2.0, -1e40]
     np.save(inputs / "roberta-large.npy", big)
     with warnings.catch_warnings():
         warnings.simplefilter("error")                        # no numpy overflow RuntimeWarning
-        line = _run_error(_argv(inputs), capsys)
-    assert f"--logits roberta-large={inputs / 'roberta-large.npy'}" in line
-    assert "1e+40" in line and "exceed float32's range" in line and "rescale" in line
-    assert not (inputs / "bank").exists()                     # distilbert was not written first
-    big[5, 0] = -1e40
-    np.save(inputs / "roberta-large.npy", big)
-    assert "exceed float32's range" in _run_error(_argv(inputs), capsys)
-    # fixed: the same command now works (no "already has logits ... --force")
-    big[5, 0] = 1.0
-    np.save(inputs / "roberta-large.npy", big)
-    assert main(_argv(inputs)) == 0
+        assert main(_argv(inputs)) == 0
+    stored = np.asarray(Bank.open(inputs / "bank").logits("roberta-large", "val"))
+    assert np.isfinite(stored).all() and stored.dtype == np.float32
+    assert np.array_equal(stored.argmax(axis=1), big.argmax(axis=1))
+    assert stored[5, 0] == 0 and stored[5, 1] == -np.finfo(np.float32).max
+    assert np.allclose(stored[7:], (big - big.max(axis=1, keepdims=True))[7:], atol=1e-6)
 
 
-def test_logits_beyond_range_leave_an_existing_bank_unchanged(inputs, capsys):
+def test_differences_below_float32_resolution_are_refused_and_leave_an_existing_bank_unchanged(inputs, capsys):
     assert main(_argv(inputs)) == 0
     before = {p: p.read_bytes() for p in (inputs / "bank").rglob("*") if p.is_file()}
     rng = np.random.default_rng(2)
     np.save(inputs / "labels.npy", rng.integers(0, 2, 10))
     np.save(inputs / "distilbert.npy", rng.normal(size=(10, 2)).astype(np.float32))
-    np.save(inputs / "roberta-large.npy", np.full((10, 2), 1e39))
+    tiny = rng.normal(size=(10, 2))
+    tiny[4] = [0.0, 1e-50]     # class 1 wins by 1e-50: float32 cannot tell the two apart even shifted
+    np.save(inputs / "roberta-large.npy", tiny)
     line = _run_error(_argv(inputs, extra=["--split", "test"]), capsys)
-    assert "--logits roberta-large=" in line and "float32" in line
+    assert "--logits roberta-large=" in line and "float32" in line and "row 4" in line, line
     assert {p: p.read_bytes() for p in (inputs / "bank").rglob("*") if p.is_file()} == before
 
 

@@ -15,7 +15,6 @@ writer (`writer.BankWriter`) build paths with the functions below. Every check r
 from __future__ import annotations
 
 import csv
-import json
 import math
 import numbers
 import re
@@ -24,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import BankError
+from ..errors import BankError, JSONFormatError, special_file_problem
+from ..jsonsafe import loads as loads_json
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
@@ -36,11 +36,20 @@ SAMPLES_HEADER = ["sample_id", "image_path"]
 LOGITS_DTYPES = (np.dtype(np.float16), np.dtype(np.float32))
 BACKENDS = ("tflite", "timm", "external")
 # Model and split ids become file names: keep them portable and free of path separators.
-ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+\-]{0,127}$")
+# \Z, not $: `$` also matches before a trailing newline ("val\n" would pass). Use is_valid_id (fullmatch).
+ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+\-]{0,127}\Z")
+# The writer lock (see lock.py): a hidden file in the bank folder, never data.
+LOCK = ".cascade-explorer.lock"
+# Upper bound of a cost (GMACs or ms per sample, parameters): far above any real model, and far
+# enough below float64's range that sums and ratios over thousands of models stay finite.
+MAX_COST = 1e12
+# A manifest key present while an import is writing the bank: the bank is not complete until the
+# import that set it finishes (a killed import leaves it, so the bank does not open as complete).
+UNFINISHED = "unfinished"
 SCAN_CHUNK_ROWS = 4096
 # The manifest's fields, level by level (documented in precomputed/README.md; a test keeps both in step).
 # validate_manifest checks each one's type; keys outside these are left alone (forward compatibility).
-MANIFEST_FIELDS = ("schema_version", "dataset", "class_names", "splits", "models")
+MANIFEST_FIELDS = ("schema_version", "dataset", "class_names", "splits", "models", UNFINISHED)
 DATASET_FIELDS = ("name", "description", "licence", "caveats", "task")
 SPLIT_FIELDS = ("description", "image_source", "transform", "skipped")
 MODEL_FIELDS = ("display_name", "backend", "source", "spec", "input_size", "preprocessing", "gmacs", "params",
@@ -73,6 +82,33 @@ def samples_path(bank_path, split: str) -> Path:
 def labels_path(bank_path, split: str) -> Path:
     """BANK/splits/<split>/labels.npy."""
     return split_dir(bank_path, split) / LABELS
+
+
+def lock_path(bank_path) -> Path:
+    """BANK/.cascade-explorer.lock: the file every writer of the bank locks (core.bank.lock)."""
+    return Path(bank_path) / LOCK
+
+
+def is_valid_id(value) -> bool:
+    """True for a valid model/split id: the whole string matches ID_PATTERN (no trailing newline)."""
+    return isinstance(value, str) and ID_PATTERN.fullmatch(value) is not None
+
+
+def check_bank_file(path, what: str, *, split=None, model=None) -> Path:
+    """`path` when it is a regular file; else BankError saying it is missing, a folder, or a special
+    file (a FIFO or device would block or never end when read: it is refused before any open)."""
+    path = Path(path)
+    problem = special_file_problem(path)
+    if problem:
+        raise BankError(f"{what} {problem}", path=path, split=split, model=model,
+                        fix=f"replace it with the real {what} (re-run the import/precompute that wrote it)")
+    if path.is_dir():
+        raise BankError(f"{what} is a folder, not a file", path=path, split=split, model=model,
+                        fix=f"remove that folder and restore the {what} (re-run import/precompute)")
+    if not path.is_file():
+        raise BankError(f"{what} is missing", path=path, split=split, model=model,
+                        fix="re-create it (re-run import/precompute)")
+    return path
 
 
 def is_bank(path) -> bool:
@@ -116,6 +152,9 @@ def read_npy_header(path) -> tuple[tuple[int, ...], np.dtype, bool, int]:
     (a truncated file from a killed writer, or trailing bytes).
     """
     path = Path(path)
+    problem = special_file_problem(path)
+    if problem:
+        raise BankError(problem, path=path, fix="point at a regular .npy file (numpy.save writes one)")
     try:
         with open(path, "rb") as handle:
             version = np.lib.format.read_magic(handle)
@@ -163,6 +202,73 @@ def first_non_finite_row(array, chunk_rows: int = SCAN_CHUNK_ROWS) -> int | None
     return None
 
 
+def non_finite_problem(array, row: int) -> str:
+    """'-inf at row 3, column 7 (...)': what the first non-finite value of `row` is, with the fix for
+    -inf (a "this class is impossible" score: a large negative finite value means the same)."""
+    values = np.asarray(array[row])
+    col = int(np.flatnonzero(~np.isfinite(values))[0])
+    value = float(values[col])
+    if np.isnan(value):
+        return f"NaN at row {row}, column {col}"
+    if value > 0:
+        return f"+inf at row {row}, column {col} (an overflow in the model?)"
+    return (f"-inf at row {row}, column {col}; for a class the model rules out, use a large negative "
+            "finite logit instead (e.g. -1e4: its softmax probability is 0 all the same)")
+
+
+def narrow_logits(array, dtype) -> np.ndarray:
+    """(N, C) logits stored as `dtype` (float16/float32), row-shifted first when that is a narrowing cast
+    (see narrow_rows), in row chunks; the input is not modified. Raises BankError (no path: the caller
+    names the file) when the cast still loses information."""
+    source = np.asanyarray(array)
+    dtype = np.dtype(dtype)
+    if source.dtype == dtype or np.finfo(source.dtype).bits <= dtype.itemsize * 8:
+        return np.asarray(source).astype(dtype, copy=False)
+    out = np.empty(source.shape, dtype=dtype)
+    for start in range(0, source.shape[0], SCAN_CHUNK_ROWS):
+        out[start:start + SCAN_CHUNK_ROWS] = narrow_rows(np.asarray(source[start:start + SCAN_CHUNK_ROWS]), dtype,
+                                                         first_row=start)
+    return out
+
+
+def narrow_rows(rows: np.ndarray, dtype, *, first_row: int = 0) -> np.ndarray:
+    """A block of logit rows as `dtype`: unchanged when that is not a narrowing cast; else each row's
+    maximum is subtracted (in the source precision) before the cast.
+
+    Every confidence criterion (softmax, margins, entropy) is invariant to adding a constant to a row,
+    so a large per-row offset (energies, log-likelihoods near 1e8) would otherwise swallow the class
+    differences for nothing. Values more than dtype's range below the row maximum are clipped to its
+    most negative finite value (their softmax weight is 0 either way). Rows are independent, so any
+    split into blocks gives the same result. Raises BankError naming the row (first_row = the block's
+    offset) when the cast still loses information: a row's top-1 class or a non-zero top-1/top-2 margin
+    would change. Non-finite input is the caller's check (first_non_finite_row).
+    """
+    dtype = np.dtype(dtype)
+    if rows.dtype == dtype or np.finfo(rows.dtype).bits <= dtype.itemsize * 8:
+        return rows.astype(dtype, copy=False)
+    work = np.float64 if rows.dtype == np.float64 else np.float32
+    chunk = np.asarray(rows, dtype=work)
+    if chunk.shape[1] == 0:
+        return chunk.astype(dtype)
+    shifted = chunk - chunk.max(axis=1, keepdims=True)
+    np.maximum(shifted, -float(np.finfo(dtype).max), out=shifted)
+    narrow = shifted.astype(dtype)
+    if chunk.shape[1] < 2:
+        return narrow
+    lost = narrow.argmax(axis=1) != shifted.argmax(axis=1)
+    # a margin that was positive and became 0 (two classes merged into one value)
+    second = np.partition(shifted, -2, axis=1)[:, -2]
+    second_narrow = np.partition(narrow, -2, axis=1)[:, -2]
+    lost |= (second < 0) & (second_narrow == 0)
+    if lost.any():
+        row = first_row + int(np.flatnonzero(lost)[0])
+        raise BankError(f"storing these logits as {dtype.name} would change row {row}'s top classes even "
+                        f"after subtracting each row's maximum (differences below {dtype.name}'s "
+                        "resolution)", fix=f"rescale the logits so class differences exceed "
+                                          f"{float(np.finfo(dtype).eps):.2g} of their magnitude")
+    return narrow
+
+
 def check_finite_file(path: Path, array, *, model: str, split: str) -> None:
     """BankError when the logits file holds NaN/inf; scanned once per file version per process."""
     key = _file_key(path)
@@ -171,9 +277,9 @@ def check_finite_file(path: Path, array, *, model: str, split: str) -> None:
             return
     bad_row = first_non_finite_row(array)
     if bad_row is not None:
-        raise BankError(f"logits contain NaN or inf (first at row {bad_row})", path=path, model=model,
-                        split=split, fix="re-export that model's logits (check the model for overflow), "
-                                         "then import again with --force")
+        raise BankError(f"logits are not all finite: {non_finite_problem(array, bad_row)}", path=path,
+                        model=model, split=split,
+                        fix="re-export that model's logits and import them again")
     with _FINITE_LOCK:
         _FINITE_CHECKED[key] = True
 
@@ -201,6 +307,10 @@ def load_manifest(path) -> dict:
             raise BankError("is a file, not a bank folder", path=path,
                             fix="pass the folder that holds manifest.json")
         path = path / MANIFEST
+    problem = special_file_problem(path)
+    if problem:
+        raise BankError(f"manifest.json {problem}", path=path,
+                        fix="replace it with the bank's real manifest.json (or re-create the bank)")
     if not path.is_file():
         if not path.parent.exists():
             raise BankError("bank folder does not exist", path=path.parent,
@@ -216,10 +326,9 @@ def load_manifest(path) -> dict:
     except UnicodeDecodeError as error:
         raise BankError(f"not UTF-8 text ({error})", path=path, fix="re-save manifest.json as UTF-8") from None
     try:
-        manifest = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise BankError(f"malformed JSON at line {error.lineno}, column {error.colno}: {error.msg}",
-                        path=path, fix="correct the JSON syntax there (or restore the file)") from None
+        manifest = loads_json(text)
+    except JSONFormatError as error:
+        raise BankError(str(error), path=path, fix="correct the JSON there (or restore the file)") from None
     if not isinstance(manifest, dict):
         raise BankError(f"top level must be a JSON object, got {type(manifest).__name__}", path=path,
                         fix="see precomputed/README.md for the manifest layout")
@@ -228,7 +337,7 @@ def load_manifest(path) -> dict:
 
 def check_id(kind: str, value, *, path=None) -> str:
     """`value` when it is a valid model/split id (a portable file name); else BankError."""
-    if not isinstance(value, str) or not ID_PATTERN.match(value):
+    if not is_valid_id(value):
         raise BankError(f"invalid {kind} id {value!r}: ids are file names of letters, digits and ._+- "
                         "(starting with a letter or digit, at most 128 characters)", path=path,
                         fix=f"rename the {kind}")
@@ -255,8 +364,12 @@ def validate_manifest(manifest: dict, path) -> None:
     if not isinstance(caveats, list) or not all(isinstance(c, str) for c in caveats):
         raise BankError("'dataset.caveats' must be a list of strings", path=path, fix=fix_doc)
     names = manifest.get("class_names")
-    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
-        raise BankError("'class_names' must be a non-empty list of strings", path=path, fix=fix_doc)
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise BankError("'class_names' must be a list of strings", path=path, fix=fix_doc)
+    if len(names) < 2:
+        # one class: every prediction is right and every confidence is 1; nothing to cascade
+        raise BankError(f"'class_names' lists {len(names)} class(es); a classification bank needs at least 2",
+                        path=path, fix="list every class the models score (one logits column each)")
     splits = manifest.get("splits")
     if not isinstance(splits, dict):
         raise BankError("'splits' must be an object {split name: {...}}", path=path, fix=fix_doc)
@@ -272,6 +385,9 @@ def validate_manifest(manifest: dict, path) -> None:
         skipped = info.get("skipped", [])
         if not isinstance(skipped, list) or not all(isinstance(s, dict) for s in skipped):
             raise BankError("'skipped' must be a list of objects", path=path, split=split, fix=fix_doc)
+    unfinished = manifest.get(UNFINISHED)
+    if unfinished is not None and not isinstance(unfinished, dict):
+        raise BankError(f"'{UNFINISHED}' must be null or an object", path=path, fix=fix_doc)
     models = manifest.get("models")
     if not isinstance(models, dict):
         raise BankError("'models' must be an object {model id: {...}}", path=path, fix=fix_doc)
@@ -295,14 +411,17 @@ def validate_model_entry(model_id: str, info, splits: dict, path: Path) -> None:
         raise bad(f"'gmacs' must be a finite number, got {gmacs!r}", "set gmacs to the model's GMACs per sample")
     if gmacs < 0:
         raise bad(f"'gmacs' is negative ({gmacs})", "costs are >= 0: set gmacs to the model's GMACs per sample")
+    if gmacs > MAX_COST:
+        raise bad(f"'gmacs' is {gmacs:g}, above the largest accepted cost {MAX_COST:g} (sums of costs would "
+                  "overflow)", "set gmacs to the model's GMACs per sample (billions, not single MACs)")
     for key in ("display_name", "backend"):
         if not isinstance(info.get(key), str) or not info[key]:
             raise bad(f"'{key}' must be a non-empty string")
     if not isinstance(info.get("source", {}), dict):
         raise bad("'source' must be an object")
     params = info.get("params")
-    if params is not None and (not is_number(params) or params < 0):
-        raise bad(f"'params' must be null or a number >= 0, got {params!r}")
+    if params is not None and (not is_number(params) or not 0 <= params <= MAX_COST):
+        raise bad(f"'params' must be null or a number in 0..{MAX_COST:g}, got {params!r}")
     if info.get("spec") is not None and not isinstance(info["spec"], str):
         raise bad("'spec' must be null or a string")
     input_size = info.get("input_size")
@@ -315,8 +434,8 @@ def validate_model_entry(model_id: str, info, splits: dict, path: Path) -> None:
     if not isinstance(latency, dict):
         raise bad("'latency_ms' must be an object {device: {batch_N: ms}}")
     for device, values in latency.items():
-        if not isinstance(values, dict) or not all(is_number(v) and v >= 0 for v in values.values()):
-            raise bad(f"'latency_ms[{device!r}]' must map batch names to numbers >= 0, got {values!r}")
+        if not isinstance(values, dict) or not all(is_number(v) and 0 <= v <= MAX_COST for v in values.values()):
+            raise bad(f"'latency_ms[{device!r}]' must map batch names to numbers in 0..{MAX_COST:g}, got {values!r}")
     top1 = info.get("top1", {})
     if not isinstance(top1, dict):
         raise bad("'top1' must be an object {split: accuracy}")
@@ -333,12 +452,7 @@ def validate_model_entry(model_id: str, info, splits: dict, path: Path) -> None:
 
 def read_samples(path: Path, *, split: str) -> tuple[np.ndarray, list[str]]:
     """(sample ids, image paths) from samples.csv, checking header, columns, empty and duplicate ids."""
-    if path.is_dir():
-        raise BankError("samples.csv is a folder, not a file", path=path, split=split,
-                        fix="remove that folder and re-create the split (re-run import/precompute)")
-    if not path.is_file():
-        raise BankError("samples.csv is missing", path=path, split=split,
-                        fix="re-create the split (re-run import/precompute), or remove it from manifest.json")
+    check_bank_file(path, "samples.csv", split=split)
     ids: list[str] = []
     images: list[str] = []
     try:
@@ -359,6 +473,12 @@ def read_samples(path: Path, *, split: str) -> tuple[np.ndarray, list[str]]:
                 images.append(row[1])
     except UnicodeDecodeError as error:
         raise BankError(f"not UTF-8 text ({error})", path=path, split=split, fix="re-save as UTF-8") from None
+    except csv.Error as error:   # e.g. a field over csv's 128 KiB limit, a NUL byte
+        raise BankError(f"malformed CSV near line {reader.line_num + 1} ({error})", path=path, split=split,
+                        fix="one 'sample_id,image_path' line per sample; ids and paths are short") from None
+    if not ids:
+        raise BankError("samples.csv lists no samples", path=path, split=split,
+                        fix="a split needs at least one sample (re-create it, or remove it from manifest.json)")
     sample_ids = np.array(ids, dtype=str)
     if len(set(ids)) != len(ids):
         seen: set[str] = set()

@@ -16,8 +16,8 @@ import numpy as np
 
 from ..atomic import is_temp_name
 from ..errors import BankError, UsageError
-from .format import (DEFAULT_BANK_PATH, LABELS, LOGITS_DIR, LOGITS_DTYPES, SAMPLES, SPLITS_DIR,
-                     check_finite_file, check_labels, labels_path, load_manifest, logits_path, manifest_path, manifest_stamp,
+from .format import (DEFAULT_BANK_PATH, LABELS, LOGITS_DIR, LOGITS_DTYPES, SAMPLES, SPLITS_DIR, UNFINISHED,
+                     check_bank_file, check_finite_file, check_labels, labels_path, load_manifest, logits_path, manifest_path, manifest_stamp,
                      read_npy_header, read_samples, samples_path, split_dir, validate_manifest)
 
 # ----------------------------------------------------------------------------- model info
@@ -89,6 +89,8 @@ class Bank:
         self.splits: list[str] = list(manifest["splits"])
         self.default_split: str | None = self.splits[0] if self.splits else None
         self.allow_incomplete = allow_incomplete
+        # set while an import writes the bank, left by a killed one (BankWriter.begin); None when complete
+        self.unfinished: dict | None = manifest.get(UNFINISHED)
         # the manifest version this object reflects: a later write changes the stamp (see manifest_stamp)
         self.stamp: tuple[int, int] = manifest_stamp(self.path)
         self._samples: dict[str, tuple[np.ndarray, list[str]]] = {}
@@ -122,6 +124,14 @@ class Bank:
     def validate(self, *, values: bool = False) -> None:
         """Check files against the manifest; values=True also scans every logits file for NaN/inf."""
         manifest_file = manifest_path(self.path)
+        if self.unfinished is not None and not self.allow_incomplete:
+            step = self.unfinished.get("step", "a write")
+            models = self.unfinished.get("models") or []
+            raise BankError(f"the bank is incomplete: {'an' if step[:1] in 'aeiou' else 'a'} {step} into it did not "
+                            f"finish" + (f" (models {', '.join(map(str, models))})" if models else ""),
+                            path=manifest_file, split=self.unfinished.get("split"),
+                            fix=f"run the same {step} again: it finishes the work (or open the bank with "
+                                "allow_incomplete=True)")
         if not self.splits and not self.allow_incomplete:
             raise BankError("bank has no splits", path=manifest_file,
                             fix="add a split with `cascade-explorer import` or `precompute`")
@@ -287,11 +297,7 @@ class Bank:
         with self._lock:
             if split not in self._labels:
                 self._check_split(split)
-                path = labels_path(self.path, split)
-                if not path.is_file():
-                    raise BankError("labels.npy is a folder, not a file" if path.is_dir() else "labels.npy is missing",
-                                    path=path, split=split,
-                                    fix="re-create the split (re-run import/precompute)")
+                path = check_bank_file(labels_path(self.path, split), "labels.npy", split=split)
                 read_npy_header(path)
                 self._labels[split] = check_labels(np.load(path, allow_pickle=False), self.num_classes,
                                                    path=path, split=split)
@@ -309,10 +315,7 @@ class Bank:
         if split not in self._by_id[model_id].top1:
             raise BankError("model has no logits for this split", path=path, model=model_id, split=split,
                             fix=f"use a model with logits for it: {', '.join(self.models_for(split)) or 'none'}")
-        if not path.is_file():
-            raise BankError("logits file is a folder, not a file" if path.is_dir() else
-                            "logits file is missing although manifest.json records it", path=path,
-                            model=model_id, split=split, fix="re-run import/precompute for this model and split")
+        check_bank_file(path, "logits file", model=model_id, split=split)
         self._check_logits_header(model_id, split, self.n_samples(split))
         array = np.load(path, mmap_mode="r", allow_pickle=False)
         if check_finite:

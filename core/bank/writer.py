@@ -1,28 +1,32 @@
 """Writing a bank: `BankWriter` creates or extends one, file by file, each write atomic.
 
 Each call writes its own files, then manifest.json; callers never touch the manifest dict or
-spell a file name (they use the methods here and `format`'s path functions). `undo_on_failure`
-rolls a multi-step write back when one step fails; `remove_leftover_temp_files` clears the temp
-files a killed writer left.
+spell a file name (they use the methods here and `format`'s path functions). A BankWriter holds the
+bank's writer lock (lock.py) from construction until `close()` (or the end of its `with` block), so
+no other writer's update is lost, and on opening it removes the temp files a killed writer left
+(only those: `remove_leftover_temp_files`). `undo_on_failure` rolls a multi-step write back when
+one step fails; `begin`/`finish` mark a multi-step write unfinished in the manifest meanwhile.
 """
 
 from __future__ import annotations
 
 import copy
 import csv
+import functools
 import io
 import shutil
 from pathlib import Path
 
 import numpy as np
 
-from ..atomic import (atomic_save_npy, atomic_write_bytes, atomic_write_json, atomic_write_text, atomic_write_with,
-                      is_temp_name)
+from ..atomic import atomic_save_npy, atomic_write_bytes, atomic_write_json, atomic_write_text, atomic_write_with
 from ..errors import BankError
-from .format import (LOGITS_DTYPES, LOGITS_DIR, SAMPLES_HEADER, SCAN_CHUNK_ROWS, SCHEMA_VERSION, check_id, check_labels,
-                     is_number, labels_path, load_manifest, logits_path, manifest_path,
-                     mark_finite, read_npy_header, read_samples, samples_path, split_dir, validate_manifest,
-                     validate_model_entry)
+from .format import (LABELS, LOGITS_DTYPES, LOGITS_DIR, MANIFEST, SAMPLES, SAMPLES_HEADER, SCAN_CHUNK_ROWS,
+                     SCHEMA_VERSION, SPLITS_DIR, UNFINISHED, check_id, check_labels,
+                     is_number, is_valid_id, labels_path, load_manifest, lock_path, logits_path, manifest_path, mark_finite,
+                     narrow_rows, non_finite_problem, read_npy_header, read_samples, samples_path, split_dir,
+                     validate_manifest, validate_model_entry)
+from .lock import DEFAULT_TIMEOUT_S, TEMP_NAME, bank_folder_state, bank_lock
 from .reader import Bank
 
 def _new_manifest(create: dict, path: Path) -> dict:
@@ -40,12 +44,56 @@ def _new_manifest(create: dict, path: Path) -> dict:
             "class_names": [str(n) for n in class_names], "splits": {}, "models": {}}
 
 
-class BankWriter:
-    """Creates or extends a bank. Each call writes its own files, then manifest.json, atomically."""
+def _writes(method):
+    """A writing method of BankWriter: it runs holding the bank's writer lock, on the manifest as it is
+    on disk at that moment (another writer may have added to it since), so no update is lost."""
+    @functools.wraps(method)
+    def locked(self, *args, **kwargs):
+        with bank_lock(self.path, timeout=self._lock_timeout):
+            self._reload()
+            return method(self, *args, **kwargs)
+    return locked
 
-    def __init__(self, path, *, create: dict | None = None):
+
+class BankWriter:
+    """Creates or extends a bank. Each call writes its own files, then manifest.json, atomically.
+
+    Every writing call holds the bank's writer lock (lock.py) while it runs and starts from the
+    manifest on disk, so writers in other processes or threads never lose each other's updates;
+    another writer waits up to `lock_timeout` seconds, then gets a LockedError. A caller that
+    must check and then write without interference (import) holds `bank_lock` around both; the
+    lock is re-entrant. A folder that is neither a bank nor new/empty is refused before anything in
+    it is touched. `removed_leftovers` lists the temp files of an interrupted earlier write that
+    opening removed. `with BankWriter(...) as writer:` is accepted (nothing to release).
+    """
+
+    def __init__(self, path, *, create: dict | None = None, lock_timeout: float = DEFAULT_TIMEOUT_S):
         self.path = Path(path).expanduser()
         self._manifest_path = manifest_path(self.path)
+        self._lock_timeout = float(lock_timeout)
+        if create is None and bank_folder_state(self.path) == "new":
+            raise BankError("no bank here (manifest.json missing)", path=self._manifest_path,
+                            fix="create it: BankWriter(path, create={'dataset': {...}, 'class_names': [...]})")
+        with bank_lock(self.path, timeout=self._lock_timeout):
+            self._open(create)
+            self.removed_leftovers = remove_leftover_temp_files(self.path)
+
+    def __enter__(self) -> "BankWriter":
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        return False
+
+    def _reload(self) -> None:
+        """The manifest as on disk now (holding the lock); the bank must still be the same one."""
+        manifest = load_manifest(self._manifest_path)
+        validate_manifest(manifest, self._manifest_path)
+        if manifest["class_names"] != self._manifest["class_names"]:
+            raise BankError("the bank was replaced by another with different class names while this writer "
+                            "was open", path=self._manifest_path, fix="open a new BankWriter")
+        self._manifest = manifest
+
+    def _open(self, create: dict | None) -> None:
         if self._manifest_path.exists():
             self._manifest = load_manifest(self._manifest_path)
             validate_manifest(self._manifest, self._manifest_path)
@@ -63,11 +111,6 @@ class BankWriter:
             if create is None:
                 raise BankError("no bank here (manifest.json missing)", path=self._manifest_path,
                                 fix="create it: BankWriter(path, create={'dataset': {...}, 'class_names': [...]})")
-            if self.path.exists() and not self.path.is_dir():
-                raise BankError("exists and is not a folder", path=self.path, fix="choose another output path")
-            if self.path.is_dir() and any(not is_temp_name(p.name) for p in self.path.iterdir()):
-                raise BankError("folder exists, is not empty and has no manifest.json", path=self.path,
-                                fix="choose a new or empty folder for the bank")
             self._manifest = _new_manifest(create, self.path)
             validate_manifest(self._manifest, self._manifest_path)
             self.path.mkdir(parents=True, exist_ok=True)
@@ -84,6 +127,25 @@ class BankWriter:
     def _write_manifest(self) -> None:
         validate_manifest(self._manifest, self._manifest_path)
         atomic_write_json(self._manifest_path, self._manifest)
+
+    @_writes
+    def begin(self, step: str, **details) -> None:
+        """Mark the bank unfinished (manifest key format.UNFINISHED = {"step": step, **details}) until
+        `finish()`: a multi-step write killed in between leaves a bank that does not open as
+        complete (Bank.open refuses it unless allow_incomplete) and tells a re-run what to finish."""
+        self._manifest[UNFINISHED] = {"step": str(step), **copy.deepcopy(details)}
+        self._write_manifest()
+
+    def unfinished(self) -> dict | None:
+        """A copy of the unfinished-write mark left by `begin` (e.g. by a killed import), or None."""
+        entry = self._manifest.get(UNFINISHED)
+        return None if entry is None else copy.deepcopy(entry)
+
+    @_writes
+    def finish(self) -> None:
+        """Remove the unfinished-write mark: the bank is complete again."""
+        if self._manifest.pop(UNFINISHED, None) is not None:
+            self._write_manifest()
 
     def _model_entry(self, model_id: str) -> dict:
         if model_id not in self._manifest["models"]:
@@ -107,6 +169,7 @@ class BankWriter:
         read_npy_header(path)
         return check_labels(np.load(path, allow_pickle=False), self.num_classes, path=path, split=split)
 
+    @_writes
     def add_split(self, name, sample_ids, image_paths, labels, *, description="", image_source=None,
                   transform=None, skipped=()) -> None:
         """Add a split (samples.csv + labels.npy). Re-adding identical samples only updates metadata."""
@@ -152,6 +215,7 @@ class BankWriter:
         self._manifest["splits"][name] = entry
         self._write_manifest()
 
+    @_writes
     def add_model(self, model_id, *, display_name, backend, source, gmacs, params=None, spec=None,
                   input_size=None, preprocessing=None, latency_ms=None) -> None:
         """Add or update a model's metadata (its recorded top1 and, unless given, latency are kept)."""
@@ -179,14 +243,16 @@ class BankWriter:
         return (entry is not None and split in entry.get("top1", {})
                 and logits_path(self.path, model_id, split).is_file())
 
+    @_writes
     def add_logits(self, model_id: str, split: str, logits, *, on_chunk=None) -> float:
         """Validate, save atomically and record top1 of one model's logits on one split; returns top1.
 
-        logits: (N, C) float16/float32, or float64 (stored as float32), e.g. memory-mapped: it is
-        read, checked (finite), counted (top1) and written one row chunk at a time, so memory stays
-        bounded whatever N and the source is read once. on_chunk(start_row, stored_chunk): called
-        with each chunk as stored (e.g. to compute signals on the same pass). Raises BankError for a
-        wrong dtype or shape, or NaN/inf (naming the first row); nothing is written then.
+        logits: (N, C) float16/float32, or float64 (stored as float32, each row shifted by its maximum
+        first: see format.narrow_rows), e.g. memory-mapped: it is read, checked (finite, no lossy
+        narrowing), counted (top1) and written one row chunk at a time, so memory stays bounded
+        whatever N and the source is read once. on_chunk(start_row, stored_chunk): called with each
+        chunk as stored (e.g. to compute signals on the same pass). Raises BankError for a wrong dtype
+        or shape, NaN/inf (naming the value, row and column) or a lossy cast; nothing is written then.
         """
         entry = self._model_entry(model_id)
         self._check_split(split)
@@ -194,7 +260,7 @@ class BankWriter:
         array = np.asanyarray(logits)
         stored = np.dtype(np.float32) if array.dtype == np.float64 else array.dtype
         if stored not in LOGITS_DTYPES:
-            raise BankError(f"logits dtype is {array.dtype}; float16 or float32 expected", path=path,
+            raise BankError(f"logits dtype is {array.dtype}; float16, float32 or float64 expected", path=path,
                             model=model_id, split=split, fix="convert with .astype('float32')")
         labels = self.labels(split)
         if array.ndim != 2 or array.shape != (len(labels), self.num_classes):
@@ -208,12 +274,16 @@ class BankWriter:
             header = {"descr": np.lib.format.dtype_to_descr(stored), "fortran_order": False, "shape": array.shape}
             np.lib.format.write_array_header_1_0(handle, header)   # the header np.save writes for this array
             for start in range(0, len(labels), SCAN_CHUNK_ROWS):
-                chunk = np.asarray(array[start:start + SCAN_CHUNK_ROWS]).astype(stored, copy=False)
-                finite = np.isfinite(chunk).all(axis=1)
+                raw = np.asarray(array[start:start + SCAN_CHUNK_ROWS])
+                finite = np.isfinite(raw).all(axis=1)
                 if not finite.all():
                     row = start + int(np.flatnonzero(~finite)[0])
-                    raise BankError(f"logits contain NaN or inf (first at row {row})", path=path, model=model_id,
-                                    split=split, fix="check the model output for overflow; nothing was written")
+                    raise BankError(f"logits are not all finite: {non_finite_problem(array, row)}", path=path,
+                                    model=model_id, split=split, fix="fix the model's output; nothing was written")
+                try:   # float64 -> float32: each row shifted by its maximum first, refused if still lossy
+                    chunk = narrow_rows(raw, stored, first_row=start)
+                except BankError as error:
+                    raise BankError(error.problem, path=path, model=model_id, split=split, fix=error.fix) from None
                 correct += int((chunk.argmax(axis=1) == labels[start:start + SCAN_CHUNK_ROWS]).sum())
                 if on_chunk is not None:
                     on_chunk(start, chunk)
@@ -225,6 +295,7 @@ class BankWriter:
         self._write_manifest()
         return entry["top1"][split]
 
+    @_writes
     def set_latency(self, model_id: str, device: str, values: dict) -> None:
         """Record latency (ms) on `device`, e.g. {"batch_1": 3.1, "batch_32": 1.2}."""
         entry = self._model_entry(model_id)
@@ -237,6 +308,7 @@ class BankWriter:
         entry.setdefault("latency_ms", {})[str(device)] = clean
         self._write_manifest()
 
+    @_writes
     def set_dataset(self, **fields) -> None:
         """Update dataset metadata (name, description, licence, caveats, task)."""
         self._manifest["dataset"].update(fields)
@@ -273,11 +345,12 @@ class undo_on_failure:
     """A failed multi-step write removes what it added: a new bank's files (and its folder, if this
     run created it), or, for an existing bank, new files and the previous manifest.json."""
 
-    def __init__(self, out, *, new: bool):
+    def __init__(self, out, *, new: bool, created_folder: bool | None = None):
         self.out, self.new = Path(out), new
+        self._created_folder = created_folder
 
     def __enter__(self):
-        self.created_folder = not self.out.exists()
+        self.created_folder = (not self.out.exists()) if self._created_folder is None else self._created_folder
         self.before = {p for p in self.out.rglob("*")} if self.out.is_dir() else set()
         manifest = manifest_path(self.out)
         self.manifest = manifest.read_bytes() if manifest.is_file() else None
@@ -290,7 +363,8 @@ class undo_on_failure:
             if self.new and self.created_folder:
                 shutil.rmtree(self.out, ignore_errors=True)
                 return False
-            added = [p for p in self.out.rglob("*") if p not in self.before] if self.out.is_dir() else []
+            added = ([p for p in self.out.rglob("*") if p not in self.before and p != lock_path(self.out)]
+                     if self.out.is_dir() else [])   # the lock file stays: another writer may wait on it
             for path in sorted(added, key=lambda p: len(p.parts), reverse=True):
                 if path.is_dir() and not path.is_symlink():
                     shutil.rmtree(path, ignore_errors=True)
@@ -303,19 +377,45 @@ class undo_on_failure:
         return False
 
 
-def remove_leftover_temp_files(out, log=None) -> list[Path]:
-    """Delete temp files a killed writer left (never data: atomic writes only rename complete files);
-    returns the paths removed, each also passed to `log` when given.
+def _own_temp_files(out: Path) -> list[Path]:
+    """Temp files atomic.py's writes of *this bank's* files leave when killed, and nothing else: by
+    exact name (".<final>.tmp-XXXXXXXX") in the places the format defines, never anywhere below."""
+    found = [p for p in out.iterdir() if (m := TEMP_NAME.fullmatch(p.name)) and m["final"] == MANIFEST]
+    splits_root = out / SPLITS_DIR
+    if splits_root.is_dir() and not splits_root.is_symlink():
+        for folder in splits_root.iterdir():
+            if not is_valid_id(folder.name) or not folder.is_dir() or folder.is_symlink():
+                continue
+            for entry in folder.iterdir():
+                match = TEMP_NAME.fullmatch(entry.name)
+                if match and match["final"] in (SAMPLES, LABELS):
+                    found.append(entry)
+            logits_folder = folder / LOGITS_DIR
+            if logits_folder.is_dir() and not logits_folder.is_symlink():
+                for entry in logits_folder.iterdir():
+                    match = TEMP_NAME.fullmatch(entry.name)
+                    if match and match["final"].endswith(".npy") and is_valid_id(match["final"][:-4]):
+                        found.append(entry)
+    return [p for p in found if p.is_file() and not p.is_symlink()]
 
-    Assumes one writer per bank at a time, as precompute does.
+
+def remove_leftover_temp_files(out, log=None) -> list[Path]:
+    """Delete the temp files a killed writer of the bank at `out` left; returns the paths removed,
+    each also passed to `log` when given.
+
+    Only this tool's own files are removed: the folder must be a bank (or a new bank's folder holding
+    nothing but its leftovers), else BankError before anything is touched; only temp names of the
+    bank's own files, in the bank's own folders, qualify (a user's hidden ".x.tmp-y" files elsewhere
+    are never touched). Runs under the bank's writer lock, so a live writer's temp files are safe.
     """
-    out = Path(out)
-    removed: list[Path] = []
+    out = Path(out).expanduser()
     if not out.is_dir():
-        return removed
-    for path in [out, *out.rglob("*")]:
-        if path.is_file() and is_temp_name(path.name):
-            path.unlink()
+        return []
+    bank_folder_state(out)
+    removed: list[Path] = []
+    with bank_lock(out):
+        for path in _own_temp_files(out):
+            path.unlink(missing_ok=True)
             removed.append(path)
             if log is not None:
                 log(f"removed a temp file left by an interrupted run: {path}")
