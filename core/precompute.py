@@ -428,13 +428,17 @@ def precompute(*, samples: SampleList, specs: list[str], out, split: str = "val"
 
     shard_size = DEFAULT_SHARD_SIZE if shard_size is None else check_shard_size(shard_size)
     check_engine_options(engine, model_workers, gpus_per_worker, ray_results)
+    from .adapters import autocast_dtype
+
+    autocast_dtype("cpu", amp)     # checks the value before any model loads
     if not len(samples):
         raise UsageError("no images to process")
     if not specs:
         raise UsageError("specs: no models given (one model spec per model)", parameter="specs")
     # 1. Every model loads before any image work (bad spec -> error now).
     if adapters is None:
-        adapters = [create_adapter(spec, device=device, amp=amp) for spec in specs]
+        # With Ray the driver's copies only give ids, metadata and latency; the actors use `device`.
+        adapters = [create_adapter(spec, device="cpu" if engine == "ray" else device, amp=amp) for spec in specs]
     ids = [a.id for a in adapters]
     if len(set(ids)) != len(ids):
         raise UsageError(f"two model specs give the same model id: {ids}")

@@ -18,9 +18,10 @@ units itself into the bank folder: use it on a cluster where every node sees the
 a shared volume) and many GPUs would otherwise funnel all logits through the driver. Either way
 the driver alone writes manifest.json (assembly), and images must be on a path every node sees.
 
-Faults: actors restart when their process dies (max_restarts=-1); the driver catches the error of
-a unit whose actor died and submits it again (counted in `EngineStats.retried`); decode tasks are
-retried by Ray itself. A killed driver leaves the staged units, and the next run starts from them.
+Faults: when a model worker's process dies, the driver catches the error of each unit queued on
+it, puts a fresh actor in its place and submits those units again (counted in
+`EngineStats.retried`; a unit failing MAX_ATTEMPTS times fails the run); decode tasks are retried by
+Ray itself. A killed driver leaves the staged units, and the next run starts from them.
 """
 
 from __future__ import annotations
@@ -229,11 +230,16 @@ def run_ray(writer, plan: UnitPlan, adapters, samples, *, batch_size: int, corru
         actor_cpus = min(1.0, max(cpus - 1.0, 0.0) / model_workers) if cpus > 1 else 0.0
         worker_device = ("cuda" if gpus_per_worker else "cpu") if device == "auto" else device
         actor_class = ray.remote(ModelWorker).options(
-            num_cpus=actor_cpus, num_gpus=gpus_per_worker, max_restarts=-1, max_task_retries=0,
+            num_cpus=actor_cpus, num_gpus=gpus_per_worker, max_restarts=0, max_task_retries=0,
             scheduling_strategy="SPREAD")
         import torch
 
-        actors = [actor_class.remote(worker_device, amp, torch.get_num_threads()) for _ in range(model_workers)]
+        threads = torch.get_num_threads()
+
+        def new_actor():
+            return actor_class.remote(worker_device, amp, threads)
+
+        actors = [new_actor() for _ in range(model_workers)]
         prepare = ray.remote(num_cpus=1, max_retries=MAX_ATTEMPTS)(prepare_batch)
         preprocessors = {a.preprocess_key: portable_preprocess(a) for a in adapters}
         files = [str(f) for f in samples.files]
@@ -250,7 +256,7 @@ def run_ray(writer, plan: UnitPlan, adapters, samples, *, batch_size: int, corru
                        "fingerprints": [plan.fingerprints[a.id][item["k"]] for a in item["models"]],
                        "sample_ids": samples.sample_ids[start:stop], "rel_paths": samples.rel_paths[start:stop],
                        "num_classes": writer.num_classes}
-            inflight[actors[slot].run.remote(payload, refs, write_to)] = (item, slot)
+            inflight[actors[slot].run.remote(payload, refs, write_to)] = (item, slot, actors[slot])
             load[slot] += 1
 
         def fill() -> None:
@@ -263,7 +269,7 @@ def run_ray(writer, plan: UnitPlan, adapters, samples, *, batch_size: int, corru
         fill()
         while inflight:
             done, _ = ray.wait(list(inflight), num_returns=1)
-            item, slot = inflight.pop(done[0])
+            item, slot, actor = inflight.pop(done[0])
             load[slot] -= 1
             try:
                 unit_results = ray.get(done[0])
@@ -277,6 +283,11 @@ def run_ray(writer, plan: UnitPlan, adapters, samples, *, batch_size: int, corru
                 item["attempt"] += 1
                 stats.retried += len(item["models"])
                 items.appendleft(item)
+                if actor is actors[slot]:
+                    # A fresh actor in its place (the dead one's other queued units fail the same way and
+                    # come back here, hence the check); it loads its models again on its first unit.
+                    ray.kill(actor, no_restart=True)
+                    actors[slot] = new_actor()
                 fill()
                 continue
             fill()        # keep the actors busy while this unit is staged and assembled
