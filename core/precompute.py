@@ -490,7 +490,7 @@ def precompute(*, samples: SampleList, specs: list[str], out, split: str = "val"
         if force:
             for adapter in pending:
                 clear_staging(out, split, adapter.id)
-        plan = plan_units(out, split, samples, pending, shard_size=shard_size, transform=transform)
+        plan = plan_units(out, split, samples, pending, shard_size=shard_size, transform=transform, log=log)
         if plan.resumed:
             log(f"resuming: {plan.resumed} of {plan.total} work unit(s) already staged by an earlier run")
         split_meta = {"description": split_description, "image_source": image_source, "transform": transform}

@@ -185,16 +185,24 @@ class UnitPlan:
         return len(self.staged.get(model_id, ())) == len(self.shards)
 
 
-def plan_units(bank_path, split: str, samples, adapters, *, shard_size: int, transform) -> UnitPlan:
-    """The units of `adapters` (pending models) over `samples`, with those already staged marked."""
+def plan_units(bank_path, split: str, samples, adapters, *, shard_size: int, transform, log=None) -> UnitPlan:
+    """The units of `adapters` (pending models) over `samples`, with those already staged (same
+    fingerprint, logits matching their checksum) marked; a damaged staged unit is removed."""
     shards = plan_shards(len(samples), shard_size)
     fingerprints = {a.id: [shard_fingerprint(a.spec, transform, samples.sample_ids[s:e], samples.rel_paths[s:e])
                            for s, e in shards] for a in adapters}
     plan = UnitPlan(Path(bank_path), split, shards, fingerprints)
     for model_id, prints in fingerprints.items():
         for k, (start, stop) in enumerate(shards):
-            if read_record(bank_path, split, model_id, start, stop, prints[k]) is not None:
-                plan.mark(model_id, k)
+            record = read_record(bank_path, split, model_id, start, stop, prints[k])
+            if record is None:
+                continue
+            if load_unit_logits(bank_path, record) is None:     # damaged since: compute it again
+                if log is not None:
+                    log(f"staged unit {start}-{stop} of {model_id} does not match its checksum; recomputing it")
+                remove_unit(bank_path, split, model_id, start, stop)
+                continue
+            plan.mark(model_id, k)
     plan.resumed_at_start = plan.resumed
     return plan
 
