@@ -386,7 +386,7 @@ def _output_width(adapter) -> int:
 
 
 def precompute(*, samples: SampleList, specs: list[str], out, split: str = "val", device: str = "auto",
-               batch_size: int = 32, workers: int | None = None, amp: bool = False, force: bool = False,
+               batch_size: int = 32, workers: int | None = None, amp: bool | str = False, force: bool = False,
                corruption: dict | None = None, latency: bool = True, dataset: dict | None = None,
                class_names=None, split_description: str = "", image_source: dict | None = None,
                progress: bool = True, cache_bytes: int = DEFAULT_CACHE_BYTES, adapters=None,

@@ -31,6 +31,22 @@ class EngineStats:
     by_node: dict = field(default_factory=dict)         # Ray node id -> units computed there
 
 
+def forward_fitting(adapter, batch):
+    """adapter.forward(batch); when the GPU runs out of memory, the batch is halved (recursively)
+    and the halves' logits concatenated, so a `batch_size` too big for the card still completes.
+    Only CUDA out-of-memory is caught; one image that does not fit re-raises it."""
+    import torch
+
+    try:
+        return adapter.forward(batch)
+    except torch.cuda.OutOfMemoryError:
+        if len(batch) <= 1:
+            raise
+        torch.cuda.empty_cache()
+        half = len(batch) // 2
+        return np.concatenate([forward_fitting(adapter, batch[:half]), forward_fitting(adapter, batch[half:])])
+
+
 def shard_batches(start: int, stop: int, batch_size: int) -> list[list[int]]:
     """Rows start..stop-1 cut into batches of batch_size, the first starting at `start`."""
     return [list(range(b, min(b + batch_size, stop))) for b in range(start, stop, batch_size)]
@@ -111,7 +127,7 @@ def run_local(writer, plan: UnitPlan, adapters, samples, *, batch_size: int, wor
                         xt = xt.pin_memory()
                     for adapter in need[k]:
                         t0 = time.perf_counter()
-                        outputs[k][adapter.id].append(adapter.forward(xt if adapter.backend == "timm" else x))
+                        outputs[k][adapter.id].append(forward_fitting(adapter, xt if adapter.backend == "timm" else x))
                         forward[k][adapter.id] += time.perf_counter() - t0
                 left[k] -= 1
                 if left[k]:

@@ -32,7 +32,7 @@ from collections import deque
 import numpy as np
 
 from .errors import UsageError
-from .precompute_local import EngineStats, assemble_finished, groups_in_order, shard_batches
+from .precompute_local import EngineStats, assemble_finished, forward_fitting, groups_in_order, shard_batches
 from .units import UnitPlan, UnitProgress, UnitResult, write_unit
 
 MAX_ATTEMPTS = 4           # a unit whose workers die this many times fails the run
@@ -159,7 +159,7 @@ class ModelWorker:
                 x = x.pin_memory()
             for adapter in adapters:
                 t0 = time.perf_counter()
-                outputs[adapter.id].append(adapter.forward(x if adapter.backend == "timm" else arrays))
+                outputs[adapter.id].append(forward_fitting(adapter, x if adapter.backend == "timm" else arrays))
                 forward[adapter.id] += time.perf_counter() - t0
         start, stop = item["shard"]
         skipped = [{"image_path": item["rel_paths"][r - start], "reason": errors[r]} for r in sorted(errors)]

@@ -219,3 +219,31 @@ def test_amp_is_a_cuda_path_and_pinned_memory_only_with_cuda(tiny_specs):
         autocast_dtype("cuda", "int8")
     adapter = create_adapter(tiny_specs[0], device="cpu", amp="bf16")
     assert adapter.amp is False and adapter.amp_dtype is None
+
+
+def test_a_batch_too_big_for_the_gpu_is_halved_until_it_fits():
+    import torch
+
+    from cascade_explorer.core.precompute_local import forward_fitting
+
+    class SmallCard:
+        """forward() of an adapter on a card that holds at most 3 images (CUDA's own error type)."""
+        calls = []
+
+        def forward(self, batch):
+            self.calls.append(len(batch))
+            if len(batch) > 3:
+                raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+            return np.asarray(batch, np.float32)[:, :2] * 2
+
+    batch = np.arange(20, dtype=np.float32).reshape(10, 2)
+    out = forward_fitting(SmallCard(), batch)
+    np.testing.assert_array_equal(out, batch * 2)
+    assert SmallCard.calls == [10, 5, 2, 3, 5, 2, 3]
+
+    class NoCard:
+        def forward(self, batch):
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+
+    with pytest.raises(torch.cuda.OutOfMemoryError):
+        forward_fitting(NoCard(), batch)
