@@ -428,6 +428,9 @@ def precompute(*, samples: SampleList, specs: list[str], out, split: str = "val"
 
     shard_size = DEFAULT_SHARD_SIZE if shard_size is None else check_shard_size(shard_size)
     check_engine_options(engine, model_workers, gpus_per_worker, ray_results)
+    if engine == "ray" and str(device).startswith("cuda") and not gpus_per_worker:
+        raise UsageError(f"device {device!r} with the Ray engine needs GPUs for its model workers: pass "
+                         "`gpus_per_worker` (e.g. 1), or device='auto'", parameter="device")
     from .adapters import autocast_dtype
 
     autocast_dtype("cpu", amp)     # checks the value before any model loads

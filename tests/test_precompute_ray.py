@@ -21,6 +21,9 @@ from cascade_explorer.core import precompute as pc
 from cascade_explorer.core.bank import Bank
 
 ray = pytest.importorskip("ray")
+# One xdist worker runs this whole module (scripts/test.sh uses --dist loadgroup): one cluster, one
+# local reference bank, and the two-node test last.
+pytestmark = pytest.mark.xdist_group("ray")
 
 # The fault and two-node tests use the two TFLite models (fast on 2 CPUs); the equality test adds
 # Lite0 (torch: the one whose CPU kernels depend on the thread count).

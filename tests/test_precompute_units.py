@@ -5,6 +5,7 @@ Tiny timm architectures with local random weights (real timm code and preprocess
 test_precompute.py.
 """
 
+import importlib.util
 import json
 import signal
 import subprocess
@@ -182,6 +183,9 @@ def test_engine_options_are_checked_before_models_load(tmp_path, tiny_specs, mon
         _run(samples, ["timm:not_a_net"], tmp_path / "bank", ray_results="nfs")
     with pytest.raises(UsageError, match="^amp must be"):
         _run(samples, ["timm:not_a_net"], tmp_path / "bank", amp="fp8")
+    if importlib.util.find_spec("ray") is not None:
+        with pytest.raises(UsageError, match="^device 'cuda' with the Ray engine needs GPUs.*`gpus_per_worker`"):
+            _run(samples, ["timm:not_a_net"], tmp_path / "bank", engine="ray", device="cuda")
     monkeypatch.setitem(sys.modules, "ray", None)          # as if Ray were not installed
     with pytest.raises(UsageError, match=r"^engine 'ray' needs Ray.*pip install 'cascade-explorer\[ray\]'"):
         _run(samples, ["timm:not_a_net"], tmp_path / "bank", engine="ray")
