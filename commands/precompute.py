@@ -26,7 +26,9 @@ def add_parser(sub) -> None:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--workers", type=int, default=None, help="data loader workers (default: CPU count)")
-    p.add_argument("--amp", action="store_true", help="mixed precision on CUDA")
+    p.add_argument("--amp", nargs="?", const="fp16", default=False, choices=["fp16", "bf16"],
+                   help="mixed precision on CUDA: autocast to fp16 (the default with a bare --amp) or bf16; "
+                        "logits are stored as float16 either way")
     p.add_argument("--force", action="store_true", help="redo model x split pairs already finished")
     p.add_argument("--corruptions", help="apply ImageNet-C style corruptions: TYPE[,TYPE...]")
     p.add_argument("--severity", type=int, default=None,
@@ -36,6 +38,19 @@ def add_parser(sub) -> None:
     p.add_argument("--dataset-name", help="dataset name for a new bank's manifest")
     p.add_argument("--no-signals", action="store_true",
                    help="do not fill the bank's signal store (stored confidences of the default criterion)")
+    p.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="where the models run: this process (local), or a Ray cluster (ray; "
+                        "pip install 'cascade-explorer[ray]')")
+    p.add_argument("--shard-size", type=int, default=None,
+                   help="images per work unit (default 10000); a killed run loses at most the units in flight")
+    p.add_argument("--ray-address", default=None, metavar="auto|HOST:PORT",
+                   help="Ray cluster to use (default: start a local one)")
+    p.add_argument("--model-workers", type=int, default=None,
+                   help="Ray model-holding actors (default: one per GPU with --gpus-per-worker, else CPUs/2)")
+    p.add_argument("--gpus-per-worker", type=float, default=0, help="GPUs per Ray model worker (fractions share one)")
+    p.add_argument("--ray-results", choices=["driver", "workers"], default="driver",
+                   help="who stages each unit's logits: the driver (bank only on this machine) or the workers "
+                        "(the bank's folder is a path every node sees)")
 
 
 def check_options(args) -> None:
@@ -45,7 +60,17 @@ def check_options(args) -> None:
     from cascade_explorer.core.precompute import check_run_options
     from cascade_explorer.core.validate import check_int
 
+    from cascade_explorer.core.precompute import check_engine_options
+    from cascade_explorer.core.units import check_shard_size
+
     check_run_options(args.split, args.batch_size, args.workers)
+    if args.shard_size is not None:
+        check_shard_size(args.shard_size)
+    check_engine_options(args.engine, args.model_workers, args.gpus_per_worker, args.ray_results)
+    if args.engine != "ray" and (args.ray_address or args.model_workers is not None or args.gpus_per_worker
+                                 or args.ray_results != "driver"):
+        raise UsageError("--ray-address, --model-workers, --gpus-per-worker and --ray-results only apply with "
+                         "--engine ray")
     check_int(args.seed, "seed", minimum=0)
     if args.severity is not None:
         if not args.corruptions:
@@ -82,5 +107,7 @@ def run(args) -> int:
                                   + (f", corrupted ({args.corruptions}, severity {corruption['severity']})"
                                      if corruption else "")),
                image_source={"root": root, "env": "CASCADE_EXPLORER_IMAGES"},
-               signals=not args.no_signals, log=say)
+               signals=not args.no_signals, log=say,
+               engine=args.engine, shard_size=args.shard_size, ray_address=args.ray_address,
+               model_workers=args.model_workers, gpus_per_worker=args.gpus_per_worker, ray_results=args.ray_results)
     return 0

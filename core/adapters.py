@@ -56,6 +56,25 @@ def resolve_device(device: str = "auto") -> str:
     return str(device)
 
 
+AMP_DTYPES = ("fp16", "bf16")
+
+
+def autocast_dtype(device, amp):
+    """The torch dtype of CUDA autocast for `amp` (False/None: off; True or "fp16": float16; "bf16":
+    bfloat16), or None when off or when `device` is not CUDA (mixed precision is a GPU path here).
+    Raises UsageError naming `amp` for any other value."""
+    if amp is None or amp is False:
+        return None
+    if amp is not True and amp not in AMP_DTYPES:
+        raise UsageError(f"amp must be False, True (fp16) or one of {', '.join(AMP_DTYPES)}, got {amp!r}",
+                         parameter="amp")
+    if not str(device).startswith("cuda"):
+        return None
+    import torch
+
+    return torch.bfloat16 if amp == "bf16" else torch.float16
+
+
 # --------------------------------------------------------------------------------------- timm
 class TimmAdapter:
     """A timm model; preprocessing from timm.data.resolve_data_config + create_transform."""
@@ -68,7 +87,9 @@ class TimmAdapter:
 
         self.model = model.eval().to(device)
         self.spec, self.id, self.display_name, self.source = spec, model_id, display_name, source
-        self.device, self.amp = device, bool(amp and str(device).startswith("cuda"))
+        self.device = device
+        self.amp_dtype = autocast_dtype(device, amp)
+        self.amp = self.amp_dtype is not None
         config = timm.data.resolve_data_config({}, model=self.model)
         self.transform = timm.data.create_transform(**config, is_training=False)
         self.data_config = {
@@ -102,7 +123,7 @@ class TimmAdapter:
         x = x.to(self.device, non_blocking=True)
         with torch.inference_mode():
             if self.amp:
-                with torch.autocast("cuda", dtype=torch.float16):
+                with torch.autocast("cuda", dtype=self.amp_dtype):
                     out = self.model(x)
             else:
                 out = self.model(x)

@@ -1,15 +1,20 @@
 """Run real models over labelled images and store their logits in a bank (`cascade-explorer precompute`).
 
 Pipeline: list samples + labels -> build every adapter (a bad spec fails before any work) ->
-check the output bank -> for each group of pending models that share one preprocessing, one
-pass over the images with a DataLoader (workers decode + preprocess, the main process runs the
-models) -> each finished model x split is saved atomically with BankWriter.add_logits.
+check the output bank -> plan work units (one model x one shard of images, core/units.py) ->
+an engine computes the units not yet staged: "local" (core/precompute_local.py: one pass per
+preprocessing group with a DataLoader, workers decode + preprocess, this process runs the models)
+or "ray" (core/precompute_ray.py: CPU tasks decode + preprocess, model-holding actors run the
+models, on a local or remote Ray cluster) -> each finished unit is staged atomically; each model
+x split whose units are all staged is assembled into logits/<model>.npy (BankWriter.add_logits)
+and `on_logits_assembled` is called.
 
-Each image is decoded once per run: the first pass keeps the decoded (and, for a corrupted
-split, corrupted) RGB pixels in memory for the later passes while they fit in
+The local engine decodes each image once per run: the first pass keeps the decoded (and, for a
+corrupted split, corrupted) RGB pixels in memory for the later passes while they fit in
 `cache_bytes`; beyond that the later passes decode again. Images that cannot be decoded are
 skipped and listed in the split's "skipped" entry of the manifest (never silently dropped).
-A killed run keeps every finished model x split; re-running skips them unless force=True.
+A killed run keeps every finished unit and model x split; re-running computes only the rest,
+unless force=True.
 """
 
 from __future__ import annotations
@@ -17,7 +22,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +33,6 @@ from .validate import check_int
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 DEFAULT_CACHE_BYTES = 3 * 1024**3
-LOGITS_DTYPE = np.float16
 
 
 @dataclass
@@ -79,6 +82,12 @@ class PrecomputeReport:
     wall_s: float
     passes_s: float                   # time in the image passes (decode + preprocess + forward)
     latency_s: float
+    engine: str = "local"
+    units_total: int = 0              # work units (model x shard) of the pending models
+    units_resumed: int = 0            # already staged by an earlier (killed) run, not recomputed
+    units_computed: int = 0           # computed in this run
+    units_retried: int = 0            # computed again after a worker process died
+    units_by_node: dict = field(default_factory=dict)   # Ray node id -> units computed there
 
     @property
     def forward_s(self) -> float:
@@ -87,6 +96,11 @@ class PrecomputeReport:
     def lines(self) -> list[str]:
         out = [f"bank {self.bank_path} split {self.split!r}: {len(self.done)} model(s) computed, "
                f"{len(self.skipped_models)} already finished, {len(self.skipped_images)} image(s) skipped"]
+        if self.units_total:
+            out.append(f"  {self.engine} engine: {self.units_computed} work unit(s) computed, {self.units_resumed} "
+                       f"resumed from an earlier run, of {self.units_total}"
+                       + (f"; {self.units_retried} retried after a worker died" if self.units_retried else "")
+                       + (f"; units per node: {self.units_by_node}" if self.units_by_node else ""))
         for t in self.done:
             shared = f" (pass shared with {', '.join(t.shared_with)})" if t.shared_with else ""
             out.append(f"  {t.model_id:<24} top-1 {t.top1:6.1%}  forward-only {t.forward_images_per_s:8.1f} img/s  "
@@ -340,24 +354,7 @@ def _collate(items):
     return indices, [item[0] for item in good], arrays, errors, decoded
 
 
-def _loader(dataset, *, batch_size: int, workers: int):
-    import torch.utils.data
-
-    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
-                                       collate_fn=_collate,
-                                       persistent_workers=False, prefetch_factor=4 if workers else None)
-
-
 # ------------------------------------------------------------------------------------ pipeline
-
-def _progress(total: int, desc: str, position: int, enabled: bool):
-    from tqdm.auto import tqdm
-
-    from .text import terminal_text   # desc holds bank names: no terminal control sequences
-
-    return tqdm(total=total, desc=terminal_text(desc), position=position, leave=True, unit="img", disable=not enabled,
-                dynamic_ncols=True, file=sys.stderr)
-
 
 def _class_names_for(samples: SampleList, num_outputs: int, given) -> list[str]:
     if given is not None:
@@ -387,11 +384,13 @@ def _output_width(adapter) -> int:
 
 
 def precompute(*, samples: SampleList, specs: list[str], out, split: str = "val", device: str = "auto",
-               batch_size: int = 32, workers: int | None = None, amp: bool = False, force: bool = False,
+               batch_size: int = 32, workers: int | None = None, amp: bool | str = False, force: bool = False,
                corruption: dict | None = None, latency: bool = True, dataset: dict | None = None,
                class_names=None, split_description: str = "", image_source: dict | None = None,
                progress: bool = True, cache_bytes: int = DEFAULT_CACHE_BYTES, adapters=None,
-               signals: bool = True, log=None) -> PrecomputeReport:
+               signals: bool = True, log=None, engine: str = "local", shard_size: int | None = None,
+               ray_address: str | None = None, model_workers: int | None = None, gpus_per_worker: float = 0,
+               ray_results: str = "driver", on_unit=None) -> PrecomputeReport:
     """Compute logits of every model spec on `samples` into the bank at `out` (see module docstring).
 
     samples: a SampleList (samples_from_folder / samples_from_list). specs: model specs such as
@@ -405,6 +404,13 @@ def precompute(*, samples: SampleList, specs: list[str], out, split: str = "val"
     default criterion for the models computed. log: called with each progress line (default: this
     module's logger at INFO).
 
+    Work is cut into units (one model x `shard_size` images, core/units.py), each staged atomically
+    as it finishes, so a killed run loses at most the units in flight. engine: "local" (this
+    process, a DataLoader's `workers` decode) or "ray" (core/precompute_ray.py: `model_workers`
+    model-holding actors with `gpus_per_worker` GPUs each on the cluster at `ray_address`, None for
+    a local one; `ray_results` "driver" or "workers" says who writes the units). amp: False, True
+    or "fp16", or "bf16" (CUDA autocast). on_unit(record) is called after each staged unit.
+
     Raises UsageError for bad options (naming the parameter), no images, no models, models with
     different class counts; BankError when `out` holds a different bank. Returns a PrecomputeReport
     (per-model timings, skipped images).
@@ -417,13 +423,24 @@ def precompute(*, samples: SampleList, specs: list[str], out, split: str = "val"
 
     started = time.perf_counter()
     check_run_options(split, batch_size, workers)
+    from .units import DEFAULT_SHARD_SIZE, check_shard_size
+
+    shard_size = DEFAULT_SHARD_SIZE if shard_size is None else check_shard_size(shard_size)
+    check_engine_options(engine, model_workers, gpus_per_worker, ray_results)
+    if engine == "ray" and str(device).startswith("cuda") and not gpus_per_worker:
+        raise UsageError(f"device {device!r} with the Ray engine needs GPUs for its model workers: pass "
+                         "`gpus_per_worker` (e.g. 1), or device='auto'", parameter="device")
+    from .adapters import autocast_dtype
+
+    autocast_dtype("cpu", amp)     # checks the value before any model loads
     if not len(samples):
         raise UsageError("no images to process")
     if not specs:
         raise UsageError("specs: no models given (one model spec per model)", parameter="specs")
     # 1. Every model loads before any image work (bad spec -> error now).
     if adapters is None:
-        adapters = [create_adapter(spec, device=device, amp=amp) for spec in specs]
+        # With Ray the driver's copies only give ids, metadata and latency; the actors use `device`.
+        adapters = [create_adapter(spec, device="cpu" if engine == "ray" else device, amp=amp) for spec in specs]
     ids = [a.id for a in adapters]
     if len(set(ids)) != len(ids):
         raise UsageError(f"two model specs give the same model id: {ids}")
@@ -469,14 +486,50 @@ def precompute(*, samples: SampleList, specs: list[str], out, split: str = "val"
     if finished:
         log(f"already in the bank, skipped (force redoes them): {', '.join(finished)}")
     timings: list[ModelTiming] = []
-    skipped_images = list(split_entry.get("skipped", [])) if split_entry else []
     passes_s = 0.0
+    plan = None
+    stats = None
     if pending:
-        timings, skipped_images, passes_s = _run_passes(
-            writer, pending, samples, split, split_entry, batch_size=batch_size,
-            workers=(os.cpu_count() or 1) if workers is None else workers, corruption=corruption,
-            transform=transform, split_description=split_description, image_source=image_source,
-            progress=progress, cache_bytes=cache_bytes)
+        from .units import clear_staging, plan_units
+
+        if force:
+            for adapter in pending:
+                clear_staging(out, split, adapter.id)
+        plan = plan_units(out, split, samples, pending, shard_size=shard_size, transform=transform, log=log)
+        plan.signals = signals
+        if plan.resumed:
+            log(f"resuming: {plan.resumed} of {plan.total} work unit(s) already staged by an earlier run")
+        split_meta = {"description": split_description, "image_source": image_source, "transform": transform}
+        t_passes = time.perf_counter()
+        if engine == "ray":
+            from .precompute_ray import run_ray
+
+            stats = run_ray(writer, plan, pending, samples, batch_size=batch_size, corruption=corruption,
+                            progress=progress, split_meta=split_meta, log=log, address=ray_address,
+                            model_workers=model_workers, gpus_per_worker=gpus_per_worker, results=ray_results,
+                            device=device, amp=amp, on_unit=on_unit)
+        else:
+            from .precompute_local import run_local
+
+            stats = run_local(writer, plan, pending, samples, batch_size=batch_size,
+                              workers=(os.cpu_count() or 1) if workers is None else workers,
+                              corruption=corruption, progress=progress, cache_bytes=cache_bytes,
+                              split_meta=split_meta, log=log, on_unit=on_unit)
+        passes_s = time.perf_counter() - t_passes
+        unassembled = [a.id for a in pending if a.id not in stats.top1]
+        if unassembled:
+            raise BankError(f"model(s) {unassembled} were not assembled: a staged work unit was damaged or "
+                            "removed during the run", path=out, split=split,
+                            fix="run the same command again; the damaged units are recomputed")
+        groups = {}
+        for adapter in pending:
+            groups.setdefault(adapter.preprocess_key, []).append(adapter.id)
+        for adapter in pending:
+            timings.append(ModelTiming(adapter.id, stats.images.get(adapter.id, 0), stats.forward_s.get(adapter.id, 0.0),
+                                       stats.group_s.get(adapter.id, 0.0), stats.top1[adapter.id],
+                                       [m for m in groups[adapter.preprocess_key] if m != adapter.id]))
+    split_entry = writer.split_entry(split)
+    skipped_images = list(split_entry.get("skipped", [])) if split_entry else []
 
     if pending and signals:
         from .store import SignalStore
@@ -494,21 +547,13 @@ def precompute(*, samples: SampleList, specs: list[str], out, split: str = "val"
                 writer.set_latency(adapter.id, key, measure_latency(adapter))
         latency_s = time.perf_counter() - t0
     report = PrecomputeReport(out, split, timings, finished, skipped_images, time.perf_counter() - started,
-                              passes_s, latency_s)
+                              passes_s, latency_s, engine=engine,
+                              units_total=plan.total if plan else 0, units_resumed=plan.resumed_at_start if plan else 0,
+                              units_computed=stats.computed if stats else 0, units_retried=stats.retried if stats else 0,
+                              units_by_node=dict(stats.by_node) if stats else {})
     for line in report.lines():
         log(line)
     return report
-
-
-def _stored_logits(logits: np.ndarray) -> np.ndarray:
-    """float16 logits, each row shifted by its maximum before the cast (format.narrow_logits), or the
-    float32 logits themselves when float16 would merge a row's top classes even so."""
-    from .bank import BankError, narrow_logits
-
-    try:
-        return narrow_logits(logits, LOGITS_DTYPE)
-    except BankError:
-        return logits
 
 
 def _add_model(writer, adapter) -> None:
@@ -520,99 +565,6 @@ def _add_model(writer, adapter) -> None:
                      spec=portable_spec(adapter.spec),   # no /home/<user>/ in a bank people share input_size=list(config["input_size"]),
                      preprocessing={k: (list(v) if isinstance(v, tuple) else v) for k, v in config.items()
                                     if k != "input_size"})
-
-
-def _run_passes(writer, pending, samples: SampleList, split, split_entry, *, batch_size, workers, corruption,
-                transform, split_description, image_source, progress, cache_bytes):
-    """One pass per preprocessing group; the first pass also decodes (and caches) every image."""
-    groups: dict[tuple, list] = {}
-    for adapter in pending:
-        groups.setdefault(adapter.preprocess_key, []).append(adapter)
-    # Cheapest group first: the decode pass then finishes (and saves) a model soonest.
-    order = sorted(groups.values(), key=lambda g: sum(a.gmacs() for a in g))
-    import torch
-
-    pin = any(str(getattr(a, "device", "cpu")).startswith("cuda") for a in pending)
-    total = len(samples) * len(pending)
-    overall = _progress(total, f"precompute {split}", 0, progress)
-    cache: dict[int, np.ndarray] = {}
-    cache_full = False
-    split_known = split_entry is not None
-    keep_index: list[int] | None = None
-    if split_known:
-        previously = {s["image_path"] for s in split_entry.get("skipped", [])}
-        keep_index = [i for i, rel in enumerate(samples.rel_paths) if rel not in previously]
-    skipped: list[dict] = list(split_entry.get("skipped", [])) if split_entry else []
-    timings: list[ModelTiming] = []
-    passes_started = time.perf_counter()
-    for group_number, group in enumerate(order):
-        first = group_number == 0
-        indices = list(range(len(samples))) if keep_index is None else keep_index
-        dataset = _ImageDataset([samples.files[i] for i in indices], [samples.sample_ids[i] for i in indices],
-                                {group[0].preprocess_key: group[0].preprocess},
-                                cache={j: cache[i] for j, i in enumerate(indices) if i in cache} if cache else None,
-                                corruption=corruption, keep_decoded=first and not cache_full)
-        bars = {a.id: _progress(len(indices), a.id, 1 + k, progress) for k, a in enumerate(group)}
-        outputs = {a.id: [] for a in group}
-        forward_s = {a.id: 0.0 for a in group}
-        good_rows: list[int] = []
-        errors: dict[int, str] = {}
-        cached_bytes = sum(v.nbytes for v in cache.values())
-        t_group = time.perf_counter()
-        for batch_indices, good, arrays, batch_errors, decoded in _loader(dataset, batch_size=batch_size,
-                                                                          workers=workers):
-            errors.update(batch_errors)
-            good_rows.extend(good)
-            for local, pixels in decoded.items():
-                if cached_bytes + pixels.nbytes > cache_bytes:
-                    cache_full = True
-                    continue
-                cache[indices[local]] = pixels
-                cached_bytes += pixels.nbytes
-            if good:
-                x = arrays[group[0].preprocess_key]
-                xt = torch.from_numpy(x)
-                if pin:
-                    xt = xt.pin_memory()
-                for adapter in group:
-                    t0 = time.perf_counter()
-                    logits = adapter.forward(xt if adapter.backend == "timm" else x)
-                    forward_s[adapter.id] += time.perf_counter() - t0
-                    outputs[adapter.id].append(logits)
-                    bars[adapter.id].update(len(batch_indices))
-            else:
-                for adapter in group:
-                    bars[adapter.id].update(len(batch_indices))
-            overall.update(len(batch_indices) * len(group))
-        end_to_end = time.perf_counter() - t_group
-        for bar in bars.values():
-            bar.close()
-        if errors:
-            if not first:
-                # Images decoded fine in the first pass: a later failure means the files changed.
-                raise UsageError(f"{len(errors)} image(s) failed to decode in a later pass, e.g. "
-                                 f"{next(iter(errors.values()))}; the files changed during the run")
-            new_skips = [{"image_path": samples.rel_paths[indices[j]], "reason": errors[j]} for j in sorted(errors)]
-            if split_known:
-                raise UsageError(f"{len(errors)} image(s) that were fine when split {split!r} was created now fail "
-                                 f"to decode, e.g. {new_skips[0]['reason']}")
-            skipped.extend(new_skips)
-        if not split_known:
-            keep_index = [indices[j] for j in good_rows]
-            if not keep_index:
-                raise UsageError(f"none of the {len(samples)} images could be decoded, e.g. "
-                                 f"{skipped[0]['reason'] if skipped else '?'}")
-            kept = samples.subset(keep_index)
-            writer.add_split(split, kept.sample_ids, kept.rel_paths, kept.labels, description=split_description,
-                             image_source=image_source, transform=transform, skipped=skipped)
-            split_known = True
-        for adapter in group:
-            logits = np.concatenate(outputs[adapter.id]).astype(np.float32)
-            top1 = writer.add_logits(adapter.id, split, _stored_logits(logits))
-            timings.append(ModelTiming(adapter.id, len(good_rows), forward_s[adapter.id], end_to_end, top1,
-                                       [a.id for a in group if a is not adapter]))
-    overall.close()
-    return timings, skipped, time.perf_counter() - passes_started
 
 
 # ------------------------------------------------------------------------------------- option checks
@@ -628,6 +580,39 @@ def check_split_id(split) -> str:
         return check_id("split", split)
     except BankError as error:
         raise UsageError(f"split {split!r}: {error.problem}", parameter="split") from None
+
+
+ENGINES = ("local", "ray")
+RAY_RESULTS = ("driver", "workers")
+
+
+def check_engine_options(engine, model_workers=None, gpus_per_worker=0, ray_results="driver") -> None:
+    """The engine options of precompute(), checked before any model loads."""
+    if engine not in ENGINES:
+        raise UsageError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}", parameter="engine")
+    if model_workers is not None:
+        check_int(model_workers, "model_workers", minimum=1)
+    if isinstance(gpus_per_worker, bool) or not isinstance(gpus_per_worker, (int, float)) or not gpus_per_worker >= 0:
+        raise UsageError(f"gpus_per_worker must be a number >= 0 (fractions share a GPU), got {gpus_per_worker!r}",
+                         parameter="gpus_per_worker")
+    if ray_results not in RAY_RESULTS:
+        raise UsageError(f"ray_results must be one of {', '.join(RAY_RESULTS)}, got {ray_results!r}",
+                         parameter="ray_results")
+    if engine == "ray":
+        from .precompute_ray import require_ray
+
+        require_ray()
+
+
+def on_logits_assembled(bank_path, model_id: str, split: str) -> None:
+    """Called by both engines right after a model x split's logits are assembled into the bank (when
+    precompute was asked to fill the signal store): the store's default-criterion entry of that model
+    is computed now, while its logits are still in the page cache. bank_path: the bank folder."""
+    from .bank import Bank
+    from .store import SignalStore
+
+    SignalStore().fill(Bank.open(bank_path, validate=False, allow_incomplete=True), model_ids=[model_id],
+                       splits=[split])
 
 
 def check_run_options(split, batch_size, workers) -> None:

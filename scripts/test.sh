@@ -32,4 +32,6 @@ fi
 # No downloads during tests: timm/huggingface hub code paths must fail fast, not hang.
 export HF_HUB_OFFLINE=1
 
-exec .venv/bin/python -m pytest -n "${PYTEST_WORKERS:-2}" "$@"
+# loadgroup: tests marked xdist_group("ray") share one worker, so the Ray tests start one local
+# cluster between them instead of one per worker (tests without a group are spread as before).
+exec .venv/bin/python -m pytest -n "${PYTEST_WORKERS:-2}" --dist loadgroup "$@"

@@ -6,6 +6,8 @@ Layout (documented in precomputed/README.md), readable with numpy + json + csv a
     BANK/splits/<split>/samples.csv          sample_id,image_path
     BANK/splits/<split>/labels.npy           int64 (N,)
     BANK/splits/<split>/logits/<model>.npy   (N, C) float16|float32, rows in samples.csv order
+    BANK/staging/<split>/<model>/<start>-<stop>.npy|.json   precompute's finished work units (one
+                                             model x shard of images) until the model x split is assembled
 
 Every file name of the format is spelled here and only here; the reader (`reader.Bank`) and the
 writer (`writer.BankWriter`) build paths with the functions below. Every check raises
@@ -32,6 +34,7 @@ SAMPLES = "samples.csv"
 LABELS = "labels.npy"
 LOGITS_DIR = "logits"
 SPLITS_DIR = "splits"
+STAGING_DIR = "staging"        # precompute's work units (core/units.py); not part of a finished bank
 SAMPLES_HEADER = ["sample_id", "image_path"]
 LOGITS_DTYPES = (np.dtype(np.float16), np.dtype(np.float32))
 BACKENDS = ("tflite", "timm", "external")
@@ -67,6 +70,22 @@ def split_dir(bank_path, split: str) -> Path:
 
 def logits_path(bank_path, model_id: str, split: str) -> Path:
     return split_dir(bank_path, split) / LOGITS_DIR / f"{model_id}.npy"
+
+
+def staging_dir(bank_path, split: str | None = None, model_id: str | None = None) -> Path:
+    """BANK/staging[/<split>[/<model>]]: finished work units waiting to be assembled into logits."""
+    path = Path(bank_path) / STAGING_DIR
+    if split is not None:
+        path = path / split
+        if model_id is not None:
+            path = path / model_id
+    return path
+
+
+def unit_paths(bank_path, split: str, model_id: str, start: int, stop: int) -> tuple[Path, Path]:
+    """(logits .npy, record .json) of the work unit holding rows start..stop-1 of the image list."""
+    folder = staging_dir(bank_path, split, model_id)
+    return folder / f"{start:09d}-{stop:09d}.npy", folder / f"{start:09d}-{stop:09d}.json"
 
 
 def manifest_path(bank_path) -> Path:
