@@ -30,3 +30,37 @@ def cases_dir(shared_dir) -> Path:
     if not folder.is_dir():
         pytest.skip(f"{folder} not found")
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_specs(tmp_path_factory):
+    """Two tiny timm models with different preprocessing (random weights, saved locally): model specs."""
+    import timm
+    import torch
+    from safetensors.torch import save_file
+
+    folder = tmp_path_factory.mktemp("weights")
+    specs = []
+    for arch in ("test_efficientnet", "test_vit"):
+        torch.manual_seed(0)
+        model = timm.create_model(arch)
+        path = folder / f"{arch}.safetensors"
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+        specs.append(f"timm:{arch}={path}")
+    return specs
+
+
+@pytest.fixture
+def downloads(monkeypatch) -> dict:
+    """What the dashboard's download buttons would hand the user: {button key or label: payload}."""
+    import streamlit
+
+    captured = {}
+    original = streamlit.download_button
+
+    def recorder(label, data, *args, **kwargs):
+        captured[kwargs.get("key") or label] = data() if callable(data) else data
+        return original(label, data, *args, **kwargs)
+
+    monkeypatch.setattr(streamlit, "download_button", recorder)
+    return captured

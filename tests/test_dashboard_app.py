@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import streamlit
 from streamlit.testing.v1 import AppTest
 
 from cascade_explorer.core import analysis
@@ -205,15 +204,8 @@ def test_bad_url_parameters_fall_back_without_error(app):
     assert not at.error
 
 
-def test_export_config_round_trips_through_core(app, bank_path, monkeypatch, tmp_path):
-    captured = {}
-    original = streamlit.download_button
-
-    def recorder(label, data, *args, **kwargs):
-        captured[kwargs.get("key") or label] = data() if callable(data) else data
-        return original(label, data, *args, **kwargs)
-
-    monkeypatch.setattr(streamlit, "download_button", recorder)
+def test_export_config_round_trips_through_core(app, bank_path, monkeypatch, tmp_path, downloads):
+    captured = downloads
     at = app("explorer")
     v = view(at)
     payload = json.loads(captured["export"])

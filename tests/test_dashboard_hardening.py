@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import streamlit
 from streamlit.testing.v1 import AppTest
 
 from cascade_explorer.core.bank import BankWriter
@@ -49,16 +48,9 @@ def start(bank: Path, monkeypatch, page: str) -> AppTest:
     return at
 
 
-def test_leaderboard_csv_cells_are_never_formulas(tmp_path, monkeypatch):
+def test_leaderboard_csv_cells_are_never_formulas(tmp_path, monkeypatch, downloads):
     bank = write_bank(tmp_path / "formulas", FORMULAS)
-    captured = {}
-    original = streamlit.download_button
-
-    def recorder(label, payload, *args, **kwargs):
-        captured[kwargs.get("key") or label] = payload() if callable(payload) else payload
-        return original(label, payload, *args, **kwargs)
-
-    monkeypatch.setattr(streamlit, "download_button", recorder)
+    captured = downloads
     at = start(bank, monkeypatch, "leaderboard")
     at.toggle(key="w_per_pair").set_value(False).run()
     rows = list(csv.reader(io.StringIO(captured["leaderboard_csv"])))

@@ -10,7 +10,6 @@ import re
 
 import numpy as np
 import pytest
-import streamlit
 from streamlit.testing.v1 import AppTest
 
 from cascade_explorer.core import analysis
@@ -107,15 +106,8 @@ def test_accuracy_interval_names_the_exact_method(app):
     assert any("escalated 95% interval" in c.value for c in at.caption)
 
 
-def test_guarantee_certifies_the_thresholds_and_exports_the_certificate(app, bank_path, monkeypatch):
-    captured = {}
-    original = streamlit.download_button
-
-    def recorder(label, data, *args, **kwargs):
-        captured[kwargs.get("key") or label] = data() if callable(data) else data
-        return original(label, data, *args, **kwargs)
-
-    monkeypatch.setattr(streamlit, "download_button", recorder)
+def test_guarantee_certifies_the_thresholds_and_exports_the_certificate(app, bank_path, monkeypatch, downloads):
+    captured = downloads
     at = app("explorer")
     at.multiselect(key="w_models").set_value(["small", "large"]).run()
     models = ("small", "large")

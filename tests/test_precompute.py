@@ -20,24 +20,6 @@ from cascade_explorer.core.errors import UsageError
 SYNSETS = ["n01440764", "n01443537", "n01484850"]  # ImageNet classes 0, 1, 2
 
 
-@pytest.fixture(scope="module")
-def tiny_specs(tmp_path_factory):
-    """Two tiny timm models with different preprocessing, weights saved locally."""
-    import timm
-    import torch
-    from safetensors.torch import save_file
-
-    folder = tmp_path_factory.mktemp("weights")
-    specs = []
-    for arch in ("test_efficientnet", "test_vit"):
-        torch.manual_seed(0)
-        model = timm.create_model(arch)
-        path = folder / f"{arch}.safetensors"
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
-        specs.append(f"timm:{arch}={path}")
-    return specs
-
-
 def _photo(seed: int, size=(48, 40)) -> Image.Image:
     rng = np.random.default_rng(seed)
     return Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8))
@@ -230,8 +212,13 @@ def test_interrupted_run_keeps_finished_models_and_resumes(tmp_path, tiny_specs,
     partial = Bank.open(out, allow_incomplete=True)
     assert "val" in partial.model(finished).top1
     assert "val" not in partial.model(killed).top1
-    # no half-written file (the writer lock's file is not data: it stays, like any lock file)
-    assert not any(p.name.startswith(".") and p.name != LOCK for p in out.rglob("*"))
+    # no half-written file anywhere (the writer lock's file is not data: it stays, like any lock file;
+    # the signal store's folder and its per-model lock files are derived data, written atomically too)
+    from cascade_explorer.core.atomic import is_temp_name
+    from cascade_explorer.core.store import STORE_DIRNAME
+
+    assert not any(is_temp_name(p.name) for p in out.rglob("*"))
+    assert not any(p.name.startswith(".") and p.name != LOCK and STORE_DIRNAME not in p.parts for p in out.rglob("*"))
     first = (out / f"splits/val/logits/{finished}.npy").stat().st_mtime_ns
     resumed = _run(samples, tiny_specs, out)
     assert [t.model_id for t in resumed.done] == [killed]

@@ -23,23 +23,6 @@ from cascade_explorer.core.bank import Bank
 from cascade_explorer.core.errors import UsageError
 
 
-@pytest.fixture(scope="module")
-def tiny_specs(tmp_path_factory):
-    import timm
-    import torch
-    from safetensors.torch import save_file
-
-    folder = tmp_path_factory.mktemp("weights")
-    specs = []
-    for arch in ("test_efficientnet", "test_vit"):
-        torch.manual_seed(0)
-        model = timm.create_model(arch)
-        path = folder / f"{arch}.safetensors"
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
-        specs.append(f"timm:{arch}={path}")
-    return specs
-
-
 def _images(root: Path, n: int = 20, broken: tuple = ()) -> Path:
     folder = root / "n01440764"
     folder.mkdir(parents=True)
