@@ -381,11 +381,14 @@ class BankAnalysis:
         return router_metrics(stages[0], stages[1], gmacs)
 
     @_memo
-    def _router_table(self, split: str, criterion: str, on: str, fraction: float, seed: int) -> pd.DataFrame:
+    def _router_table(self, split: str, criterion: str, on: str, fraction: float, seed: int,
+                      pairs: tuple | None) -> pd.DataFrame:
         ids = self.bank.models_for(split)
+        if pairs is not None:   # only the models the pairs name are read
+            ids = [m for m in ids if any(m in pair for pair in pairs)]
         signals = {m: self._chain_part(split, (m,), criterion, (1.0,), False, on, fraction, seed)[0] for m in ids}
         gmacs, _ = self._costs(ids, None)
-        rows = router_metrics_all_pairs(signals, dict(zip(ids, gmacs)))
+        rows = router_metrics_all_pairs(signals, dict(zip(ids, gmacs)), pairs=pairs) if len(ids) >= 2 else []
         return pd.DataFrame(rows)
 
     @_memo
@@ -510,21 +513,24 @@ class BankAnalysis:
                              calibration_fraction=0.5, seed=0) -> pd.DataFrame:
         """`frame` (a frontier of the same split, criterion and part) plus the router metrics of each
         2-model row's pair as columns ROUTER_COLUMNS (NaN for 3-model rows)."""
+        pairs = sorted({tuple(models) for models in frame["models"] if len(models) == 2})
         table = self.router_table(split=split, criterion=criterion, on=on, calibration_fraction=calibration_fraction,
-                                  seed=seed)
+                                  seed=seed, pairs=pairs)
         return with_router_columns(frame, table)
 
     def router_table(self, *, split=None, criterion="max_softmax", on="all", calibration_fraction=0.5,
-                     seed=0) -> pd.DataFrame:
+                     seed=0, pairs=None) -> pd.DataFrame:
         """Router metrics of every ordered pair of models with logits on `split`, cheaper first (no
-        temperature): one row per pair, columns "first", "second" and router_metrics' keys."""
+        temperature), or only of `pairs` ((first, second) model ids): one row per pair, columns
+        "first", "second" and router_metrics' keys."""
         split = resolve_split(self.bank, split)
         check_criterion(criterion)
         if len(self.bank.models_for(split)) < 2:
             raise UsageError(f"split: {split!r} has logits for fewer than 2 models; router metrics need a pair",
                              parameter="split")
-        return self._router_table(split, criterion, _check_part(on), *_fraction_seed(calibration_fraction,
-                                                                                      seed)).copy()
+        pairs = None if pairs is None else tuple(sorted({(str(a), str(b)) for a, b in check_sequence(pairs, "pairs")}))
+        return self._router_table(split, criterion, _check_part(on), *_fraction_seed(calibration_fraction, seed),
+                                  pairs).copy()
 
     def stage_signals(self, spec: CascadeSpec, *, split=None, on="all", calibration_fraction=0.5, seed=0,
                       temperature_split=None) -> list[ModelSignals]:

@@ -147,15 +147,16 @@ def router_metrics(first: ModelSignals, second: ModelSignals, gmacs=None) -> dic
     return _metrics(thresholds, n_exit, n_correct, first.correct, second.correct, g)
 
 
-def router_metrics_all_pairs(signals, gmacs=None, *, cheaper_first: bool = True) -> list[dict]:
+def router_metrics_all_pairs(signals, gmacs=None, *, cheaper_first: bool = True, pairs=None) -> list[dict]:
     """`router_metrics` of every ordered pair of models (first -> second), each first model's
     confidences sorted once for all its pairs.
 
     signals: a mapping name -> ModelSignals, or a list of ModelSignals (named by index), all on the
     same samples; gmacs: optional list (or mapping name -> cost) of one cost per model;
     cheaper_first: with gmacs, keep only pairs whose first model is strictly cheaper (the cascades
-    of this project); without gmacs every ordered pair is returned. Each row is router_metrics'
-    dict plus "first" and "second" (names or indices), in the order of `signals`.
+    of this project); without gmacs every ordered pair is returned. pairs: only these (first,
+    second) pairs (e.g. those on a frontier: all pairs of 500 models are 124,750 sweeps). Each row is
+    router_metrics' dict plus "first" and "second" (names or indices), in the order of `signals`.
     """
     if isinstance(signals, Mapping):
         names, stages = list(signals.keys()), list(signals.values())
@@ -181,11 +182,16 @@ def router_metrics_all_pairs(signals, gmacs=None, *, cheaper_first: bool = True)
                 raise UsageError(f"gmacs lacks a cost for {missing}; give one per model of signals")
             gmacs = [gmacs[name] for name in names]
         costs = check_costs(gmacs, len(stages), "gmacs")
+    wanted = None if pairs is None else {tuple(pair) for pair in pairs}
     rows = []
     for i, first in enumerate(stages):
+        if wanted is not None and not any(pair[0] == names[i] for pair in wanted):
+            continue
         order = np.argsort(-first.confidence, kind="stable")
         for j, second in enumerate(stages):
             if i == j or (cheaper_first and costs is not None and not costs[i] < costs[j]):
+                continue
+            if wanted is not None and (names[i], names[j]) not in wanted:
                 continue
             thresholds, n_exit, n_correct = exact_threshold_sweep(first.confidence, first.correct,
                                                                   second.correct, order=order)

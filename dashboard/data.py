@@ -185,9 +185,10 @@ def temperature_fits(bank_key, split, models) -> dict:
     return _analysis(bank_key).temperature_fits(spec(models, temperature="fit"), split=split)
 
 
-def router_table(bank_key, split, criterion="max_softmax") -> pd.DataFrame:
-    """Router metrics (APGR, CPT, AUC, oracle) of every cheaper-first pair on every image of the split."""
-    return _analysis(bank_key).router_table(split=split, criterion=criterion)
+def router_table(bank_key, split, criterion="max_softmax", pairs=None) -> pd.DataFrame:
+    """Router metrics (APGR, CPT, AUC, oracle) of every cheaper-first pair on every image of the split
+    (or only of `pairs`: a big bank has 124,750 pairs of 500 models)."""
+    return _analysis(bank_key).router_table(split=split, criterion=criterion, pairs=pairs)
 
 
 def target_range(bank_key, split, models, criterion, temperature, ensemble) -> dict:

@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy.optimize import minimize_scalar
 from scipy.special import logsumexp
@@ -105,6 +106,12 @@ def test_evaluate_reports_router_metrics_of_a_pair_matching_a_loop(bank_path):
     assert len(table) == 6 and set(zip(table["first"], table["second"])) >= {("small", "large"), ("tiny", "medium")}
     row = table[(table["first"] == "small") & (table["second"] == "large")].iloc[0]
     assert row["apgr"] == pytest.approx(want["apgr"], abs=1e-9)
+    # only some pairs (a frontier's): the same rows as the full table, nothing else computed
+    some = analysis.router_table(bank_path, pairs=[("small", "large"), ("tiny", "medium")])
+    assert sorted(zip(some["first"], some["second"])) == [("small", "large"), ("tiny", "medium")]
+    full = table.set_index(["first", "second"]).loc[[("small", "large"), ("tiny", "medium")]].reset_index()
+    pd.testing.assert_frame_equal(some.sort_values(["first", "second"]).reset_index(drop=True),
+                                  full.sort_values(["first", "second"]).reset_index(drop=True), check_like=True)
     with pytest.raises(UsageError, match="^models: router metrics"):
         analysis.router(bank_path, replace(spec, models=("tiny", "small", "large")))
 

@@ -65,7 +65,8 @@ st.markdown(f"{len(frontier):,} cascades on the frontier of **{ui.md(split)}** Â
 
 frontier = frontier.reset_index(drop=True)
 # router metrics of each pair (exact over all its thresholds, every image); NaN for 3-model chains
-router = with_router_columns(frontier, data.router_table(bank_key, split, view.criterion),
+pairs = sorted({tuple(models) for models in frontier["models"] if len(models) == 2})
+router = with_router_columns(frontier, data.router_table(bank_key, split, view.criterion, pairs),
                              columns=("apgr", "cpt_50", "oracle_accuracy"))
 table = pd.DataFrame({
     "cascade": [ui.chain_text(bank, m) for m in frontier["models"]],
