@@ -33,7 +33,7 @@ import numpy as np
 
 from .errors import UsageError
 from .precompute_local import EngineStats, assemble_finished, forward_fitting, groups_in_order, shard_batches
-from .units import UnitPlan, UnitProgress, UnitResult, write_unit
+from .units import UnitPlan, UnitProgress, UnitResult, stored_unit_logits, write_unit
 
 MAX_ATTEMPTS = 4           # a unit whose workers die this many times fails the run
 ITEMS_PER_ACTOR = 2        # units queued per actor: one running, one whose images are being decoded
@@ -169,7 +169,9 @@ class ModelWorker:
             logits = (np.concatenate(parts) if parts else np.zeros((0, item["num_classes"]), np.float32))
             result = UnitResult(adapter.id, item["split"], start, stop, rows,
                                 [item["sample_ids"][r - start] for r in rows], skipped,
-                                logits.astype(np.float16), node=f"{self.node}", forward_s=forward[adapter.id])
+                                # stored as the local engine stores it (a plain float16 cast here would
+                                # round before the row shift and differ by an ulp)
+                                stored_unit_logits(logits), node=f"{self.node}", forward_s=forward[adapter.id])
             if write_to is not None:
                 write_unit(write_to, result, fingerprint)
                 result.logits = None

@@ -82,7 +82,7 @@ class UnitResult:
     forward_s: float = 0.0
 
 
-def _stored(logits: np.ndarray) -> np.ndarray:
+def stored_unit_logits(logits: np.ndarray) -> np.ndarray:
     """UNIT_DTYPE (float16) logits, each row shifted by its maximum before the cast (format.narrow_rows:
     criteria ignore the shift, the class differences survive it), or float32 when float16 would merge a
     row's top classes even so."""
@@ -98,7 +98,7 @@ def write_unit(bank_path, result: UnitResult, fingerprint: str) -> dict:
     """Stage a finished unit: its logits (UNIT_DTYPE) then its record, each written atomically."""
     from .bank.format import unit_paths
 
-    logits = np.ascontiguousarray(_stored(np.asarray(result.logits)))
+    logits = np.ascontiguousarray(stored_unit_logits(np.asarray(result.logits)))
     if logits.ndim != 2 or len(logits) != len(result.rows):
         raise BankError(f"unit {result.start}-{result.stop}: logits shape {logits.shape} does not match "
                         f"{len(result.rows)} decoded images", model=result.model_id, split=result.split,
@@ -259,7 +259,7 @@ def assemble(writer, plan: UnitPlan, model_id: str, samples, *, split_meta: dict
             raise UsageError(f"split {split!r}: the images that decode now differ from the split's recorded "
                              f"samples ({len(got)} vs {len(have)}; e.g. not decodable now: {missing}); "
                              "the image files changed since the split was created", parameter="split")
-    # a unit float16 would have lost information in is float32 (see _stored): then the model is float32
+    # a unit float16 would have lost information in is float32 (see stored_unit_logits): then the model is float32
     stored = np.result_type(*[part.dtype for part in parts]) if parts else UNIT_DTYPE
     top1 = writer.add_logits(model_id, split, np.concatenate(parts).astype(stored, copy=False))
     if plan.signals:
