@@ -42,8 +42,11 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def _atomic_write(path, write) -> Path:
-    """Call write(binary_file) on a temp file beside `path`, then move it over `path`."""
+def _atomic_write(path, write, durable: bool = True) -> Path:
+    """Call write(binary_file) on a temp file beside `path`, then move it over `path`.
+
+    durable=False skips the fsyncs: the rename is still atomic for every reader, but after a power
+    loss the file may be empty; only for derived data whose reader checks it (the signal store)."""
     path = Path(path)
     folder = path.parent
     folder.mkdir(parents=True, exist_ok=True)
@@ -53,7 +56,8 @@ def _atomic_write(path, write) -> Path:
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         os.chmod(tmp, 0o644)   # mkstemp creates 0600; banks are meant to be shared/read by others
         os.replace(tmp, path)
     except BaseException as error:
@@ -67,7 +71,8 @@ def _atomic_write(path, write) -> Path:
             # file being written, so "No space left on device" says where
             raise OSError(error.errno, error.strerror or str(error), str(path)) from error
         raise
-    _fsync_dir(folder)
+    if durable:
+        _fsync_dir(folder)
     return path
 
 
@@ -82,9 +87,9 @@ def atomic_write_bytes(path, data: bytes) -> Path:
     return _atomic_write(path, lambda handle: handle.write(bytes(data)))
 
 
-def atomic_write_text(path, text: str, encoding: str = "utf-8") -> Path:
-    """Write `text` to `path` atomically (no newline translation)."""
-    return atomic_write_bytes(path, text.encode(encoding))
+def atomic_write_text(path, text: str, encoding: str = "utf-8", *, durable: bool = True) -> Path:
+    """Write `text` to `path` atomically (no newline translation); durable: see _atomic_write."""
+    return _atomic_write(path, lambda handle: handle.write(text.encode(encoding)), durable)
 
 
 def atomic_write_json(path, obj, *, indent: int = 2) -> Path:
@@ -105,9 +110,10 @@ def atomic_save_npy(path, array) -> Path:
     return _atomic_write(path, write)
 
 
-def atomic_save_npz(path, **arrays) -> Path:
-    """Save named arrays as an uncompressed .npz (no pickles) to `path` atomically."""
+def atomic_save_npz(path, durable: bool = True, **arrays) -> Path:
+    """Save named arrays as an uncompressed .npz (no pickles) to `path` atomically; durable: see
+    _atomic_write."""
     for name, array in arrays.items():
         if np.asanyarray(array).dtype.hasobject:
             raise UsageError(f"refusing to save object array {name!r} to {path}: .npz files here never hold pickles")
-    return _atomic_write(path, lambda handle: np.savez(handle, **arrays))
+    return _atomic_write(path, lambda handle: np.savez(handle, **arrays), durable)

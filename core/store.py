@@ -18,7 +18,8 @@ gets new entries and its old ones are dropped):
   value, so a file read through the store is never scanned twice).
 
 Where: ``BANK/.signal-store/`` when the bank folder is writable, else the user's cache directory
-(platformdirs) under a hash of the bank's path. Every entry is written atomically; a file lock per
+(platformdirs) under a hash of the bank's path. Every entry is written atomically (without fsync:
+derived data, and a loss after a crash is caught by the checksum and recomputed); a file lock per
 model and split keeps two processes filling it at once from clobbering each other; an entry that
 fails to load or whose checksum or length is wrong is recomputed, never trusted.
 """
@@ -167,7 +168,7 @@ class SignalStore(SignalSource):
                 # the temperature in hex: the stored value is the fitted float, bit for bit
                 atomic_write_text(path, json.dumps({"format": FORMAT_VERSION, "n_rows": int(len(rows)),
                                                     "temperature": float(fit.temperature).hex(),
-                                                    "fit": fit.to_dict()}))
+                                                    "fit": fit.to_dict()}), durable=False)
                 self.computed += 1
         return fit
 
@@ -274,13 +275,14 @@ class SignalStore(SignalSource):
             else signals.prediction
         meta = {"format": FORMAT_VERSION, "n": n, "crc": _crc(signals.confidence, prediction),
                 "criterion": criterion, "temperature": float(temperature).hex()}
-        atomic_save_npz(path, confidence=signals.confidence, prediction=prediction,
+        atomic_save_npz(path, durable=False, confidence=signals.confidence, prediction=prediction,
                         meta=np.array(json.dumps(meta)))
         bits = np.packbits(signals.correct)
         bits_meta = {"format": FORMAT_VERSION, "n": n, "crc": _crc(bits)}
-        atomic_save_npz(folder / f"correct-{self._labels_version(bank, split)}.npz", bits=bits,
+        atomic_save_npz(folder / f"correct-{self._labels_version(bank, split)}.npz", durable=False, bits=bits,
                         meta=np.array(json.dumps(bits_meta)))
-        atomic_write_text(folder / "finite.json", json.dumps({"format": FORMAT_VERSION, "finite": True}))
+        atomic_write_text(folder / "finite.json", json.dumps({"format": FORMAT_VERSION, "finite": True}),
+                          durable=False)
 
     @staticmethod
     def _read_npz(path: Path, names: tuple[str, ...], n: int):
