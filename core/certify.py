@@ -43,7 +43,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import special, stats
 
 from .curves import cascade_curve, finite_threshold, pareto_front
 from .engine import check_costs, check_stages, evaluate_cascade
@@ -88,6 +87,8 @@ def binomial_p_value(n_losses, n: int, alpha: float):
 
 
 def _binomial(k: np.ndarray, n: int, alpha: float) -> np.ndarray:
+    from scipy import stats   # imported when used: scipy.stats alone takes seconds to import
+
     if alpha >= 1.0:
         return np.zeros_like(k, dtype=np.float64)
     if alpha <= 0.0:
@@ -109,6 +110,8 @@ def hoeffding_bentkus_p_value(risk, n: int, alpha: float):
 
 
 def _hoeffding_bentkus(r: np.ndarray, n: int, alpha: float) -> np.ndarray:
+    from scipy import special, stats   # imported when used: scipy.stats alone takes seconds to import
+
     if alpha >= 1.0:
         return np.zeros_like(r, dtype=np.float64)
     if alpha <= 0.0:

@@ -15,7 +15,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import special, stats
 
 from .errors import UsageError
 from .signals import check_correct
@@ -70,6 +69,8 @@ def clopper_pearson(successes: int, n: int, level: float = 0.95) -> tuple[float,
     coverage is >= level for every true proportion. Same as
     scipy.stats.binomtest(k, n).proportion_ci(level, method="exact").
     """
+    from scipy import special   # imported when used: scipy.stats alone takes seconds to import
+
     k, n = _check_counts(successes, n)
     level = check_level(level)
     tail = (1.0 - level) / 2.0
@@ -85,6 +86,8 @@ def wilson(successes: int, n: int, level: float = 0.95) -> tuple[float, float]:
     z = Phi^-1((1 + level) / 2). Shorter than Clopper-Pearson and never degenerate at k = 0 or n, but
     its coverage can dip below `level` for some proportions. Same as scipy's method="wilson".
     """
+    from scipy import stats   # imported when used: scipy.stats alone takes seconds to import
+
     k, n = _check_counts(successes, n)
     level = check_level(level)
     z = float(stats.norm.ppf(0.5 + level / 2.0))
