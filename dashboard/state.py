@@ -38,7 +38,7 @@ class ViewState:
     target_value: float | None = None
     on: str = "all"                     # metrics on every sample or on the held-out evaluation part
     cost: str = "gmacs"
-    log_x: bool = False
+    log_x: bool | None = None           # None = log when the costs span more than 30x (core.families)
     stages: int = 2                     # leaderboard: 2 = all pairs, 3 = three-model over the shortlist
     shortlist: tuple[str, ...] = ()
     rank: str = "speedup"               # leaderboard order

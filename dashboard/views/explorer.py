@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from cascade_explorer.core import plots
-from cascade_explorer.dashboard import data, state, ui
+from cascade_explorer.core import families, plots
+from cascade_explorer.dashboard import data, scale_ui, state, ui
 
 bank = data.current_bank()
 view = state.current()
@@ -33,9 +33,13 @@ def set_models(v: state.ViewState, chosen) -> state.ViewState:
     return v.replace(models=chosen, thresholds=keep if chosen == models else ())
 
 
+singles = data.single_models(bank_key, split)
+# the filter narrows what the picker offers; the models already in the cascade stay offered
+offered = set(scale_ui.model_filter(bank, singles, "explorer")) | set(models)
 state.bound(
     st.multiselect, "Models in the cascade (they run cheapest first)", "w_models", list(models), set_models,
-    options=available, format_func=lambda m: ui.model_label(bank, m), max_selections=state.MAX_STAGES,
+    options=[m for m in available if m in offered], format_func=scale_ui.picker_label(bank, singles),
+    max_selections=state.MAX_STAGES,
     help="Pick 1-4 models. They always run cheapest first (cost in GMACs per image beside each name); "
          "a single model is shown for comparison.",
 )
@@ -136,8 +140,11 @@ with controls:
         options=cost_options, required=True, format_func={"gmacs": "GMACs", "ms": "latency (ms)"}.get,
         help="Compute (multiply-accumulates) or measured latency per image on the chart's x axis.",
     )
-    state.bound(st.toggle, "Log scale", "w_logx", view.log_x, lambda v, value: v.replace(log_x=bool(value)),
-                help="Logarithmic cost axis: spreads out the cheap models.")
+    log_x = view.log_x if view.log_x is not None else scale_ui.log_default(singles, cost)
+    state.bound(st.toggle, "Log scale", "w_logx", log_x, lambda v, value: v.replace(log_x=bool(value)),
+                help="Logarithmic cost axis: spreads out the cheap models (on by default when costs span "
+                     "more than 30x).")
+    highlight = scale_ui.highlight_picker(bank, singles, "explorer")
 
 cascade = ui.resolve_cascade(bank, view)
 cascade["models"], cascade["thresholds"] = models, (thresholds if not cascade["fitted"] else cascade["thresholds"])
@@ -155,14 +162,14 @@ with main:
     st.markdown(f"**{ui.md(ui.chain_text(bank, models))}** · {plots.format_thresholds(cascade['thresholds'])}")
     ui.metric_cards(bank, ev)
 
-    singles = data.single_models(bank_key, split)
     curve = data.chain_curve(bank_key, split, models, view.criterion, view.temperature, view.ensemble,
                              cascade["on"]) if len(models) >= 2 else None
     frontier = data.frontier(bank_key, split, view.criterion) if len(available) >= 2 else None
     point = {"accuracy": ev["accuracy"], "avg_gmacs": ev["avg_gmacs"], "avg_ms": ev["avg_ms"],
              "label": plots.format_thresholds(cascade["thresholds"])}
     fig = plots.from_tradeoff(singles, hull=data.hull(bank_key, split, cost), curve=curve, frontier=frontier,
-                              point=point, cost=cost, log_x=view.log_x)
+                              point=point, cost=cost, log_x=log_x, highlight=highlight,
+                              labels=families.labelled_models(singles, frontier=frontier, current=models))
     st.session_state["_explorer_curve"] = (curve, fig, models)
 
     def on_click() -> None:
