@@ -16,7 +16,9 @@ import streamlit as st
 from cascade_explorer.core import families
 from cascade_explorer.dashboard import data, ui
 
-FILTER_FROM = 13   # a bank with more models than this shows the filter box open
+# Banks with at least this many models get the filter box and the family highlight (a handful of
+# models needs neither: every name fits on the chart and in the picker).
+FILTER_FROM = 13
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -31,13 +33,16 @@ def bank_families(bank) -> dict[str, str]:
 
 def model_filter(bank, singles, page: str) -> list[str]:
     """Draw the filter box (name substring, family, cost range, accuracy range) and return the ids of
-    `singles` (single_models' frame) that pass, in its order. Widget keys: ``flt_<page>_*``."""
+    `singles` (single_models' frame) that pass, in its order. Widget keys: ``flt_<page>_*``. Fewer
+    than FILTER_FROM models: no box, every id."""
+    if len(singles) < FILTER_FROM:
+        return [str(m) for m in singles["id"]]
     fams = bank_families(bank)
     names = sorted(set(fams[m] for m in singles["id"]))
     counts = {f: sum(1 for m in singles["id"] if fams[m] == f) for f in names}
     gmacs = singles["gmacs"].astype(float)
     lo_cost, hi_cost = float(gmacs.min()), float(gmacs.max())
-    with st.expander("Filter models", expanded=len(singles) >= FILTER_FROM, icon=":material/filter_list:"):
+    with st.expander("Filter models", icon=":material/filter_list:"):
         c1, c2 = st.columns(2)
         text = c1.text_input("Name contains", key=f"flt_{page}_text",
                              help="Case-insensitive part of the model id or display name, e.g. `vit` or `in21k`.")
@@ -62,7 +67,10 @@ def model_filter(bank, singles, page: str) -> list[str]:
 
 
 def highlight_picker(bank, singles, page: str, container=None) -> list[str] | None:
-    """A 'Highlight a family' selectbox; the ids of the chosen family, or None for no highlight."""
+    """A 'Highlight a family' selectbox; the ids of the chosen family, or None for no highlight (and
+    no selectbox for fewer than FILTER_FROM models or a single family)."""
+    if len(singles) < FILTER_FROM:
+        return None
     fams = bank_families(bank)
     names = sorted(set(fams[m] for m in singles["id"]))
     if len(names) < 2:

@@ -138,6 +138,13 @@ def test_filters_narrow_the_zoo_and_the_picker(zoo_bank, monkeypatch):
     at.selectbox(key="flt_zoo_family").set_value("regnety").run()
     assert set(at.dataframe[0].value["family"]) == {"regnety"} and len(at.dataframe[0].value) == 20
 
+    at.selectbox(key="flt_zoo_family").set_value("").run()
+    at.selectbox(key="flt_zoo_sort").set_value("top-1 val").run()
+    top1 = at.dataframe[0].value["top-1 val"].to_numpy(dtype=float)
+    assert len(top1) == 120 and (np.diff(top1) <= 0).all() and top1[0] > top1[-1]   # best first
+    at.selectbox(key="flt_zoo_sort").set_value("GMACs").run()
+    assert (np.diff(at.dataframe[0].value["GMACs"].to_numpy(dtype=float)) >= 0).all()
+
     at = _start(zoo_bank, monkeypatch, "explorer")
     picker = at.multiselect(key="w_models")
     chosen = list(picker.value)

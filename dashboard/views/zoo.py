@@ -31,10 +31,12 @@ for m in (bank.model(i) for i in kept + no_outputs):
     row["weights"] = ui.plain(src.get("url") or src.get("package") or src.get("name") or src.get("kind", ""), 500)
     rows.append(row)
 table = pd.DataFrame(rows, columns=None if rows else ["id", "model", "family", "GMACs"])
-sort_by = st.selectbox("Sort by", [c for c in table.columns if c not in ("input", "weights")], index=0,
-                       key="flt_zoo_sort", help="Also: click a column header to re-sort in place.")
-table = table.sort_values(sort_by, ascending=not sort_by.startswith("top-1"), na_position="last",
-                          kind="stable") if len(table) else table
+sort_by = st.selectbox("Sort by", [""] + [c for c in table.columns if c not in ("input", "weights")],
+                       key="flt_zoo_sort", format_func=lambda c: c or "bank order (cheapest first)",
+                       help="Accuracy columns sort best first, the others ascending; a click on a column header "
+                            "also re-sorts in place.")
+if sort_by and len(table):
+    table = table.sort_values(sort_by, ascending=not sort_by.startswith("top-1"), na_position="last", kind="stable")
 pct_cols = {c: st.column_config.NumberColumn(c, format="percent", help=f"Top-1 accuracy on {ui.md(c[6:])}")
             for c in table.columns if c.startswith("top-1 ")}
 st.dataframe(
