@@ -156,10 +156,17 @@ def frontier(bank_key, split, criterion="max_softmax", max_stages=2, shortlist=(
 
 
 def evaluate(bank_key, split, models, criterion, thresholds, temperature, ensemble, on="all") -> dict:
-    """core.analysis.evaluate's metrics, plus 'result' (the CascadeResult) and 'stages' (stage signals)."""
+    """core.analysis.evaluate's metrics, plus 'result' (the CascadeResult) and 'stages' (stage signals).
+
+    The 95% intervals are the same percentile bootstrap (N_BOOTSTRAP replicates, seed 0) drawn as
+    category counts (core.bootstrap): ~1 ms instead of ~1.5 s at N = 50,000 on every slider move."""
+    from cascade_explorer.core.bootstrap import counts_bootstrap_ci
+
     result = _analysis(bank_key).evaluate(spec(models, criterion, thresholds, temperature, ensemble), split=split,
-                                          on=on, n_bootstrap=N_BOOTSTRAP)
+                                          on=on, n_bootstrap=0)
     out = dict(result)
+    ci = counts_bootstrap_ci(result.result.correct, result.result.cost_gmacs, n_bootstrap=N_BOOTSTRAP, seed=0)
+    out["accuracy_ci"], out["avg_gmacs_ci"] = ci["accuracy"], ci["avg_gmacs"]
     out["result"], out["stages"], out["index"] = result.result, tuple(result.stages), result.index
     return out
 
