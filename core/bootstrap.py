@@ -40,10 +40,12 @@ def counts_bootstrap_ci(correct, cost, n_bootstrap: int = 1000, seed: int = 0, l
     level = check_number(level, "level")
     if not 0.0 < level < 1.0:
         raise UsageError(f"level must be strictly between 0 and 1, got {level:g}")
-    pairs, counts = np.unique(np.stack([correct.astype(np.float64), cost.astype(np.float64)], axis=1),
-                              axis=0, return_counts=True)
-    if len(pairs) > MAX_CATEGORIES:
+    costs, which = np.unique(cost.astype(np.float64), return_inverse=True)   # 1-D: a fast sort
+    if 2 * len(costs) > MAX_CATEGORIES:
         return protocol.bootstrap_ci(correct, cost, n_bootstrap=n_bootstrap, seed=seed, level=level)
+    # category = (cost value, right or wrong); empty categories draw 0 every time
+    counts = np.bincount(2 * which.reshape(-1) + correct.astype(np.int64), minlength=2 * len(costs))
+    pairs = np.stack([np.tile([0.0, 1.0], len(costs)), np.repeat(costs, 2)], axis=1)   # (K, [correct, cost])
     rng = np.random.default_rng(seed)
     draws = rng.multinomial(n, counts / n, size=n_bootstrap).astype(np.float64)   # (B, K)
     accuracy = draws @ pairs[:, 0] / n
