@@ -179,6 +179,13 @@ def test_leaderboard_shortlist_defaults_to_frontier_models_and_filters_by_model(
     name = bank_analysis.bank.model(pick).display_name
     assert all(name in c for c in kept["cascade"])
     at.selectbox(key="flt_leaderboard_uses").set_value("").run()
+    at.selectbox(key="flt_leaderboard_family").set_value("vit").run()      # chains with a ViT in them
+    with_vit = at.dataframe[0].value
+    vit_names = {bank_analysis.bank.model(m).display_name for m in bank_analysis.bank.model_ids
+                 if m.startswith("vit_")}
+    assert 0 < len(with_vit) < rows
+    assert all(set(c.split(" → ")) & vit_names for c in with_vit["cascade"])
+    at.selectbox(key="flt_leaderboard_family").set_value("").run()
     at.segmented_control(key="w_stages").set_value(3).run()
     assert not at.exception
     shortlist = list(at.multiselect(key="w_shortlist").value)

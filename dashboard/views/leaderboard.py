@@ -120,6 +120,10 @@ uses = st.selectbox("Only cascades that use", [""] + [m for m in available if m 
                     help="Keep the rows whose chain contains this model.")
 if uses:
     table = table[families.chains_using(list(frontier.loc[table.index, "models"]), uses)]
+# cascades with at least one matching model (the frontier is global: few are made only of one family)
+allowed = set(scale_ui.model_filter(bank, singles, "leaderboard"))
+if len(allowed) < len(singles):
+    table = table[[any(m in allowed for m in frontier.loc[i, "models"]) for i in table.index]]
 shown = table  # its index = row of `frontier`
 
 
