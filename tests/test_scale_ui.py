@@ -204,3 +204,41 @@ def test_a_cold_signal_store_shows_progress_then_the_page(tmp_path, monkeypatch)
     assert len(store.info(Bank.open(bank))["models"]["val"]) == 104
     again = _start(bank, monkeypatch)                                     # a new session: warm, no note
     assert "into the signal store" not in " ".join(c.value for c in again.caption)
+
+
+# ------------------------------------------------------------------------------ one resolved cascade
+
+def test_the_explorer_resolves_its_cascade_once_per_run(zoo_bank, monkeypatch):
+    from cascade_explorer.dashboard import ui
+
+    at = _start(zoo_bank, monkeypatch, "explorer")
+    calls = []
+    original = ui.chain_and_thresholds
+    monkeypatch.setattr(ui, "chain_and_thresholds", lambda *a, **k: calls.append(1) or original(*a, **k))
+    slider = at.slider(key="w_thr_0")
+    at.slider(key="w_thr_0").set_value((float(slider.min) + float(slider.max)) / 2).run()
+    assert not at.exception
+    assert len(calls) == 1          # the old Explorer worked the chain out twice (and fitted/evaluated twice)
+
+
+def test_resolve_clamps_hand_thresholds_and_fits_targets(zoo_bank, monkeypatch):
+    from cascade_explorer.dashboard import resolve, state
+
+    names = timm_names(120)
+    models = (names[7], names[100])
+    at = _start(zoo_bank, monkeypatch, "explorer",
+                query={"models": ",".join(models), "thr": "7.5"})        # above every confidence
+    bank = at.session_state["_bank"]
+    got = resolve.resolve(bank, state.ViewState(models=models, thresholds=(7.5,)))
+    assert got.models == tuple(m for m in bank.model_ids if m in models)
+    assert len(got.sliders) == 1 and got.hand_thresholds == (got.sliders[0].top,) == got.thresholds
+    assert got.on == "all" and not got.fitted
+    bank_analysis = analysis.BankAnalysis(str(zoo_bank))
+    stage = bank_analysis.stage_signals(analysis.CascadeSpec(models=got.models))[0]
+    assert got.sliders[0].low == float(np.min(stage.confidence)) and got.sliders[0].top > float(np.max(stage.confidence))
+    target = resolve.resolve(bank, state.ViewState(models=models, mode="target", target_kind="escalated",
+                                                   target_value=0.4))
+    expected = bank_analysis.fit_for_target(analysis.CascadeSpec(models=got.models), max_escalated=0.4)
+    assert target.fitted and target.on == "eval" and target.sliders == ()
+    assert target.thresholds == tuple(float(t) for t in expected)
+    assert at.slider(key="w_thr_0").value == pytest.approx(got.sliders[0].top)

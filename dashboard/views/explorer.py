@@ -6,7 +6,7 @@ import numpy as np
 import streamlit as st
 
 from cascade_explorer.core import families, plots
-from cascade_explorer.dashboard import data, scale_ui, state, ui
+from cascade_explorer.dashboard import data, resolve, scale_ui, state, ui
 
 bank = data.current_bank()
 view = state.current()
@@ -19,10 +19,8 @@ st.caption("A cascade runs the cheapest model first; when it is confident enough
            "threshold) its answer is final, otherwise the image goes to the next, bigger model. "
            "Higher thresholds: more images escalate, more accurate, more compute.")
 
-models, thresholds = ui.chain_and_thresholds(bank, view)
-models = tuple(m for m in models if m in available) or tuple(available[:1])
-if len(thresholds) != len(models) - 1:
-    thresholds = tuple(data.default_thresholds(bank_key, split, models, view.criterion))
+resolved = resolve.resolve(bank, view)   # the one cascade of this run; widgets change the view in callbacks
+models, thresholds = resolved.models, resolved.hand_thresholds
 
 order = {m: i for i, m in enumerate(bank.model_ids)}
 
@@ -76,16 +74,9 @@ with controls:
     )
 
     if len(models) >= 2 and view.mode == "manual":
-        stages = data.stage_signals(bank_key, split, models, view.criterion, view.temperature, view.ensemble)
-        new_thresholds = list(thresholds)
-        for i in range(len(models) - 1):
-            conf = np.asarray(stages[i].confidence, dtype=float)
-            lo, hi = float(np.min(conf)), float(np.max(conf))
-            step = max((hi - lo) / 1000.0, 1e-6)
-            top = hi + step  # above every confidence: this stage never answers
-            # clamping keeps the result identical (nothing is below lo or above hi)
-            value = float(min(max(thresholds[i], lo), top))
-            new_thresholds[i] = value
+        for i, rng in enumerate(resolved.sliders):
+            # top: above every confidence, this stage never answers; the value is clamped into range
+            lo, top, step, value = rng.low, rng.top, rng.step, thresholds[i]
 
             def set_threshold(v: state.ViewState, x, i=i) -> state.ViewState:
                 current = list(v.thresholds) if len(v.thresholds) == len(models) - 1 else list(thresholds)
@@ -98,7 +89,6 @@ with controls:
                 help=f"{ui.md(bank.model(models[i]).display_name)} answers an image when its confidence is at least "
                      "this; otherwise the image goes on to the next stage. Far right: it never answers.",
             )
-        thresholds = tuple(new_thresholds)
         state.bound(
             st.segmented_control, "Metrics on", "w_on", view.on, lambda v, value: v.replace(on=value or "all"),
             options=list(state.EVAL_ON), required=True,
@@ -112,8 +102,7 @@ with controls:
             options=list(state.TARGET_KINDS), format_func=ui.TARGET_NAMES.get,
             help="Fit the thresholds so the cascade meets this on the calibration half.",
         )
-        target_value = (view.target_value if view.target_value is not None
-                        else ui.default_target(bank, split, kind, view, models))
+        target_value = resolved.target_value
         if kind == "gmacs":
             widget_args = dict(min_value=0.0, step=0.01, format="%.4f")
         else:
@@ -127,10 +116,6 @@ with controls:
                   "escalated": "The most accurate thresholds sending at most this share to the last model."}[kind],
             **widget_args,
         )
-
-    view = state.current()
-    if view.models != models or view.thresholds != thresholds:
-        view = state.update(models=models, thresholds=thresholds if view.mode == "manual" else view.thresholds)
 
     st.divider()
     cost_options = ["gmacs"] + (["ms"] if all(bank.model(m).ms() is not None for m in models) else [])
@@ -146,9 +131,7 @@ with controls:
                      "more than 30x).")
     highlight = scale_ui.highlight_picker(bank, singles, "explorer")
 
-cascade = ui.resolve_cascade(bank, view)
-cascade["models"], cascade["thresholds"] = models, (thresholds if not cascade["fitted"] else cascade["thresholds"])
-cascade, ev = ui.evaluate_current(bank, view, cascade)
+cascade, ev = ui.evaluate_current(bank, view, resolved.as_dict())
 
 with main:
     if cascade["fit_error"]:
@@ -186,3 +169,8 @@ with main:
                "orange line: this cascade at every threshold (click a point to use it); green: the best "
                "cascades of any two models; star: the current setting.")
     ui.export_button(bank, view, ev, models, cascade["thresholds"])
+
+# The resolved chain goes into the view (and the URL) once, after the page is drawn, so a copied link
+# and the other pages (gallery, shift, live) show this cascade; the page itself rendered from `resolved`.
+if view.models != models or (view.mode == "manual" and view.thresholds != thresholds):
+    state.update(models=models, thresholds=thresholds if view.mode == "manual" else view.thresholds)
