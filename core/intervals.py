@@ -115,8 +115,13 @@ def _distinct_mean(values: np.ndarray, counts: np.ndarray, n: int):
     return (counts * values).sum(axis=-1) / n   # row by row: the same sum whatever the chunking
 
 
+BOOTSTRAP_DRAWS = ("indices", "counts")
+# More distinct values than this: drawing counts per value is no cheaper than drawing the indices.
+MAX_COUNT_CATEGORIES = 4096
+
+
 def bootstrap_mean_interval(values, level: float = 0.95, n_bootstrap: int = 1000, seed: int = 0,
-                            name: str = "values") -> Interval:
+                            name: str = "values", draws: str = "indices") -> Interval:
     """Percentile bootstrap interval of the mean of `values` (1-D, finite), containing the estimate.
 
     Replicate b resamples N values with the b-th draw of `rng.integers(0, N, size=N)` from
@@ -124,6 +129,14 @@ def bootstrap_mean_interval(values, level: float = 0.95, n_bootstrap: int = 1000
     interval is widened to the estimate when it misses it (a rounding step for a constant cost, or a
     very skewed sample), so low <= estimate <= high always. The estimate is the mean computed from the
     distinct values and their counts, as CascadeResult.avg_gmacs is.
+
+    draws="counts": the same bootstrap distribution drawn another way. A resample's mean depends only
+    on how many draws fall on each distinct value, and those counts are Multinomial(N, observed
+    shares); drawing them (B x K numbers) instead of B x N indices is about N/K times faster (a
+    cascade's cost takes one value per exit stage: 1,000 replicates at N = 50,000 in ~1 ms instead of
+    ~1 s, what a dashboard slider move can afford). Another random stream: the ends differ from
+    draws="indices" by Monte Carlo noise. With more than MAX_COUNT_CATEGORIES distinct values the
+    indices are drawn.
     """
     values = check_array(values, name, finite=True)
     n = values.size
@@ -132,11 +145,21 @@ def bootstrap_mean_interval(values, level: float = 0.95, n_bootstrap: int = 1000
     level = check_level(level)
     n_bootstrap = check_int(n_bootstrap, "n_bootstrap", minimum=1)
     seed = check_int(seed, "seed", minimum=0)
+    if draws not in BOOTSTRAP_DRAWS:
+        raise UsageError(f"draws must be one of {', '.join(BOOTSTRAP_DRAWS)}, got {draws!r}", parameter="draws")
     distinct, inverse = np.unique(values, return_inverse=True)
     inverse = inverse.reshape(-1)
     n_distinct = distinct.size
-    estimate = float(_distinct_mean(distinct, np.bincount(inverse, minlength=n_distinct), n))
+    observed = np.bincount(inverse, minlength=n_distinct)
+    estimate = float(_distinct_mean(distinct, observed, n))
     rng = np.random.default_rng(seed)
+    tail = (1.0 - level) / 2.0
+    if draws == "counts" and n_distinct <= MAX_COUNT_CATEGORIES:
+        means = _distinct_mean(distinct, rng.multinomial(n, observed / n, size=n_bootstrap), n)
+        low, high = (float(q) for q in np.quantile(means, [tail, 1.0 - tail]))
+        return Interval(estimate, min(low, estimate), max(high, estimate), level,
+                        f"percentile bootstrap ({n_bootstrap} resamples drawn as value counts, seed {seed}), "
+                        "widened to contain the estimate")
     means = np.empty(n_bootstrap)
     rows = max(1, BOOTSTRAP_CHUNK_ELEMENTS // n)
     for start in range(0, n_bootstrap, rows):
@@ -146,7 +169,6 @@ def bootstrap_mean_interval(values, level: float = 0.95, n_bootstrap: int = 1000
         codes = inverse[index] + n_distinct * np.arange(stop - start)[:, None]
         counts = np.bincount(codes.ravel(), minlength=(stop - start) * n_distinct).reshape(-1, n_distinct)
         means[start:stop] = _distinct_mean(distinct, counts, n)
-    tail = (1.0 - level) / 2.0
     low, high = (float(q) for q in np.quantile(means, [tail, 1.0 - tail]))
     low, high = min(low, estimate), max(high, estimate)
     return Interval(estimate, low, high, level,
@@ -154,7 +176,7 @@ def bootstrap_mean_interval(values, level: float = 0.95, n_bootstrap: int = 1000
 
 
 def cascade_intervals(correct, cost, escalated=None, *, level: float = 0.95, n_bootstrap: int = 1000,
-                      seed: int = 0, proportion_method: str = "exact") -> dict:
+                      seed: int = 0, proportion_method: str = "exact", draws: str = "indices") -> dict:
     """Estimates and intervals of a cascade's accuracy, mean cost and escalated share on N samples.
 
     correct: (N,) bool (or 0/1), the cascade's answer was right; cost: (N,) GMACs spent per sample
@@ -180,7 +202,7 @@ def cascade_intervals(correct, cost, escalated=None, *, level: float = 0.95, n_b
         escalated = check_correct(escalated, "escalated", length=n)
     level = check_level(level)
     accuracy = proportion_interval(int(np.count_nonzero(correct)), n, level, proportion_method)
-    avg_gmacs = bootstrap_mean_interval(cost, level, n_bootstrap, seed, name="cost")
+    avg_gmacs = bootstrap_mean_interval(cost, level, n_bootstrap, seed, name="cost", draws=draws)
     share = None if escalated is None else proportion_interval(int(np.count_nonzero(escalated)), n, level,
                                                                  proportion_method)
     return {

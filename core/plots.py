@@ -104,6 +104,8 @@ def from_tradeoff(
     chain_name: str = CHAIN_TRACE,
     height: int = 480,
     max_points: int | None = 400,
+    labels: Any = None,
+    highlight: Any = None,
 ) -> go.Figure:
     """The Explorer's accuracy-against-cost chart.
 
@@ -115,6 +117,9 @@ def from_tradeoff(
     frontier: DataFrame with ``models``, ``thresholds``, ``accuracy``, ``avg_gmacs`` / ``avg_ms``.
     point: the current operating point: ``accuracy``, ``avg_gmacs`` / ``avg_ms``, optional ``label`` (hover)
         and ``name`` (legend).
+    labels: ids (``singles["id"]``) whose names are printed beside their dot (None = every model;
+        core.families.labelled_models picks them for big banks); every dot keeps its name on hover.
+    highlight: ids drawn in a stronger colour (one model family), the others faded; None = no highlight.
     """
     label = _cost_label(cost)
     fig = go.Figure()
@@ -165,14 +170,26 @@ def from_tradeoff(
 
     if singles is not None and len(singles) > 0 and cost_col in singles:
         s = singles[singles[cost_col].notna()].sort_values(cost_col, kind="stable")
+        names = [html_text(n, 200) for n in s["display_name"]]
+        ids = s["id"].astype(str).tolist() if "id" in s else list(s["display_name"].astype(str))
+        shown = None if labels is None else {str(m) for m in labels}
+        marker = dict(color=COLOURS["single"], size=9, symbol="circle")
+        if highlight is not None:
+            lit = {str(m) for m in highlight}
+            marker = dict(color=[COLOURS["point"] if i in lit else COLOURS["single"] for i in ids],
+                          size=[11 if i in lit else 7 for i in ids],
+                          opacity=[1.0 if i in lit else 0.35 for i in ids], symbol="circle")
         fig.add_trace(go.Scatter(
             x=s[cost_col].to_numpy(dtype=float), y=s["accuracy"].to_numpy(dtype=float),
-            mode="markers+text", name="single models", text=[html_text(n, 200) for n in s["display_name"]],
+            mode="markers+text", name="single models",
+            # printed names only where `labels` allows (hundreds of names pile up into a band);
+            # the hover text always names the model
+            text=[n if shown is None or i in shown else "" for n, i in zip(names, ids)], hovertext=names,
             # alternate label sides so neighbours in cost do not overwrite each other
             textposition=["top center" if i % 2 == 0 else "bottom center" for i in range(len(s))],
             textfont=dict(size=10), cliponaxis=False,
-            marker=dict(color=COLOURS["single"], size=9, symbol="circle"),
-            hovertemplate="%{text}<br>cost %{x:.4g}<br>accuracy %{y:.2%}<extra>single model</extra>",
+            marker=marker,
+            hovertemplate="%{hovertext}<br>cost %{x:.4g}<br>accuracy %{y:.2%}<extra>single model</extra>",
         ))
 
     if point is not None:
@@ -189,12 +206,12 @@ def from_tradeoff(
 
 
 def from_model_zoo(singles: pd.DataFrame, *, hull: Any = None, cost: str = "gmacs", log_x: bool = True,
-                   split: str | None = None) -> go.Figure:
+                   split: str | None = None, labels: Any = None, highlight: Any = None) -> go.Figure:
     """Accuracy-cost scatter of the bank's models: singles is ``analysis.single_models``' DataFrame
     (``display_name``, ``accuracy`` as a fraction, ``gmacs`` per image or ``ms`` per image), hull its
     SingleModelHull in the same unit; log_x draws the cost axis on a log scale. Returns a Plotly
     Figure; UsageError for an unknown cost axis."""
-    fig = from_tradeoff(singles, hull=hull, cost=cost, log_x=log_x, height=420)
+    fig = from_tradeoff(singles, hull=hull, cost=cost, log_x=log_x, height=420, labels=labels, highlight=highlight)
     if split:
         fig.update_yaxes(title_text=f"top-1 accuracy on {html_text(split, 200)}")
     return fig

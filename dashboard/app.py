@@ -12,7 +12,7 @@ from pathlib import Path
 import streamlit as st
 
 from cascade_explorer.core.errors import BankError, CascadeExplorerError
-from cascade_explorer.dashboard import data, runlog, state, ui
+from cascade_explorer.dashboard import data, runlog, scale_ui, state, ui
 
 _run_started = time.perf_counter()   # server time of this script run, for the load benchmark
 
@@ -91,6 +91,8 @@ for message in state.url_problems():
 st.session_state[state.PROBLEMS_KEY] = []
 _outcome = "ok"
 try:
+    if problem is None:   # a cold signal store: a progress bar naming each model, not a blank page
+        scale_ui.fill_store(bank, ui.split_of(bank, view))
     page.run()
 except CascadeExplorerError as exc:  # found only while reading arrays (e.g. NaN logits): message, not traceback
     if isinstance(exc, BankError):

@@ -1,6 +1,6 @@
 """How long the server takes to re-render the Explorer after a threshold slider move (`measure`).
 
-    python -m cascade_explorer.commands.rerender_bench [--bank PATH] [--repeats 30]
+    python -m cascade_explorer.commands.rerender_bench [--bank PATH ...] [--repeats 30]
 
 Runs the real app in Streamlit's AppTest (same process, no browser), warms it up, then moves the
 first threshold slider to a new value each time (so no cached evaluation is reused) and times the
@@ -52,3 +52,28 @@ def measure(bank: Path, repeats: int = 30, page: str = "explorer") -> dict:
         "rerender_ms_max": round(times[-1], 1),
         "target_ms": 300,
     }
+
+
+PAGES = ("overview", "explorer", "leaderboard", "gallery", "shift", "zoo")
+
+
+def first_renders(bank: Path, pages=PAGES) -> dict:
+    """Server seconds of each page's first render in a new session (a fresh AppTest per page, in this
+    process: the bank's BankAnalysis and its signal store are warm after the first page, as on a
+    server that already served someone). The first page is timed twice: cold (the first session of
+    this process) and again in a new session."""
+    from streamlit.testing.v1 import AppTest
+
+    os.environ[BANK_ENV] = str(bank)
+    out = {}
+    for i, page in enumerate((pages[0],) + tuple(pages)):
+        at = AppTest.from_file(str(APP_PATH), default_timeout=600)
+        start = time.perf_counter()
+        at.run()
+        if page != "overview":
+            at.switch_page(f"views/{page}.py").run()
+        seconds = round(time.perf_counter() - start, 3)
+        if at.exception:
+            raise RuntimeError(f"page {page} failed: {at.exception[0].value}")
+        out[f"{page} (first session)" if i == 0 else page] = seconds
+    return {"bank": str(bank), "first_render_s": out, "target_s": 1.0}

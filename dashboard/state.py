@@ -42,7 +42,7 @@ class ViewState:
     delta: float | None = None          # target mode: certify with this delta (None = plain fit)
     on: str = "all"                     # metrics on every sample or on the held-out evaluation part
     cost: str = "gmacs"
-    log_x: bool = False
+    log_x: bool | None = None           # None = log when the costs span more than 30x (core.families)
     calibration: str = "split"          # Explorer: which calibration view is shown
     stages: int = 2                     # leaderboard: 2 = all pairs, 3 = three-model over the shortlist
     shortlist: tuple[str, ...] = ()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from cascade_explorer.core import plots
-from cascade_explorer.dashboard import calibration_view, data, state, ui
+from cascade_explorer.core import families, plots
+from cascade_explorer.dashboard import calibration_view, data, resolve, scale_ui, state, ui
 
 bank = data.current_bank()
 view = state.current()
@@ -19,10 +19,8 @@ st.caption("A cascade runs the cheapest model first; when it is confident enough
            "threshold) its answer is final, otherwise the image goes to the next, bigger model. "
            "Higher thresholds: more images escalate, more accurate, more compute.")
 
-models, thresholds = ui.chain_and_thresholds(bank, view)
-models = tuple(m for m in models if m in available) or tuple(available[:1])
-if len(thresholds) != len(models) - 1:
-    thresholds = tuple(data.default_thresholds(bank_key, split, models, view.criterion))
+resolved = resolve.resolve(bank, view)   # the one cascade of this run; widgets change the view in callbacks
+models, thresholds = resolved.models, resolved.hand_thresholds
 
 order = {m: i for i, m in enumerate(bank.model_ids)}
 
@@ -33,9 +31,13 @@ def set_models(v: state.ViewState, chosen) -> state.ViewState:
     return v.replace(models=chosen, thresholds=keep if chosen == models else ())
 
 
+singles = data.single_models(bank_key, split)
+# the filter narrows what the picker offers; the models already in the cascade stay offered
+offered = set(scale_ui.model_filter(bank, singles, "explorer")) | set(models)
 state.bound(
     st.multiselect, "Models in the cascade (they run cheapest first)", "w_models", list(models), set_models,
-    options=available, format_func=lambda m: ui.model_label(bank, m), max_selections=state.MAX_STAGES,
+    options=[m for m in available if m in offered], format_func=scale_ui.picker_label(bank, singles),
+    max_selections=state.MAX_STAGES,
     help="Pick 1-4 models. They always run cheapest first (cost in GMACs per image beside each name); "
          "a single model is shown for comparison.",
 )
@@ -72,16 +74,9 @@ with controls:
     )
 
     if len(models) >= 2 and view.mode == "manual":
-        stages = data.stage_signals(bank_key, split, models, view.criterion, view.temperature, view.ensemble)
-        new_thresholds = list(thresholds)
-        for i in range(len(models) - 1):
-            conf = np.asarray(stages[i].confidence, dtype=float)
-            lo, hi = float(np.min(conf)), float(np.max(conf))
-            step = max((hi - lo) / 1000.0, 1e-6)
-            top = hi + step  # above every confidence: this stage never answers
-            # clamping keeps the result identical (nothing is below lo or above hi)
-            value = float(min(max(thresholds[i], lo), top))
-            new_thresholds[i] = value
+        for i, rng in enumerate(resolved.sliders):
+            # top: above every confidence, this stage never answers; the value is clamped into range
+            lo, top, step, value = rng.low, rng.top, rng.step, thresholds[i]
 
             def set_threshold(v: state.ViewState, x, i=i) -> state.ViewState:
                 current = list(v.thresholds) if len(v.thresholds) == len(models) - 1 else list(thresholds)
@@ -94,7 +89,6 @@ with controls:
                 help=f"{ui.md(bank.model(models[i]).display_name)} answers an image when its confidence is at least "
                      "this; otherwise the image goes on to the next stage. Far right: it never answers.",
             )
-        thresholds = tuple(new_thresholds)
         state.bound(
             st.segmented_control, "Metrics on", "w_on", view.on, lambda v, value: v.replace(on=value or "all"),
             options=list(state.EVAL_ON), required=True,
@@ -109,8 +103,7 @@ with controls:
             help="Fit the thresholds so the cascade meets this on the calibration half. 'Lose at most ...': "
                  "the accuracy may fall at most this much (a fraction) below the last model's.",
         )
-        target_value = (view.target_value if view.target_value is not None
-                        else ui.default_target(bank, split, kind, view, models))
+        target_value = resolved.target_value
         if kind == "gmacs":
             widget_args = dict(min_value=0.0, step=0.01, format="%.4f")
         else:
@@ -138,10 +131,6 @@ with controls:
                  "on new images from the same distribution. Safer thresholds, a little more compute.",
         )
 
-    view = state.current()
-    if view.models != models or view.thresholds != thresholds:
-        view = state.update(models=models, thresholds=thresholds if view.mode == "manual" else view.thresholds)
-
     st.divider()
     cost_options = ["gmacs"] + (["ms"] if all(bank.model(m).ms() is not None for m in models) else [])
     cost = view.cost if view.cost in cost_options else "gmacs"
@@ -150,12 +139,13 @@ with controls:
         options=cost_options, required=True, format_func={"gmacs": "GMACs", "ms": "latency (ms)"}.get,
         help="Compute (multiply-accumulates) or measured latency per image on the chart's x axis.",
     )
-    state.bound(st.toggle, "Log scale", "w_logx", view.log_x, lambda v, value: v.replace(log_x=bool(value)),
-                help="Logarithmic cost axis: spreads out the cheap models.")
+    log_x = view.log_x if view.log_x is not None else scale_ui.log_default(singles, cost)
+    state.bound(st.toggle, "Log scale", "w_logx", log_x, lambda v, value: v.replace(log_x=bool(value)),
+                help="Logarithmic cost axis: spreads out the cheap models (on by default when costs span "
+                     "more than 30x).")
+    highlight = scale_ui.highlight_picker(bank, singles, "explorer")
 
-cascade = ui.resolve_cascade(bank, view)
-cascade["models"], cascade["thresholds"] = models, (thresholds if not cascade["fitted"] else cascade["thresholds"])
-cascade, ev = ui.evaluate_current(bank, view, cascade)
+cascade, ev = ui.evaluate_current(bank, view, resolved.as_dict())
 
 with main:
     if cascade["fit_error"]:
@@ -173,14 +163,14 @@ with main:
     ui.temperature_notes(ev)
     ui.router_cards(ev)
 
-    singles = data.single_models(bank_key, split)
     curve = data.chain_curve(bank_key, split, models, view.criterion, view.temperature, view.ensemble,
                              cascade["on"]) if len(models) >= 2 else None
     frontier = data.frontier(bank_key, split, view.criterion) if len(available) >= 2 else None
     point = {"accuracy": ev["accuracy"], "avg_gmacs": ev["avg_gmacs"], "avg_ms": ev["avg_ms"],
              "label": plots.format_thresholds(cascade["thresholds"])}
     fig = plots.from_tradeoff(singles, hull=data.hull(bank_key, split, cost), curve=curve, frontier=frontier,
-                              point=point, cost=cost, log_x=view.log_x)
+                              point=point, cost=cost, log_x=log_x, highlight=highlight,
+                              labels=families.labelled_models(singles, frontier=frontier, current=models))
     st.session_state["_explorer_curve"] = (curve, fig, models)
 
     def on_click() -> None:
@@ -202,3 +192,8 @@ with main:
 
 calibration_view.render(bank, bank_key, split, models, view.criterion, view.temperature, view.ensemble,
                         cascade["thresholds"], cascade["on"], ev["result"], shown=view.calibration)
+
+# The resolved chain goes into the view (and the URL) once, after the page is drawn, so a copied link
+# and the other pages (gallery, shift, live) show this cascade; the page itself rendered from `resolved`.
+if view.models != models or (view.mode == "manual" and view.thresholds != thresholds):
+    state.update(models=models, thresholds=thresholds if view.mode == "manual" else view.thresholds)

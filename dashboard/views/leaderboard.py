@@ -5,9 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from cascade_explorer.core import plots, text
+from cascade_explorer.core import families, plots, text
 from cascade_explorer.core.router_metrics import with_router_columns
-from cascade_explorer.dashboard import data, state, ui
+from cascade_explorer.dashboard import data, scale_ui, state, ui
 
 bank = data.current_bank()
 view = state.current()
@@ -40,24 +40,42 @@ with c2:
     )
 shortlist = ()
 if stages == 3 and len(available) >= 3:
-    default_short = view.shortlist or tuple(available[:8])
+    n_samples = len(bank.labels(split))
+    limit = families.max_shortlist(n_samples)
+    # default: the models that can reach the frontier (in a pair-frontier cascade), within the bound
+    default_short = view.shortlist or tuple(families.default_shortlist(
+        data.frontier(bank_key, split, view.criterion), available, limit))
     with c3:
         chosen = state.bound(
             st.multiselect, "Shortlist for 3-model chains", "w_shortlist", list(default_short),
             lambda v, value: v.replace(shortlist=tuple(value)), options=available,
-            format_func=lambda m: ui.model_label(bank, m),
-            help="The models combined into 3-model chains (all ordered triples, cheapest first). Keep it short: "
-                 "the number of chains grows with the cube of its length.",
+            format_func=scale_ui.picker_label(bank, data.single_models(bank_key, split)), max_selections=limit,
+            help=f"The models combined into 3-model chains (all ordered triples, cheapest first). At most {limit}: "
+                 f"a 3-model search over k models holds about k x {families.SHORTLIST_BYTES_PER_SAMPLE} bytes per "
+                 f"image ({n_samples:,} images here) and its chains grow with the cube of k.",
         )
+    if len(view.shortlist) > limit:
+        st.warning(f"The shortlist from the link has {len(view.shortlist)} models; at most {limit} fit the "
+                   f"memory a 3-model search may use on {n_samples:,} images "
+                   f"(~{families.shortlist_bytes(len(view.shortlist), n_samples) / 1e9:.1f} GB needed). "
+                   f"Using the first {limit}.", icon=":material/memory:")
+        chosen = list(chosen)[:limit]
     if not state.current().shortlist:
-        st.caption(f"No shortlist picked, so the first {len(default_short)} models are combined; pick models to "
-                   "narrow it.")
+        st.caption(f"No shortlist picked, so the {len(default_short)} models that appear in the best pairs are "
+                   "combined; pick models to change it.")
     shortlist = tuple(m for m in available if m in chosen)
     if len(shortlist) < 3:
         st.info("Pick at least three models for 3-model chains; showing pairs only.")
         stages = 2
 
-frontier = data.frontier(bank_key, split, view.criterion, stages, shortlist if stages == 3 else ())
+if stages == 3:
+    with st.status(f"Searching every 3-model chain of {len(shortlist)} models "
+                   f"({len(shortlist) * (len(shortlist) - 1) * (len(shortlist) - 2) // 6} chains)...",
+                   expanded=False) as search_status:
+        frontier = data.frontier(bank_key, split, view.criterion, stages, shortlist)
+        search_status.update(label=f"Searched the 3-model chains of {len(shortlist)} models.", state="complete")
+else:
+    frontier = data.frontier(bank_key, split, view.criterion, stages, ())
 singles = data.single_models(bank_key, split)
 best_single = singles.loc[singles["accuracy"].idxmax()]
 st.markdown(f"{len(frontier):,} cascades on the frontier of **{ui.md(split)}** · best single model: "
@@ -68,8 +86,9 @@ frontier = frontier.reset_index(drop=True)
 pairs = sorted({tuple(models) for models in frontier["models"] if len(models) == 2})
 router = with_router_columns(frontier, data.router_table(bank_key, split, view.criterion, pairs),
                              columns=("apgr", "cpt_50", "oracle_accuracy"))
+chain_names = {m: ui.chain_text(bank, m) for m in dict.fromkeys(map(tuple, frontier["models"]))}  # ~100x fewer
 table = pd.DataFrame({
-    "cascade": [ui.chain_text(bank, m) for m in frontier["models"]],
+    "cascade": [chain_names[tuple(m)] for m in frontier["models"]],
     "thresholds": [plots.format_thresholds(t) for t in frontier["thresholds"]],
     "accuracy": frontier["accuracy"].astype(float),
     "avg GMACs": frontier["avg_gmacs"].astype(float),
@@ -103,6 +122,16 @@ sort_keys = {"speedup": (["speed-up", "accuracy"], [False, False]), "accuracy": 
 table = table.sort_values(sort_keys[0], ascending=sort_keys[1], na_position="last", kind="stable")
 if per_pair:
     table = table.drop_duplicates(subset="cascade", keep="first")
+on_front = set(families.frontier_models(frontier))
+uses = st.selectbox("Only cascades that use", [""] + [m for m in available if m in on_front],
+                    key="flt_leaderboard_uses", format_func=lambda m: "any model" if not m else ui.model_label(bank, m),
+                    help="Keep the rows whose chain contains this model.")
+if uses:
+    table = table[families.chains_using(list(frontier.loc[table.index, "models"]), uses)]
+# cascades with at least one matching model (the frontier is global: few are made only of one family)
+allowed = set(scale_ui.model_filter(bank, singles, "leaderboard"))
+if len(allowed) < len(singles):
+    table = table[[any(m in allowed for m in frontier.loc[i, "models"]) for i in table.index]]
 shown = table  # its index = row of `frontier`
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from cascade_explorer.core import plots
+from cascade_explorer.core import families, plots
 from cascade_explorer.dashboard import data, state, ui
 
 bank = data.current_bank()
@@ -62,7 +62,8 @@ if len(with_speedup):
 fig = plots.from_tradeoff(singles, hull=data.hull(bank_key, split), curve=curve, frontier=frontier,
                           point={"accuracy": ev["accuracy"], "avg_gmacs": ev["avg_gmacs"], "avg_ms": ev["avg_ms"],
                                  "label": "headline cascade", "name": "headline cascade"},
-                          chain_name=f"{ui.chain_text(bank, models)}, every threshold", log_x=True)
+                          chain_name=f"{ui.chain_text(bank, models)}, every threshold", log_x=True,
+                          labels=families.labelled_models(singles, frontier=frontier, current=models))
 st.plotly_chart(fig, theme="streamlit", key="overview_chart", config={"displaylogo": False})
 st.caption("Up and to the left is better. Blue dots are single models; the dashed line is the best you can do "
            "by mixing them; the green line is the best cascade of any two models; the star is the headline.")

@@ -1,0 +1,244 @@
+"""Issue 10, the dashboard at paper scale: families, filters, chart labels, log axis default, shortlist
+bounds (pure, core/families.py) and AppTest on a generated bank of 120 timm-named models."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from cascade_explorer.core import analysis, families, plots
+from cascade_explorer.core.errors import UsageError
+from cascade_explorer.core.store import SignalStore
+
+from zoo_bank import timm_names, write_zoo_bank
+
+APP = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
+
+
+# ------------------------------------------------------------------------------------------- pure
+
+def test_family_is_the_timm_prefix_or_the_manifest_field():
+    assert families.family_of("vit_base_patch16_224.augreg2_in21k_ft_in1k") == "vit"
+    assert families.family_of("resnet50") == "resnet"
+    assert families.family_of("mobilenetv3_large_100") == "mobilenetv"
+    assert families.family_of("convnext_tiny.fb_in22k") == "convnext"
+    assert families.family_of("efficientnet-lite0") == "efficientnet"
+    assert families.family_of("3d_net") == "3d_net"                  # no prefix: its own family
+    assert families.family_of("resnet50", "ResNets") == "ResNets"      # the manifest wins
+    assert families.family_of("resnet50", "  ") == "resnet"
+
+
+def test_log_axis_default_when_costs_span_more_than_30x():
+    assert families.log_axis_default([0.05, 0.3, 2.0]) is True        # 40x
+    assert families.log_axis_default([1.0, 5.0, 29.0]) is False
+    assert families.log_axis_default([0.0, float("nan"), 1.0]) is False   # one usable cost
+
+
+def _frame():
+    return pd.DataFrame({"id": ["resnet18", "resnet50", "vit_base_patch16_224", "vit_large_patch16_384"],
+                         "display_name": ["ResNet-18", "ResNet-50", "ViT-B/16", "ViT-L/16 384"],
+                         "gmacs": [1.8, 4.1, 17.6, 191.0], "accuracy": [0.69, 0.76, 0.81, 0.85]})
+
+
+def test_filter_models_by_name_family_cost_and_accuracy():
+    df = _frame()
+    fams = {m: families.family_of(m) for m in df["id"]}
+    assert families.filter_models(df, fams, families.ModelFilter()) == list(df["id"])
+    assert families.filter_models(df, fams, families.ModelFilter(text="VIT-L")) == ["vit_large_patch16_384"]
+    assert families.filter_models(df, fams, families.ModelFilter(family="resnet")) == ["resnet18", "resnet50"]
+    assert families.filter_models(df, fams, families.ModelFilter(min_gmacs=2, max_gmacs=20)) == [
+        "resnet50", "vit_base_patch16_224"]
+    assert families.filter_models(df, fams, families.ModelFilter(min_accuracy=0.8, family="vit")) == [
+        "vit_base_patch16_224", "vit_large_patch16_384"]
+    with pytest.raises(UsageError, match="^min_gmacs must be <= `max_gmacs`"):
+        families.ModelFilter(min_gmacs=3, max_gmacs=1)
+
+
+def test_labelled_models_are_frontier_current_and_best_only_on_big_banks():
+    df = _frame()
+    assert families.labelled_models(df) == set(df["id"])             # few models: every name
+    frontier = pd.DataFrame({"models": [("resnet18", "vit_base_patch16_224")]})
+    got = families.labelled_models(df, frontier=frontier, current=("resnet50",), limit=2)
+    assert got == {"resnet18", "vit_base_patch16_224", "resnet50", "vit_large_patch16_384"}   # + best single
+    got = families.labelled_models(df, frontier=None, current=(), limit=2)
+    assert got == {"vit_large_patch16_384"}
+
+
+def test_chart_prints_only_the_labelled_names_and_hovers_every_name():
+    df = _frame()
+    fig = plots.from_tradeoff(df, labels={"resnet50"}, highlight={"resnet18", "resnet50"})
+    trace = next(t for t in fig.data if t.name == "single models")
+    assert list(trace.text) == ["", "ResNet-50", "", ""]
+    assert list(trace.hovertext) == ["ResNet-18", "ResNet-50", "ViT-B/16", "ViT-L/16 384"]
+    assert "%{hovertext}" in trace.hovertemplate
+    assert list(trace.marker.opacity) == [1.0, 1.0, 0.35, 0.35]
+
+
+def test_shortlist_bound_and_default():
+    assert families.max_shortlist(50_000) == 12
+    budget = families.shortlist_bytes(5, 50_000)                       # a tight budget: the memory binds
+    assert families.max_shortlist(50_000, budget) == 5
+    assert families.max_shortlist(50_000, budget - 1) == 4
+    assert families.max_shortlist(50_000, 1) == 3                       # never below a 3-model chain
+    ids = [f"m{i}" for i in range(10)]
+    frontier = pd.DataFrame({"models": [("m0", "m4"), ("m2", "m4"), ("m2", "m9")]})
+    assert families.default_shortlist(frontier, ids, 12) == ["m0", "m2", "m4", "m9"]
+    assert families.default_shortlist(frontier, ids, 3) == ["m0", "m4", "m9"]      # spread, ends kept
+    assert families.default_shortlist(pd.DataFrame({"models": []}), ids, 5) == ["m7", "m8", "m9"]
+
+
+# ------------------------------------------------------------------------------------------- AppTest
+
+@pytest.fixture(scope="module")
+def zoo_bank(tmp_path_factory):
+    return write_zoo_bank(tmp_path_factory.mktemp("zoo") / "zoo", n_models=120)
+
+
+def _start(bank, monkeypatch, page=None, query=None) -> AppTest:
+    monkeypatch.setenv("CASCADE_EXPLORER_BANK", str(bank))
+    monkeypatch.delenv("CASCADE_EXPLORER_BANKS", raising=False)
+    at = AppTest.from_file(str(APP), default_timeout=300)
+    for k, v in (query or {}).items():
+        at.query_params[k] = v
+    at.run()
+    if page:
+        at.switch_page(f"views/{page}.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _singles_trace(at: AppTest, index: int = 0) -> dict:
+    spec = json.loads(at.get("plotly_chart")[index].proto.spec)
+    return next(t for t in spec["data"] if t.get("name") == "single models")
+
+
+@pytest.mark.parametrize("page", [None, "explorer", "zoo"])
+def test_charts_do_not_print_every_name_of_120_models(zoo_bank, monkeypatch, page):
+    at = _start(zoo_bank, monkeypatch, page)
+    trace = _singles_trace(at)
+    printed = [t for t in trace["text"] if t]
+    assert len(trace["hovertext"]) == 120 and all(trace["hovertext"])   # every point named on hover
+    assert 1 <= len(printed) < 60                                         # not a band of 120 names
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert spec["layout"]["xaxis"]["type"] == "log"                       # costs span > 30x
+
+
+def test_filters_narrow_the_zoo_and_the_picker(zoo_bank, monkeypatch):
+    at = _start(zoo_bank, monkeypatch, "zoo")
+    assert len(at.dataframe[0].value) == 120
+    at.text_input(key="flt_zoo_text").set_value("VIT_base").run()
+    ids = list(at.dataframe[0].value["id"])
+    assert len(ids) == 20 and all(i.startswith("vit_base") for i in ids)
+    at.text_input(key="flt_zoo_text").set_value("").run()
+    at.selectbox(key="flt_zoo_family").set_value("regnety").run()
+    assert set(at.dataframe[0].value["family"]) == {"regnety"} and len(at.dataframe[0].value) == 20
+
+    at.selectbox(key="flt_zoo_family").set_value("").run()
+    at.selectbox(key="flt_zoo_sort").set_value("top-1 val").run()
+    top1 = at.dataframe[0].value["top-1 val"].to_numpy(dtype=float)
+    assert len(top1) == 120 and (np.diff(top1) <= 0).all() and top1[0] > top1[-1]   # best first
+    at.selectbox(key="flt_zoo_sort").set_value("GMACs").run()
+    assert (np.diff(at.dataframe[0].value["GMACs"].to_numpy(dtype=float)) >= 0).all()
+
+    at = _start(zoo_bank, monkeypatch, "explorer")
+    picker = at.multiselect(key="w_models")
+    chosen = list(picker.value)
+    assert len(picker.options) == 120
+    assert "%" in picker.options[0]                                       # accuracy beside the name
+    at.text_input(key="flt_explorer_text").set_value("convnext").run()
+    picker = at.multiselect(key="w_models")
+    assert len(picker.options) == 20 + sum(not m.startswith("convnext") for m in chosen)
+    assert list(picker.value) == chosen                                   # the cascade is kept
+
+
+def test_a_deep_link_into_the_big_bank_opens(zoo_bank, monkeypatch):
+    names = timm_names(120)
+    at = _start(zoo_bank, monkeypatch, query={"models": f"{names[100]},{names[7]}", "thr": "0.55"})
+    at.switch_page("views/explorer.py").run()
+    assert not at.exception
+    view = at.session_state["_view"]
+    assert set(view.models) == {names[100], names[7]} and view.thresholds == (0.55,)
+    assert at.slider(key="w_thr_0").value == pytest.approx(0.55)
+
+
+def test_leaderboard_shortlist_defaults_to_frontier_models_and_filters_by_model(zoo_bank, monkeypatch):
+    at = _start(zoo_bank, monkeypatch, "leaderboard")
+    rows = len(at.dataframe[0].value)
+    bank_analysis = analysis.BankAnalysis(str(zoo_bank))
+    front = families.frontier_models(bank_analysis.frontier())
+    uses = at.selectbox(key="flt_leaderboard_uses")
+    pick = front[len(front) // 2]
+    uses.set_value(pick).run()
+    kept = at.dataframe[0].value
+    assert 0 < len(kept) < rows
+    name = bank_analysis.bank.model(pick).display_name
+    assert all(name in c for c in kept["cascade"])
+    at.selectbox(key="flt_leaderboard_uses").set_value("").run()
+    at.selectbox(key="flt_leaderboard_family").set_value("vit").run()      # chains with a ViT in them
+    with_vit = at.dataframe[0].value
+    vit_names = {bank_analysis.bank.model(m).display_name for m in bank_analysis.bank.model_ids
+                 if m.startswith("vit_")}
+    assert 0 < len(with_vit) < rows
+    assert all(set(c.split(" → ")) & vit_names for c in with_vit["cascade"])
+    at.selectbox(key="flt_leaderboard_family").set_value("").run()
+    at.segmented_control(key="w_stages").set_value(3).run()
+    assert not at.exception
+    shortlist = list(at.multiselect(key="w_shortlist").value)
+    assert 3 <= len(shortlist) <= families.max_shortlist(300) and set(shortlist) <= set(front)
+
+
+def test_a_cold_signal_store_shows_progress_then_the_page(tmp_path, monkeypatch):
+    bank = write_zoo_bank(tmp_path / "cold", n_models=104, signals=False)
+    store = SignalStore()
+    from cascade_explorer.core.bank import Bank
+    assert not store.info(Bank.open(bank)).get("models")
+    at = _start(bank, monkeypatch)
+    said = " ".join(c.value for c in at.caption)
+    assert "Read 104 models of val into the signal store" in said
+    assert at.get("plotly_chart")                                         # and the page is drawn
+    assert len(store.info(Bank.open(bank))["models"]["val"]) == 104
+    again = _start(bank, monkeypatch)                                     # a new session: warm, no note
+    assert "into the signal store" not in " ".join(c.value for c in again.caption)
+
+
+# ------------------------------------------------------------------------------ one resolved cascade
+
+def test_the_explorer_resolves_its_cascade_once_per_run(zoo_bank, monkeypatch):
+    from cascade_explorer.dashboard import ui
+
+    at = _start(zoo_bank, monkeypatch, "explorer")
+    calls = []
+    original = ui.chain_and_thresholds
+    monkeypatch.setattr(ui, "chain_and_thresholds", lambda *a, **k: calls.append(1) or original(*a, **k))
+    slider = at.slider(key="w_thr_0")
+    at.slider(key="w_thr_0").set_value((float(slider.min) + float(slider.max)) / 2).run()
+    assert not at.exception
+    assert len(calls) == 1          # the old Explorer worked the chain out twice (and fitted/evaluated twice)
+
+
+def test_resolve_clamps_hand_thresholds_and_fits_targets(zoo_bank, monkeypatch):
+    from cascade_explorer.dashboard import resolve, state
+
+    names = timm_names(120)
+    models = (names[7], names[100])
+    at = _start(zoo_bank, monkeypatch, "explorer",
+                query={"models": ",".join(models), "thr": "7.5"})        # above every confidence
+    bank = at.session_state["_bank"]
+    got = resolve.resolve(bank, state.ViewState(models=models, thresholds=(7.5,)))
+    assert got.models == tuple(m for m in bank.model_ids if m in models)
+    assert len(got.sliders) == 1 and got.hand_thresholds == (got.sliders[0].top,) == got.thresholds
+    assert got.on == "all" and not got.fitted
+    bank_analysis = analysis.BankAnalysis(str(zoo_bank))
+    stage = bank_analysis.stage_signals(analysis.CascadeSpec(models=got.models))[0]
+    assert got.sliders[0].low == float(np.min(stage.confidence)) and got.sliders[0].top > float(np.max(stage.confidence))
+    target = resolve.resolve(bank, state.ViewState(models=models, mode="target", target_kind="escalated",
+                                                   target_value=0.4))
+    expected = bank_analysis.fit_for_target(analysis.CascadeSpec(models=got.models), max_escalated=0.4)
+    assert target.fitted and target.on == "eval" and target.sliders == ()
+    assert target.thresholds == tuple(float(t) for t in expected)
+    assert at.slider(key="w_thr_0").value == pytest.approx(got.sliders[0].top)
