@@ -415,8 +415,9 @@ def _write(out: Path, existing, names, dataset, split, ids, labels, arrays, cost
             prediction = np.empty(n, dtype=np.int32)
 
             def on_chunk(start, chunk):
-                chunk_signals(chunk, DEFAULT_CRITERION, 1.0,
-                              out=(confidence[start:start + len(chunk)], prediction[start:start + len(chunk)]))
+                rows = slice(start, start + len(chunk))
+                chunk_signals(chunk, DEFAULT_CRITERION, 1.0, out=(confidence[rows], prediction[rows]))
+                return prediction[rows]   # the writer's top1 reuses this argmax
 
             writer.add_logits(name, split, array, on_chunk=on_chunk)
             del array

@@ -23,7 +23,7 @@ from ..atomic import atomic_save_npy, atomic_write_bytes, atomic_write_json, ato
 from ..errors import BankError
 from .format import (LABELS, LOGITS_DTYPES, LOGITS_DIR, MANIFEST, SAMPLES, SAMPLES_HEADER, SCAN_CHUNK_ROWS,
                      SCHEMA_VERSION, SPLITS_DIR, UNFINISHED, check_id, check_labels,
-                     is_number, is_valid_id, labels_path, load_manifest, lock_path, logits_path, manifest_path, mark_finite,
+                     finite_rows, is_number, is_valid_id, labels_path, load_manifest, lock_path, logits_path, manifest_path, mark_finite,
                      narrow_rows, non_finite_problem, read_npy_header, read_samples, samples_path, split_dir,
                      validate_manifest, validate_model_entry)
 from .lock import DEFAULT_TIMEOUT_S, TEMP_NAME, bank_folder_state, bank_lock
@@ -251,7 +251,8 @@ class BankWriter:
         first: see format.narrow_rows), e.g. memory-mapped: it is read, checked (finite, no lossy
         narrowing), counted (top1) and written one row chunk at a time, so memory stays bounded
         whatever N and the source is read once. on_chunk(start_row, stored_chunk): called with each
-        chunk as stored (e.g. to compute signals on the same pass). Raises BankError for a wrong dtype
+        chunk as stored (e.g. to compute signals on the same pass); it may return the chunk's argmax
+        (int (rows,)), which top1 then reuses instead of computing it again. Raises BankError for a wrong dtype
         or shape, NaN/inf (naming the value, row and column) or a lossy cast; nothing is written then.
         """
         entry = self._model_entry(model_id)
@@ -275,7 +276,7 @@ class BankWriter:
             np.lib.format.write_array_header_1_0(handle, header)   # the header np.save writes for this array
             for start in range(0, len(labels), SCAN_CHUNK_ROWS):
                 raw = np.asarray(array[start:start + SCAN_CHUNK_ROWS])
-                finite = np.isfinite(raw).all(axis=1)
+                finite = finite_rows(raw)
                 if not finite.all():
                     row = start + int(np.flatnonzero(~finite)[0])
                     raise BankError(f"logits are not all finite: {non_finite_problem(array, row)}", path=path,
@@ -284,9 +285,10 @@ class BankWriter:
                     chunk = narrow_rows(raw, stored, first_row=start)
                 except BankError as error:
                     raise BankError(error.problem, path=path, model=model_id, split=split, fix=error.fix) from None
-                correct += int((chunk.argmax(axis=1) == labels[start:start + SCAN_CHUNK_ROWS]).sum())
-                if on_chunk is not None:
-                    on_chunk(start, chunk)
+                prediction = on_chunk(start, chunk) if on_chunk is not None else None
+                if prediction is None:   # float16 argmax has no fast path in numpy; float32's does
+                    prediction = chunk.astype(np.float32, copy=False).argmax(axis=1)
+                correct += int((prediction == labels[start:start + SCAN_CHUNK_ROWS]).sum())
                 handle.write(np.ascontiguousarray(chunk).tobytes())
 
         atomic_write_with(path, write)
