@@ -20,7 +20,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 from .common import say
@@ -55,7 +54,7 @@ def _visit(context, url: str, timeout_ms: int = 120_000) -> float:
 def measure_bank(bank: Path, sessions: int) -> dict:
     from playwright.sync_api import sync_playwright
 
-    from cascade_explorer.commands.dashboard import dashboard_command
+    from cascade_explorer.commands.dashboard import dashboard_command, wait_until_serving
     from cascade_explorer.dashboard import BANK_ENV
 
     port = _free_port()
@@ -66,16 +65,8 @@ def measure_bank(bank: Path, sessions: int) -> dict:
                                   stdout=subprocess.DEVNULL, stderr=open(Path(folder) / "server.log", "w"))
         sampler = RssSampler(server.pid, every_s=0.5)
         try:
-            deadline = time.monotonic() + 90
-            while True:
-                try:
-                    with urllib.request.urlopen(base + "/_stcore/health", timeout=2):
-                        break
-                except OSError:
-                    if server.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError("the dashboard server did not start: "
-                                           + (Path(folder) / "server.log").read_text()[-500:]) from None
-                    time.sleep(0.3)
+            if not wait_until_serving(base, server, timeout_s=90):
+                raise RuntimeError("the dashboard server did not start: " + (Path(folder) / "server.log").read_text()[-500:])
             sampler.start()
             out: dict = {"bank": str(bank), "warm_visit_s": {}, "page_s": {}}
             with sync_playwright() as pw:

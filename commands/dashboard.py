@@ -140,14 +140,21 @@ def _check_address(address: str, port: int) -> None:
                              "use 127.0.0.1 or 0.0.0.0") from None
 
 
-def _open_browser_when_up(url: str, server: subprocess.Popen, timeout_s: float = 60.0) -> None:
-    """Open the user's browser once the server answers its health check (no-op without a browser)."""
+def wait_until_serving(url: str, server: subprocess.Popen, timeout_s: float = 60.0) -> bool:
+    """True once the Streamlit server at `url` answers its health check; False when it exits or
+    `timeout_s` passes first (the benchmarks and the browser opener share this wait)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline and server.poll() is None:
         try:
             with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
                 if response.status == 200:
-                    webbrowser.open(url)
-                    return
+                    return True
         except OSError:
-            time.sleep(0.5)
+            time.sleep(0.3)
+    return False
+
+
+def _open_browser_when_up(url: str, server: subprocess.Popen, timeout_s: float = 60.0) -> None:
+    """Open the user's browser once the server answers its health check (no-op without a browser)."""
+    if wait_until_serving(url, server, timeout_s):
+        webbrowser.open(url)

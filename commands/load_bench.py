@@ -23,7 +23,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -198,7 +197,7 @@ def summarise(runs: list[dict], rss: list[tuple[float, float]], log: dict, sessi
 
 def run_load(*, sessions: int, duration: float, bank: str | None = None) -> dict:
     """Start a server on 127.0.0.1, drive `sessions` browser sessions for `duration` seconds, report."""
-    from cascade_explorer.commands.dashboard import dashboard_command
+    from cascade_explorer.commands.dashboard import dashboard_command, wait_until_serving
     from cascade_explorer.core.bank import DEFAULT_BANK_PATH, Bank
     from cascade_explorer.core.errors import UsageError
     from cascade_explorer.dashboard import BANK_ENV
@@ -218,16 +217,8 @@ def run_load(*, sessions: int, duration: float, bank: str | None = None) -> dict
         sampler = RssSampler(server.pid)
         try:
             base = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 90
-            while True:
-                try:
-                    with urllib.request.urlopen(base + "/_stcore/health", timeout=2):
-                        break
-                except OSError:
-                    if server.poll() is not None or time.monotonic() > deadline:
-                        raise UsageError("the dashboard server did not start: "
-                                         + (Path(folder) / "server.log").read_text()[-500:]) from None
-                    time.sleep(0.3)
+            if not wait_until_serving(base, server, timeout_s=90):
+                raise UsageError("the dashboard server did not start: " + (Path(folder) / "server.log").read_text()[-500:])
             sampler.start()
             log = asyncio.run(_drive(base, sessions, duration, picture))
         finally:
