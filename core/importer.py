@@ -405,6 +405,9 @@ def _write(out: Path, existing, names, dataset, split, ids, labels, arrays, cost
             from .store import DEFAULT_CRITERION, SignalStore
 
             store = SignalStore()
+            # what store.put reads of the bank (path, file versions, labels, class count) does not change
+            # while the logits are written: open it once, not once per model (a manifest parse each)
+            bank = writer.open(validate=False, allow_incomplete=True)
         for name, load in arrays.items():
             array = load()
             if store is None:
@@ -421,6 +424,5 @@ def _write(out: Path, existing, names, dataset, split, ids, labels, arrays, cost
 
             writer.add_logits(name, split, array, on_chunk=on_chunk)
             del array
-            store.put(writer.open(validate=False, allow_incomplete=True), name, split,
-                      ModelSignals(confidence, prediction, prediction == labels))
+            store.put(bank, name, split, ModelSignals(confidence, prediction, prediction == labels))
         writer.finish()
