@@ -54,7 +54,7 @@ def _visit(context, url: str, timeout_ms: int = 120_000) -> float:
 def measure_bank(bank: Path, sessions: int) -> dict:
     from playwright.sync_api import sync_playwright
 
-    from cascade_explorer.commands.dashboard import dashboard_command, wait_until_serving
+    from cascade_explorer.commands.dashboard import dashboard_command, stop_server, wait_until_serving
     from cascade_explorer.dashboard import BANK_ENV
 
     port = _free_port()
@@ -92,11 +92,7 @@ def measure_bank(bank: Path, sessions: int) -> dict:
             out["sessions"] = sessions
         finally:
             sampler.stop.set()
-            server.terminate()
-            try:
-                server.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                server.kill()
+            stop_server(server)
     return out
 
 

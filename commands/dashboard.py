@@ -78,12 +78,7 @@ def run(args) -> int:
     try:
         return server.wait()
     except KeyboardInterrupt:
-        server.terminate()
-        try:
-            return server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            return server.wait()
+        return stop_server(server)
     finally:
         signal.signal(signal.SIGTERM, previous)
 
@@ -138,6 +133,16 @@ def _check_address(address: str, port: int) -> None:
                                  "pass another --port") from None
             raise UsageError(f"--address {address}: cannot listen there ({error.strerror}); "
                              "use 127.0.0.1 or 0.0.0.0") from None
+
+
+def stop_server(server: subprocess.Popen, timeout_s: float = 20.0) -> int:
+    """Stop a dashboard server: SIGTERM, then SIGKILL if it has not exited within `timeout_s`; its exit status."""
+    server.terminate()
+    try:
+        return server.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        return server.wait()
 
 
 def wait_until_serving(url: str, server: subprocess.Popen, timeout_s: float = 60.0) -> bool:

@@ -197,7 +197,7 @@ def summarise(runs: list[dict], rss: list[tuple[float, float]], log: dict, sessi
 
 def run_load(*, sessions: int, duration: float, bank: str | None = None) -> dict:
     """Start a server on 127.0.0.1, drive `sessions` browser sessions for `duration` seconds, report."""
-    from cascade_explorer.commands.dashboard import dashboard_command, wait_until_serving
+    from cascade_explorer.commands.dashboard import dashboard_command, stop_server, wait_until_serving
     from cascade_explorer.core.bank import DEFAULT_BANK_PATH, Bank
     from cascade_explorer.core.errors import UsageError
     from cascade_explorer.dashboard import BANK_ENV
@@ -223,11 +223,7 @@ def run_load(*, sessions: int, duration: float, bank: str | None = None) -> dict
             log = asyncio.run(_drive(base, sessions, duration, picture))
         finally:
             sampler.stop.set()
-            server.terminate()
-            try:
-                server.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                server.kill()
+            stop_server(server)
         runs = [json.loads(line) for line in run_log.read_text().splitlines()] if run_log.is_file() else []
     warm_s = None if log["warm_at"] is None else log["warm_at"] - sampler.start_time
     report = summarise(runs, sampler.samples, log, sessions, duration, warm_s)
