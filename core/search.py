@@ -76,16 +76,25 @@ def _pair_points(confidences: list[np.ndarray], correct: np.ndarray, costs: np.n
     """Pareto points of every ordered pair (see _pair_points_of); with workers > 1 the first models
     are cut into contiguous ranges of about equal work, each searched on its own thread (numpy
     releases the GIL in the gathers and sums) against its own running frontier, and the ranges'
-    frontiers are merged in first-model order, which keeps the same points as one pass."""
+    frontiers are merged in first-model order, which keeps the same points as one pass.
+
+    For the global frontier, every range starts from the same seeds (see _seeds), which prune
+    only what they beat strictly, so they change no result."""
     n_models = correct.shape[0]
+    totals = correct.sum(axis=1, dtype=np.int64)
+    both = seeds = None
+    if not per_pair:
+        both = _both_correct(correct)
+        seeds = _seeds(confidences, correct, costs, totals, both)
     if workers <= 1 or n_models < 4:
-        return _pair_points_of(confidences, correct, costs, per_pair, range(n_models))
+        return _pair_points_of(confidences, correct, costs, per_pair, range(n_models), both, seeds)
     lo = np.searchsorted(costs, costs, side="left")
     work = np.cumsum(n_models - lo)                    # second models searched per first model
     bounds = np.searchsorted(work, work[-1] * np.arange(1, workers) / workers)
     ranges = [range(a, b) for a, b in zip([0, *bounds], [*bounds, n_models]) if b > a]
     with ThreadPoolExecutor(max_workers=len(ranges)) as pool:
-        parts = list(pool.map(lambda r: _pair_points_of(confidences, correct, costs, per_pair, r), ranges))
+        parts = list(pool.map(lambda r: _pair_points_of(confidences, correct, costs, per_pair, r, both, seeds),
+                              ranges))
     merged = [np.concatenate(arrays) for arrays in zip(*parts)]
     if per_pair or len(merged[0]) == 0:
         return merged
@@ -94,8 +103,32 @@ def _pair_points(confidences: list[np.ndarray], correct: np.ndarray, costs: np.n
     return [a[pareto_front(merged_cost, merged[4])] for a in merged]
 
 
+def _seeds(confidences, correct, costs, totals, both) -> tuple[np.ndarray, np.ndarray]:
+    """(cost ascending, best count so far) of points every range of the search may prune against
+    strictly: the single models that are a pair's point (model m alone is the pair (m, j) with
+    nothing escalated, for any j no cheaper than m) and the frontier of the pairs among those
+    single models' own Pareto front (a small search whose points are real pair points).
+
+    A point strictly beaten by one of these (no cheaper, fewer right) is never on the frontier; a
+    point that ties one may be, as whichever pair the full search meets first, so ties are kept."""
+    n_models = len(costs)
+    has_partner = np.searchsorted(costs, costs, side="left") < n_models - 1
+    index = np.flatnonzero(has_partner)
+    front = np.sort(index[pareto_front(costs[index], totals[index])]) if len(index) else index
+    cost, count = costs[front], totals[front]
+    if len(front) >= 2:
+        # the pairs of the single-model front, searched with the same code on their own
+        sub = _pair_points_of([confidences[m] for m in front], correct[front], costs[front], False,
+                              range(len(front)), both[np.ix_(front, front)], None)
+        n = correct.shape[1]
+        pair_cost = costs[front][sub[0]] + (n - sub[2]) / n * costs[front][sub[1]]
+        cost, count = np.concatenate([cost, pair_cost]), np.concatenate([count, sub[4]])
+    order = np.lexsort((-count, cost))
+    return cost[order], np.maximum.accumulate(count[order])
+
+
 def _pair_points_of(confidences: list[np.ndarray], correct: np.ndarray, costs: np.ndarray, per_pair: bool,
-                    first_models: range):
+                    first_models: range, both: np.ndarray | None = None, seeds: tuple | None = None):
     """Pareto points of every ordered pair (costs ascending, first not dearer than second) whose first
     model is in `first_models`.
 
@@ -117,6 +150,7 @@ def _pair_points_of(confidences: list[np.ndarray], correct: np.ndarray, costs: n
     if n_models * width_padded >= 2**31:
         raise UsageError(f"pair search on {n_models} models x {n} samples overflows its int32 counters; "
                          "split the samples or the models")
+    seed_cost, seed_correct = seeds if seeds is not None else (np.empty(0), np.empty(0, dtype=np.int64))
     # column 0 stays False so that column p holds the count over the first p sorted samples;
     # padding columns stay False (the flat cumulative sum passes through them unchanged)
     gathered = np.zeros((n_models, width_padded), dtype=bool)
@@ -129,8 +163,7 @@ def _pair_points_of(confidences: list[np.ndarray], correct: np.ndarray, costs: n
     for i in first_models:
         # candidate second models: every later model plus earlier ones of equal cost (both orders)
         lo = int(np.searchsorted(costs, costs[i], side="left"))
-        n_rows = n_models - lo
-        if n_rows <= 1:
+        if n_models - lo <= 1:
             continue
         conf = confidences[i]
         order = np.argsort(conf)                  # ascending; ties are grouped below, so no need for stability
@@ -140,18 +173,27 @@ def _pair_points_of(confidences: list[np.ndarray], correct: np.ndarray, costs: n
         p = np.concatenate([starts, [n]])
         width = len(p)
         thresholds = np.concatenate([finite_threshold(sorted_conf[starts]), [np.inf]])
-        first_cum = np.concatenate([[0], np.cumsum(correct[i, order], dtype=np.int64)])[p].astype(np.int32)
-        block = gathered[lo:]
-        np.take(correct[lo:], order, axis=1, out=block[:, 1:n + 1])
+        first_cum_all = np.concatenate([[0], np.cumsum(correct[i, order], dtype=np.int64)])
+        first_cum = first_cum_all[p].astype(np.int32)
+        second_models = np.arange(lo, n_models)
+        second_models = second_models[second_models != i]          # no pair of a model with itself
+        if both is not None and not per_pair:
+            second_models = _may_reach_frontier(i, second_models, p, first_cum_all, totals, both, costs,
+                                                frontier_cost, frontier_correct, seed_cost, seed_correct)
+        n_rows = len(second_models)
+        if n_rows == 0:
+            continue
+        block = gathered[:n_rows]
+        np.take(correct[second_models], order, axis=1, out=block[:, 1:n + 1])
         # one flat cumulative sum: row r is offset by the totals of rows before it (a per-row constant)
-        np.cumsum(block.reshape(-1), dtype=np.int32, out=cumulative[lo:].reshape(-1))
-        row_const = totals[i] - np.concatenate([[0], np.cumsum(totals[lo:], dtype=np.int64)[:-1]])
+        np.cumsum(block.reshape(-1), dtype=np.int32, out=cumulative[:n_rows].reshape(-1))
+        row_const = totals[i] - np.concatenate([[0], np.cumsum(totals[second_models], dtype=np.int64)[:-1]])
         if width == n + 1:
-            values = cumulative[lo:]
+            values = cumulative[:n_rows]
         else:   # ties: only run starts are thresholds
             blocks_needed = -(-width // BLOCK)
             values = np.empty((n_rows, blocks_needed * BLOCK), dtype=np.int32)
-            np.take(cumulative[lo:], p, axis=1, out=values[:, :width])
+            np.take(cumulative[:n_rows], p, axis=1, out=values[:, :width])
         # n_correct = shifted + row_const
         np.subtract(values[:, :width], first_cum[None, :], out=values[:, :width])
         values[:, width:] = lowest
@@ -160,7 +202,6 @@ def _pair_points_of(confidences: list[np.ndarray], correct: np.ndarray, costs: n
         before = np.full(block_max.shape, lowest, dtype=np.int32)
         np.maximum.accumulate(block_max[:, :-1], axis=1, out=before[:, 1:])
         live_all = block_max > before                                        # the block holds a new record
-        live_all[i - lo] = False                                              # no pair of a model with itself
         start_p = p[np.minimum(np.arange(block_max.shape[1]) * BLOCK, width - 1)]
         # second models in groups, merging into the frontier after each, so that early groups prune
         # later ones and the candidate arrays stay small
@@ -169,7 +210,7 @@ def _pair_points_of(confidences: list[np.ndarray], correct: np.ndarray, costs: n
             live = live_all[g0:g1]
             if not per_pair and len(frontier_cost):
                 # the frontier's best count at the block's cheapest cost must be beaten
-                start_cost = costs[i] + start_p[None, :] / n * costs[lo + g0:lo + g1, None]
+                start_cost = costs[i] + start_p[None, :] / n * costs[second_models[g0:g1], None]
                 j = np.searchsorted(frontier_cost, start_cost.ravel(), side="right").reshape(start_cost.shape) - 1
                 floor = np.where(j >= 0, frontier_correct[np.maximum(j, 0)], -1)
                 live = live & (block_max[g0:g1].astype(np.int64) + row_const[g0:g1, None] > floor)
@@ -186,13 +227,13 @@ def _pair_points_of(confidences: list[np.ndarray], correct: np.ndarray, costs: n
             rows = live_rows[hit_live]
             cols = live_blocks[hit_live] * BLOCK + hit_col
             n_correct = sub[hit_live, hit_col].astype(np.int64) + row_const[rows]
-            free = costs[lo + rows] == 0
+            free = costs[second_models[rows]] == 0
             if free.any():
                 # a free second model: every point of the row costs the same, keep its best (last record)
                 last = np.append(rows[1:] != rows[:-1], True)
                 keep = ~free | last
                 rows, cols, n_correct = rows[keep], cols[keep], n_correct[keep]
-            second = lo + rows
+            second = second_models[rows]
             chunk = [np.full(len(rows), i, dtype=np.int64), second, n - p[cols], thresholds[cols], n_correct]
             if per_pair:
                 chunks.append(chunk)
@@ -215,6 +256,54 @@ def _pair_points_of(confidences: list[np.ndarray], correct: np.ndarray, costs: n
     if per_pair:
         return [np.concatenate(parts) for parts in zip(*chunks)] if chunks else empty
     return kept
+
+
+def _both_correct(correct: np.ndarray) -> np.ndarray:
+    """(M, M) int64: samples models a and b both get right, for every pair (a float32 product: exact,
+    since counts stay far below 2**24, and one BLAS call instead of M**2 passes)."""
+    as_float = correct.astype(np.float32)
+    return np.rint(as_float @ as_float.T).astype(np.int64)
+
+
+def _floor(frontier_cost: np.ndarray, frontier_correct: np.ndarray, cost: np.ndarray) -> np.ndarray:
+    """The most samples right of any frontier point no dearer than `cost` (-1 where there is none)."""
+    if len(frontier_cost) == 0:
+        return np.full(cost.shape, -1, dtype=np.int64)
+    j = np.searchsorted(frontier_cost, cost.ravel(), side="right").reshape(cost.shape) - 1
+    return np.where(j >= 0, frontier_correct[np.maximum(j, 0)], -1)
+
+
+def _may_reach_frontier(i: int, second_models: np.ndarray, p: np.ndarray, first_cum: np.ndarray,
+                        totals: np.ndarray, both: np.ndarray, costs: np.ndarray, frontier_cost: np.ndarray,
+                        frontier_correct: np.ndarray, seed_cost: np.ndarray, seed_correct: np.ndarray) -> np.ndarray:
+    """The second models whose pair with first model i may still add a point to the frontier so far.
+
+    With the p least confident samples of model i escalated, the pair gets right
+        a_p + (escalated samples model j gets right)
+      <= a_p + min(c_p, both_ij) + min(w_p, C_j - both_ij)
+    where a_p: i right among the samples kept, c_p / w_p: i right / wrong among those escalated,
+    C_j: j right in all, both_ij: both right (j can be right on at most both_ij of the samples i gets
+    right, and on at most C_j - both_ij of those i gets wrong). On a block of positions p0..p1 the
+    bound is at most a_p0 + min(c_p1, both) + min(w_p1, C_j - both) (a_p falls, c_p and w_p grow
+    with p), and every position costs at least the block's first. A pair whose bound never beats the
+    frontier's best count at that cost adds nothing the exact search would keep (it keeps only
+    points beating the frontier), so dropping it changes no result; the frontier only grows. The
+    single-model seeds prune only what they beat strictly: those points are found by the search
+    itself, but maybe later, and a tie must go to whichever pair the search meets first.
+    """
+    n = len(first_cum) - 1
+    starts = p[::BLOCK]                                   # first position of each block (of run starts)
+    ends = np.append(p[BLOCK - 1::BLOCK], p[-1])[:len(starts)]
+    total_i = first_cum[-1]
+    kept_right = total_i - first_cum[starts]               # a_p0: (blocks,)
+    esc_right = first_cum[ends]                            # c_p1
+    esc_wrong = ends - esc_right                           # w_p1
+    shared = both[i, second_models][:, None]               # (rows, 1)
+    only_second = totals[second_models][:, None] - shared
+    bound = kept_right[None, :] + np.minimum(esc_right[None, :], shared) + np.minimum(esc_wrong[None, :], only_second)
+    start_cost = costs[i] + starts[None, :] / n * costs[second_models, None]
+    may = (bound > _floor(frontier_cost, frontier_correct, start_cost)) & (bound >= _floor(seed_cost, seed_correct, start_cost))
+    return second_models[may.any(axis=1)]
 
 
 def pair_frontier(signals: dict[str, ModelSignals], gmacs: dict[str, float], ms: dict | None = None, *,

@@ -280,3 +280,30 @@ def test_three_model_frontier_pruned_per_chain_equals_one_pass(bank, grid_size):
                                                           frame.avg_gmacs)]
     want = _three_model_frontier_in_one_pass(signals, gmacs, grid_size)
     assert sorted(got, key=lambda r: (r[3], -r[2])) == sorted(want, key=lambda r: (r[3], -r[2]))
+
+
+def test_pair_frontier_bound_prunes_most_pairs_and_changes_nothing():
+    """The pair search drops pairs whose upper bound (from the samples both models get right) cannot
+    beat the frontier before it gathers their correctness. Same frame to the last row and model name
+    as the search without that bound, with 1 or 2 threads, while many pairs are never gathered."""
+    from cascade_explorer.core.synthetic import make_synthetic_bank
+
+    synthetic = make_synthetic_bank(80, 6000, 50, seed=3)
+    signals = synthetic.all_signals()
+    seen = []
+    real = search._may_reach_frontier
+
+    def counting(i, second_models, *args):
+        kept = real(i, second_models, *args)
+        seen.append((len(second_models), len(kept)))
+        return kept
+
+    with patch.object(search, "_may_reach_frontier", counting):
+        pruned = {workers: pair_frontier(signals, synthetic.gmacs, synthetic.ms, workers=workers) for workers in (1, 2)}
+    with patch.object(search, "_may_reach_frontier", lambda i, second_models, *args: second_models), \
+            patch.object(search, "_seeds", lambda *args: (np.empty(0), np.empty(0, dtype=np.int64))):
+        unpruned = pair_frontier(signals, synthetic.gmacs, synthetic.ms, workers=1)
+    for frame in pruned.values():
+        pd.testing.assert_frame_equal(frame, unpruned)
+    considered, kept = (sum(column) for column in zip(*seen))
+    assert kept < 0.6 * considered, (kept, considered)   # 100% without the bound; ~20% at 500 x 50,000
