@@ -24,6 +24,7 @@ from .signals import ModelSignals
 from .validate import check_bool, check_fraction, check_int, check_number, check_sequence
 
 BLOCK = 256      # positions per block in the pair search's block pruning
+BOUND_BLOCK = 256    # positions per block in the pairs' upper bound (coarser: one cost lookup per block)
 ROW_GROUP = 16   # second models handled (and merged into the frontier) together
 COLUMNS = ["models", "thresholds", "accuracy", "avg_gmacs", "avg_ms", "escalated_fraction",
            "exit_fractions", "speedup"]
@@ -84,7 +85,7 @@ def _pair_points(confidences: list[np.ndarray], correct: np.ndarray, costs: np.n
     totals = correct.sum(axis=1, dtype=np.int64)
     both = seeds = None
     if not per_pair:
-        both = _both_correct(correct)
+        both = _packed(correct)
         seeds = _seeds(confidences, correct, costs, totals, both)
     if workers <= 1 or n_models < 4:
         return _pair_points_of(confidences, correct, costs, per_pair, range(n_models), both, seeds)
@@ -119,7 +120,7 @@ def _seeds(confidences, correct, costs, totals, both) -> tuple[np.ndarray, np.nd
     if len(front) >= 2:
         # the pairs of the single-model front, searched with the same code on their own
         sub = _pair_points_of([confidences[m] for m in front], correct[front], costs[front], False,
-                              range(len(front)), both[np.ix_(front, front)], None)
+                              range(len(front)), both[front], None)
         n = correct.shape[1]
         pair_cost = costs[front][sub[0]] + (n - sub[2]) / n * costs[front][sub[1]]
         cost, count = np.concatenate([cost, pair_cost]), np.concatenate([count, sub[4]])
@@ -258,11 +259,13 @@ def _pair_points_of(confidences: list[np.ndarray], correct: np.ndarray, costs: n
     return kept
 
 
-def _both_correct(correct: np.ndarray) -> np.ndarray:
-    """(M, M) int64: samples models a and b both get right, for every pair (a float32 product: exact,
-    since counts stay far below 2**24, and one BLAS call instead of M**2 passes)."""
-    as_float = correct.astype(np.float32)
-    return np.rint(as_float @ as_float.T).astype(np.int64)
+def _packed(correct: np.ndarray) -> np.ndarray:
+    """(M, ceil(N / 64)) uint64: each model's correctness as bits, so that the samples two models both
+    get right are one AND and a popcount per 64 samples (np.bitwise_count)."""
+    n_models, n = correct.shape
+    packed = np.zeros((n_models, -(-n // 64) * 8), dtype=np.uint8)
+    packed[:, :-(-n // 8)] = np.packbits(correct, axis=1)
+    return packed.view(np.uint64)
 
 
 def _floor(frontier_cost: np.ndarray, frontier_correct: np.ndarray, cost: np.ndarray) -> np.ndarray:
@@ -292,18 +295,24 @@ def _may_reach_frontier(i: int, second_models: np.ndarray, p: np.ndarray, first_
     itself, but maybe later, and a tie must go to whichever pair the search meets first.
     """
     n = len(first_cum) - 1
-    starts = p[::BLOCK]                                   # first position of each block (of run starts)
-    ends = np.append(p[BLOCK - 1::BLOCK], p[-1])[:len(starts)]
     total_i = first_cum[-1]
-    kept_right = total_i - first_cum[starts]               # a_p0: (blocks,)
-    esc_right = first_cum[ends]                            # c_p1
-    esc_wrong = ends - esc_right                           # w_p1
-    shared = both[i, second_models][:, None]               # (rows, 1)
-    only_second = totals[second_models][:, None] - shared
-    bound = kept_right[None, :] + np.minimum(esc_right[None, :], shared) + np.minimum(esc_wrong[None, :], only_second)
-    start_cost = costs[i] + starts[None, :] / n * costs[second_models, None]
-    may = (bound > _floor(frontier_cost, frontier_correct, start_cost)) & (bound >= _floor(seed_cost, seed_correct, start_cost))
-    return second_models[may.any(axis=1)]
+    shared = np.bitwise_count(both[second_models] & both[i]).sum(axis=1, dtype=np.int64)
+    only_second = totals[second_models] - shared
+    # coarse blocks first (few cost lookups per pair), then fine blocks for the pairs still in: a
+    # coarse block's bound is no lower and its floor no higher than those of the fine blocks inside it
+    for block in (16 * BOUND_BLOCK, BOUND_BLOCK):
+        starts = p[::block]                                    # first position of each block (of run starts)
+        ends = np.append(p[block - 1::block], p[-1])[:len(starts)]
+        kept_right = total_i - first_cum[starts]               # a_p0: (blocks,)
+        esc_right = first_cum[ends]                            # c_p1
+        esc_wrong = ends - esc_right                           # w_p1
+        bound = (kept_right[None, :] + np.minimum(esc_right[None, :], shared[:, None])
+                 + np.minimum(esc_wrong[None, :], only_second[:, None]))
+        start_cost = costs[i] + starts[None, :] / n * costs[second_models, None]
+        may = ((bound > _floor(frontier_cost, frontier_correct, start_cost))
+               & (bound >= _floor(seed_cost, seed_correct, start_cost))).any(axis=1)
+        second_models, shared, only_second = second_models[may], shared[may], only_second[may]
+    return second_models
 
 
 def pair_frontier(signals: dict[str, ModelSignals], gmacs: dict[str, float], ms: dict | None = None, *,
