@@ -209,12 +209,12 @@ def test_a_cold_signal_store_shows_progress_then_the_page(tmp_path, monkeypatch)
 # ------------------------------------------------------------------------------ one resolved cascade
 
 def test_the_explorer_resolves_its_cascade_once_per_run(zoo_bank, monkeypatch):
-    from cascade_explorer.dashboard import ui
+    from cascade_explorer.dashboard import resolve
 
     at = _start(zoo_bank, monkeypatch, "explorer")
     calls = []
-    original = ui.chain_and_thresholds
-    monkeypatch.setattr(ui, "chain_and_thresholds", lambda *a, **k: calls.append(1) or original(*a, **k))
+    original = resolve.view_chain
+    monkeypatch.setattr(resolve, "view_chain", lambda *a, **k: calls.append(1) or original(*a, **k))
     slider = at.slider(key="w_thr_0")
     at.slider(key="w_thr_0").set_value((float(slider.min) + float(slider.max)) / 2).run()
     assert not at.exception
