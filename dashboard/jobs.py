@@ -65,6 +65,7 @@ class Job:
         self._ended: float | None = None
         self.result: Any = None
         self.error: str | None = None
+        self.exception: BaseException | None = None   # what `error` says, for callers that tell kinds apart
 
     # -- control
 
@@ -132,10 +133,10 @@ class Job:
         except CancelledError:
             outcome = CANCELLED
         except CascadeExplorerError as exc:     # a deliberate message: what, where, how to fix
-            outcome, self.error = FAILED, str(exc)
+            outcome, self.error, self.exception = FAILED, str(exc), exc
         except Exception as exc:  # a bug or an unreadable file: one line on the page, the traceback in the log
             log.exception("background job %r failed", self.what)
-            outcome, self.error = FAILED, f"{type(exc).__name__}: {exc}"
+            outcome, self.error, self.exception = FAILED, f"{type(exc).__name__}: {exc}", exc
         with self._lock:
             self._state, self._ended = outcome, time.monotonic()
         self._finished.set()

@@ -4,6 +4,7 @@ bounds (pure, core/families.py) and AppTest on a generated bank of 120 timm-name
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -192,18 +193,87 @@ def test_leaderboard_shortlist_defaults_to_frontier_models_and_filters_by_model(
     assert 3 <= len(shortlist) <= families.max_shortlist(300) and set(shortlist) <= set(front)
 
 
-def test_a_cold_signal_store_shows_progress_then_the_page(tmp_path, monkeypatch):
+def test_a_cold_signal_store_renders_the_page_at_once_with_progress_then_fills_in(tmp_path, monkeypatch):
+    """The bank is opened by a background job: the first run returns at once with the page's title and
+    a progress bar naming the model being read (no chart: not the full page); once the job has ended a
+    rerun draws the whole page, and a second session on the same bank opens without any progress."""
+    import threading
+    import time
+
+    from cascade_explorer.core.bank import Bank
+    from cascade_explorer.dashboard import jobs, scale_ui
+
     bank = write_zoo_bank(tmp_path / "cold", n_models=104, signals=False)
     store = SignalStore()
-    from cascade_explorer.core.bank import Bank
     assert not store.info(Bank.open(bank)).get("models")
+    gate = threading.Event()          # holds the job inside its first model until the first run is checked
+    original = SignalStore.model_signals
+
+    def held(self, *args, **kwargs):
+        gate.wait(60)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(SignalStore, "model_signals", held)
+    monkeypatch.setattr(scale_ui, "GRACE_S", 0.2)       # the product's grace, not the tests' (conftest)
+    started = time.perf_counter()
     at = _start(bank, monkeypatch)
-    said = " ".join(c.value for c in at.caption)
-    assert "Read 104 models of val into the signal store" in said
-    assert at.get("plotly_chart")                                         # and the page is drawn
-    assert len(store.info(Bank.open(bank))["models"]["val"]) == 104
-    again = _start(bank, monkeypatch)                                     # a new session: warm, no note
+    assert time.perf_counter() - started < 30                           # not behind 104 models
+    assert [t.value for t in at.title] == ["Overview"]
+    bar = at.get("progress")
+    assert len(bar) == 1 and "Reading" in bar[0].proto.text and "of 104" in bar[0].proto.text
+    assert not at.get("plotly_chart")                                     # the page waits, it does not block
+    assert any("fills in by itself" in i.value for i in at.info)
+    gate.set()
+    job = scale_ui.registry().peek(scale_ui.warm_key(Bank.open(bank), "val"))
+    assert job.wait(120) and job.state == jobs.DONE, job.snapshot()
+    assert job.result["stored"] == 104
+    at.run()
+    assert not at.exception
+    assert at.get("plotly_chart") and not at.get("progress")             # the full page
+    assert "Read 104 models of val into the signal store" in " ".join(c.value for c in at.caption)
+    assert len(store.info(Bank.open(bank))["models"]["val"]) == 104     # the next server start is fast
+    again = _start(bank, monkeypatch)                                     # a new session: ready, no note
+    assert again.get("plotly_chart") and not again.get("progress")
     assert "into the signal store" not in " ".join(c.value for c in again.caption)
+
+
+@pytest.mark.parametrize("kind", ["bank", "other"])
+def test_a_failing_bank_job_says_what_failed_as_text_and_can_be_tried_again(tmp_path, monkeypatch, kind):
+    from cascade_explorer.core.bank import Bank
+    from cascade_explorer.core.errors import BankError
+    from cascade_explorer.dashboard import scale_ui
+
+    bank = write_zoo_bank(tmp_path / "bad", n_models=14, signals=False)
+    original = SignalStore.model_signals
+    fail = [True]
+
+    def broken(self, bank_, model_id, *args, **kwargs):
+        if fail[0] and kind == "bank":
+            raise BankError("logits contain NaN or inf", model=model_id, split="val", fix="re-export them")
+        if fail[0]:
+            raise RuntimeError("the disk went away")
+        return original(self, bank_, model_id, *args, **kwargs)
+
+    monkeypatch.setattr(SignalStore, "model_signals", broken)
+    monkeypatch.setattr(scale_ui, "GRACE_S", 0.2)
+    at = _start(bank, monkeypatch)
+    job = scale_ui.registry().peek(scale_ui.warm_key(Bank.open(bank), "val"))
+    assert job.wait(60)
+    at.run()
+    assert not at.exception and not at.get("plotly_chart")
+    said = re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", " ".join(e.value for e in at.error)).replace("\u2060", "")
+    if kind == "bank":   # the bank's own message page, with how to fix it
+        assert "The bank is damaged" in said and "logits contain NaN or inf" in said and "Fix: re-export them" in said
+        assert "How to fix" in " ".join(m.value for m in at.markdown)
+    else:
+        assert "Opening zoo-bad on val failed: RuntimeError: the disk went away" in said
+    assert "Traceback" not in said
+    fail[0] = False
+    at.button(key="warm_retry").click().run()                              # forgets the failed job
+    new_job = scale_ui.registry().peek(scale_ui.warm_key(Bank.open(bank), "val"))
+    assert new_job is not job and new_job.wait(60)
+    at.run()
+    assert not at.exception and at.get("plotly_chart")
 
 
 # ------------------------------------------------------------------------------ one resolved cascade
