@@ -585,3 +585,17 @@ def test_live_says_when_the_target_is_out_of_reach(app):
     at = app("live", {"mode": "target", "target": "accuracy", "tval": "1.0", "models": "tiny,medium"})
     assert_clean(at)
     assert any("No thresholds meet the Explorer's target" in w.value for w in at.warning)
+
+
+def test_the_shift_page_resolves_its_cascade_once_per_run(app, monkeypatch):
+    """Distribution shift renders from dashboard/resolve.py's one resolved cascade (it used to work the
+    chain out again through ui.chain_and_thresholds)."""
+    from cascade_explorer.dashboard import resolve
+
+    at = app("shift")
+    calls = []
+    original = resolve.view_chain
+    monkeypatch.setattr(resolve, "view_chain", lambda *a, **k: calls.append(1) or original(*a, **k))
+    at.run()
+    assert_clean(at)
+    assert len(calls) == 1 and at.metric

@@ -312,3 +312,29 @@ def test_resolve_clamps_hand_thresholds_and_fits_targets(zoo_bank, monkeypatch):
     assert target.fitted and target.on == "eval" and target.sliders == ()
     assert target.thresholds == tuple(float(t) for t in expected)
     assert at.slider(key="w_thr_0").value == pytest.approx(got.sliders[0].top)
+
+
+def test_no_model_picker_offers_select_all(zoo_bank, monkeypatch):
+    """Streamlit's multiselect shows a "Select all" action for up to 1,000 options unless told not to;
+    a cascade holds at most 4 models and the shortlist a memory-bound handful."""
+    at = _start(zoo_bank, monkeypatch, "explorer")
+    picker = at.multiselect(key="w_models")
+    assert len(picker.options) == 120 and picker.proto.select_all == 0
+    assert picker.proto.max_selections == 4
+    at = _start(zoo_bank, monkeypatch, "leaderboard")
+    at.segmented_control(key="w_stages").set_value(3).run()
+    shortlist = at.multiselect(key="w_shortlist")
+    assert shortlist.proto.select_all == 0 and shortlist.proto.max_selections == families.max_shortlist(300)
+
+
+@pytest.mark.parametrize("page", ["explorer", "gallery", "live"])
+def test_every_cascade_page_resolves_its_cascade_once_per_run(zoo_bank, monkeypatch, page):
+    from cascade_explorer.dashboard import resolve
+
+    at = _start(zoo_bank, monkeypatch, page)
+    calls = []
+    original = resolve.view_chain
+    monkeypatch.setattr(resolve, "view_chain", lambda *a, **k: calls.append(1) or original(*a, **k))
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert len(calls) == 1         # the old Gallery and Live worked it out through ui.resolve_cascade instead

@@ -50,6 +50,7 @@ if stages == 3 and len(available) >= 3:
             st.multiselect, "Shortlist for 3-model chains", "w_shortlist", list(default_short),
             lambda v, value: v.replace(shortlist=tuple(value)), options=available,
             format_func=scale_ui.picker_label(bank, data.single_models(bank_key, split)), max_selections=limit,
+            select_all=False,   # Streamlit's default offers "Select all" of every model: far over the limit
             help=f"The models combined into 3-model chains (all ordered triples, cheapest first). At most {limit}: "
                  f"a 3-model search over k models holds about k x {families.SHORTLIST_BYTES_PER_SAMPLE} bytes per "
                  f"image ({n_samples:,} images here) and its chains grow with the cube of k.",
