@@ -175,6 +175,43 @@ def job_error(job: jobs.Job, what: str, key: str) -> None:
     st.button("Try again", key=key, on_click=_forget, args=(job.key,), icon=":material/refresh:")
 
 
+def run_in_background(slot: str, key, work, *, what: str) -> jobs.Job:
+    """The process-wide job of `key` (started if needed) for this session's `slot` (e.g. the
+    leaderboard's search): when the slot held another key before (the input changed), that job is
+    cancelled, so it stops at its next step and its result is never shown. Waits up to GRACE_S for it."""
+    job = registry().get(key, work, what=what, replaces=st.session_state.get(f"_job_{slot}"))
+    st.session_state[f"_job_{slot}"] = key
+    job.wait(GRACE_S)
+    return job
+
+
+def cancel_slot(slot: str) -> None:
+    """Cancel this session's job in `slot` (its input went away, e.g. back to pairs only)."""
+    key = st.session_state.pop(f"_job_{slot}", None)
+    job = None if key is None else registry().peek(key)
+    if job is not None and not job.finished:
+        job.cancel()
+
+
+def search_job(bank, split: str, criterion: str, shortlist: tuple) -> jobs.Job:
+    """The leaderboard's 3-model search (pairs, then every 3-model chain of `shortlist`) in the
+    background, keyed by its inputs; progress counts first models, then chains. Result: the frontier
+    (the same frame data.frontier returns; memoised in the bank's BankAnalysis too)."""
+    analysis = data._analysis(data.key(bank))
+    n_models = len(bank.models_for(split))
+
+    def work(job: jobs.Job):
+        def step(done: int, total: int) -> None:
+            where = (f"pairs: {done:,} of {n_models:,} first models" if done < n_models else
+                     f"3-model chains: {done - n_models:,} of {total - n_models:,}")
+            job.report(done, total, f"Searching the cascades of {len(shortlist)} shortlisted models ({where})")
+        return analysis.frontier(split=split, criterion=criterion, max_stages=3, shortlist=list(shortlist),
+                                 progress=step)
+
+    return run_in_background("leaderboard_search", ("frontier3", data.key(bank), split, criterion, tuple(shortlist)),
+                             work, what="3-model search")
+
+
 def bank_ready(bank, split: str, title: str) -> bool:
     """Whether the page may render now: the bank's warm-up job (`warm_job`) has ended well. Otherwise
     the page's title, the job's progress (refreshed until it ends, then the page fills in) and a

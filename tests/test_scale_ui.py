@@ -338,3 +338,47 @@ def test_every_cascade_page_resolves_its_cascade_once_per_run(zoo_bank, monkeypa
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     assert len(calls) == 1         # the old Gallery and Live worked it out through ui.resolve_cascade instead
+
+
+def test_the_3_model_search_runs_in_the_background_and_a_new_shortlist_cancels_it(zoo_bank, monkeypatch):
+    """The leaderboard's 3-model search shows its progress instead of blocking the page; changing the
+    shortlist abandons the old search (it stops at its next chain, its result is never shown) and the
+    table then comes from the new one, equal to the direct computation."""
+    import threading
+
+    from cascade_explorer.core import search
+    from cascade_explorer.dashboard import jobs, scale_ui
+
+    gate = threading.Event()
+    curves = []
+    original = search.cascade_curve
+
+    def held(*args, **kwargs):
+        curves.append(1)
+        gate.wait(60)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(search, "cascade_curve", held)
+    monkeypatch.setattr(scale_ui, "GRACE_S", 0.2)
+    at = _start(zoo_bank, monkeypatch, "leaderboard")
+    at.selectbox(key="w_criterion").set_value("entropy").run()      # a criterion no other test searched
+    at.segmented_control(key="w_stages").set_value(3).run()
+    assert not at.exception
+    bar = at.get("progress")
+    assert len(bar) == 1 and "Searching the cascades of" in bar[0].proto.text and not at.dataframe
+    shortlist = list(at.multiselect(key="w_shortlist").value)
+    old = scale_ui.registry().peek(at.session_state["_job_leaderboard_search"])
+    assert old.state == jobs.RUNNING and len(shortlist) >= 4
+    at.multiselect(key="w_shortlist").set_value(shortlist[:-1]).run()
+    assert old.cancelled and at.get("progress")
+    gate.set()
+    assert old.wait(60) and old.state == jobs.CANCELLED and old.result is None
+    new = scale_ui.registry().peek(at.session_state["_job_leaderboard_search"])
+    assert new is not old and new.wait(120) and new.state == jobs.DONE
+    at.run()
+    assert not at.exception and len(at.dataframe) == 1 and not at.get("progress")
+    direct = analysis.BankAnalysis(str(zoo_bank), store=False).frontier(
+        criterion="entropy", max_stages=3, shortlist=[m for m in shortlist[:-1]])
+    pd.testing.assert_frame_equal(new.result, direct)
+    stopped = old.snapshot()
+    assert stopped.done - 120 <= 1 < stopped.total - 120           # the old search stopped after its first chain

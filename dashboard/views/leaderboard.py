@@ -7,7 +7,7 @@ import streamlit as st
 
 from cascade_explorer.core import families, plots, text
 from cascade_explorer.core.router_metrics import with_router_columns
-from cascade_explorer.dashboard import data, scale_ui, state, ui
+from cascade_explorer.dashboard import data, jobs, scale_ui, state, ui
 
 bank = data.current_bank()
 view = state.current()
@@ -70,12 +70,22 @@ if stages == 3 and len(available) >= 3:
         stages = 2
 
 if stages == 3:
-    with st.status(f"Searching every 3-model chain of {len(shortlist)} models "
-                   f"({len(shortlist) * (len(shortlist) - 1) * (len(shortlist) - 2) // 6} chains)...",
-                   expanded=False) as search_status:
-        frontier = data.frontier(bank_key, split, view.criterion, stages, shortlist)
-        search_status.update(label=f"Searched the 3-model chains of {len(shortlist)} models.", state="complete")
+    # in the background, keyed by its inputs: the page stays live while it runs, and a new shortlist or
+    # criterion cancels the old search (it stops at its next chain; its result is never shown)
+    search = scale_ui.search_job(bank, split, view.criterion, shortlist)
+    if search.state == jobs.FAILED:
+        scale_ui.job_error(search, "The 3-model search", "leaderboard_search_retry")
+        st.stop()
+    if search.state != jobs.DONE:
+        n_chains = len(shortlist) * (len(shortlist) - 1) * (len(shortlist) - 2) // 6
+        with st.status(f"Searching every 3-model chain of {len(shortlist)} models ({n_chains:,} chains)...",
+                       expanded=True):
+            scale_ui.job_progress(search.key, "The table appears when it is done; change the shortlist or the "
+                                              "criterion to stop this search and start another.")
+        st.stop()
+    frontier = search.result
 else:
+    scale_ui.cancel_slot("leaderboard_search")   # back to pairs: a running 3-model search is not needed
     frontier = data.frontier(bank_key, split, view.criterion, stages, ())
 singles = data.single_models(bank_key, split)
 best_single = singles.loc[singles["accuracy"].idxmax()]
