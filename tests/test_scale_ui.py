@@ -382,3 +382,23 @@ def test_the_3_model_search_runs_in_the_background_and_a_new_shortlist_cancels_i
     pd.testing.assert_frame_equal(new.result, direct)
     stopped = old.snapshot()
     assert stopped.done - 120 <= 1 < stopped.total - 120           # the old search stopped after its first chain
+
+
+def test_the_leaderboard_pages_through_its_rows(zoo_bank, monkeypatch, downloads):
+    at = _start(zoo_bank, monkeypatch, "leaderboard")
+    at.toggle(key="w_per_pair").set_value(False).run()          # every frontier point: hundreds of rows
+    n_rows = len(analysis.BankAnalysis(str(zoo_bank)).frontier())
+    assert n_rows > 100
+    assert len(at.dataframe[0].value) == min(n_rows, 500)         # one page of the default size
+    at.selectbox(key="flt_leaderboard_page_size").set_value(100).run()
+    first = at.dataframe[0].value
+    assert len(first) == 100
+    pages = -(-n_rows // 100)
+    at.number_input(key="flt_leaderboard_page").set_value(pages).run()
+    last = at.dataframe[0].value
+    assert len(last) == n_rows - 100 * (pages - 1)
+    assert not set(map(tuple, last[["cascade", "thresholds"]].values)) & set(map(tuple, first[["cascade", "thresholds"]].values))
+    assert f"of {n_rows:,}" in " ".join(c.value for c in at.caption)
+    assert len(downloads["leaderboard_csv"].splitlines()) == n_rows + 1     # the CSV holds every page
+    at.selectbox(key="flt_leaderboard_family").set_value("vit").run()      # fewer rows: the page is clamped
+    assert not at.exception and len(at.dataframe[0].value) >= 1

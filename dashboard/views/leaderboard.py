@@ -9,6 +9,8 @@ from cascade_explorer.core import families, plots, text
 from cascade_explorer.core.router_metrics import with_router_columns
 from cascade_explorer.dashboard import data, jobs, scale_ui, state, ui
 
+PAGE_SIZES = [100, 500, 2000]   # rows per page of the table
+
 bank = data.current_bank()
 view = state.current()
 split = ui.split_of(bank, view)
@@ -143,7 +145,21 @@ if uses:
 allowed = set(scale_ui.model_filter(bank, singles, "leaderboard"))
 if len(allowed) < len(singles):
     table = table[[any(m in allowed for m in frontier.loc[i, "models"]) for i in table.index]]
+# thousands of frontier rows (every threshold of every chain) are paged: one page is sent to the browser,
+# not the whole table, and a click still maps to its frontier row through `shown`'s index
+n_rows = len(table)
 shown = table  # its index = row of `frontier`
+if n_rows > PAGE_SIZES[0]:
+    p1, p2, p3 = st.columns([1, 1, 2])
+    size = p1.selectbox("Rows per page", PAGE_SIZES, index=1, key="flt_leaderboard_page_size")
+    n_pages = -(-n_rows // size)
+    if st.session_state.get("flt_leaderboard_page", 1) > n_pages:   # fewer rows now (a filter): last page
+        st.session_state["flt_leaderboard_page"] = n_pages
+    page_no = p2.number_input(f"Page (of {n_pages:,})", min_value=1, max_value=n_pages, step=1,
+                              key="flt_leaderboard_page")
+    start = (int(page_no) - 1) * size
+    shown = table.iloc[start:start + size]
+    p3.caption(f"Rows {start + 1:,}–{start + len(shown):,} of {n_rows:,} (the CSV holds them all).")
 
 
 def open_row() -> None:
@@ -184,9 +200,9 @@ st.dataframe(
 if st.session_state.pop("_leaderboard_open", False):
     st.switch_page("views/explorer.py")
 
-csv = shown.assign(models=["+".join(frontier.loc[i, "models"]) for i in shown.index],
-                   threshold_values=[";".join(repr(float(t)) for t in frontier.loc[i, "thresholds"]) for i in shown.index])
+csv = table.assign(models=["+".join(frontier.loc[i, "models"]) for i in table.index],
+                   threshold_values=[";".join(repr(float(t)) for t in frontier.loc[i, "thresholds"]) for i in table.index])
 csv_text = text.spreadsheet_frame(csv).to_csv(index=False)   # a name like "=HYPERLINK(...)" stays text
 st.download_button("Download CSV", lambda: csv_text, file_name=f"leaderboard-{split}.csv", mime="text/csv",
                    icon=":material/download:", key="leaderboard_csv", on_click="ignore",
-                   help="The table above with model ids and exact thresholds, for a spreadsheet or a script.")
+                   help="The table above (every page) with model ids and exact thresholds, for a spreadsheet or a script.")
