@@ -255,6 +255,8 @@ def test_leaderboard_lists_core_frontier(app, bank_path):
     at.toggle(key="w_per_pair").set_value(False).run()
     at.selectbox(key="w_rank").set_value("cost").run()
     assert_clean(at)
+    assert len(at.dataframe[0].value) == min(len(frontier), 500)      # paged: one page of 500 rows
+    at.selectbox(key="flt_leaderboard_page_size").set_value(2000).run()  # one page holds them all
     table = at.dataframe[0].value
     assert len(table) == len(frontier)
     np.testing.assert_allclose(np.sort(table["accuracy"].to_numpy()), np.sort(frontier["accuracy"].to_numpy()))
