@@ -23,6 +23,7 @@ import copy
 import functools
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, fields, is_dataclass, replace
 from pathlib import Path
 
@@ -210,11 +211,13 @@ def _nbytes(value) -> int:
 
 
 def _memo(method):
-    """Memoise a BankAnalysis method in the instance's byte-bounded LRU (key: method name + arguments)."""
+    """Memoise a BankAnalysis method in the instance's byte-bounded LRU (key: method name + arguments;
+    a `progress` keyword is passed to the method but left out of the key: it never changes the result)."""
     name = method.__name__
-    return cachetools.cachedmethod(lambda self: self._cache,
-                                   key=lambda self, *args, **kwargs: cachetools.keys.hashkey(name, *args, **kwargs),
-                                   lock=lambda self: self._lock)(method)
+
+    def key(self, *args, progress=None, **kwargs):
+        return cachetools.keys.hashkey(name, *args, **kwargs)
+    return cachetools.cachedmethod(lambda self: self._cache, key=key, lock=lambda self: self._lock)(method)
 
 
 class BankAnalysis:
@@ -435,23 +438,29 @@ class BankAnalysis:
 
     @_memo
     def _frontier(self, split: str, criterion: str, max_stages: int, shortlist: tuple | None, on: str,
-                  fraction: float, seed: int, device: str | None, grid_size: int) -> pd.DataFrame:
+                  fraction: float, seed: int, device: str | None, grid_size: int, *, progress=None) -> pd.DataFrame:
         from .curves import pareto_front
 
         ids = self.bank.models_for(split)
         if len(ids) < 2:
             raise UsageError(f"split {split!r} has logits for {len(ids)} model(s); a cascade needs at least 2")
+        chosen = (list(shortlist) if shortlist else ids) if max_stages >= 3 else []
+        if max_stages >= 3 and len(chosen) < 3:
+            raise UsageError(f"shortlist: 3-model cascades need a shortlist of at least 3 models, got "
+                             f"{', '.join(chosen)}", parameter="shortlist")
+        # one count over both searches: the pair search's first models, then the 3-model chains
+        n_chains = len(chosen) * (len(chosen) - 1) * (len(chosen) - 2) // 6
+        total = len(ids) + n_chains
+        pair_progress = None if progress is None else (lambda done, _n: progress(done, total))
+        chain_progress = None if progress is None else (lambda done, _n: progress(len(ids) + done, total))
         signals = {m: self._chain_part(split, (m,), criterion, (1.0,), False, on, fraction, seed)[0] for m in ids}
         gmacs, ms_list = self._costs(ids, device)
         gmacs_map = dict(zip(ids, gmacs))
         ms_map = None if ms_list is None else dict(zip(ids, ms_list))
-        frames = [search.pair_frontier(signals, gmacs_map, ms_map)]
+        frames = [search.pair_frontier(signals, gmacs_map, ms_map, progress=pair_progress)]
         if max_stages >= 3:
-            chosen = list(shortlist) if shortlist else ids
-            if len(chosen) < 3:
-                raise UsageError(f"shortlist: 3-model cascades need a shortlist of at least 3 models, got "
-                                 f"{', '.join(chosen)}", parameter="shortlist")
-            frames.append(search.three_model_frontier(signals, gmacs_map, chosen, ms=ms_map, grid_size=grid_size))
+            frames.append(search.three_model_frontier(signals, gmacs_map, chosen, ms=ms_map, grid_size=grid_size,
+                                                      progress=chain_progress))
         frame = pd.concat([f for f in frames if len(f)], ignore_index=True) if any(len(f) for f in frames) \
             else frames[0]
         if len(frames) > 1 and len(frame):
@@ -716,7 +725,8 @@ class BankAnalysis:
         return self._hull(resolve_split(self.bank, split), _check_part(on), *_fraction_seed(calibration_fraction, seed))
 
     def frontier(self, *, split=None, criterion="max_softmax", max_stages=2, shortlist=None, on="all",
-                 calibration_fraction=0.5, seed=0, device=None, grid_size=64) -> pd.DataFrame:
+                 calibration_fraction=0.5, seed=0, device=None, grid_size=64,
+                 progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
         """The global best-cascade frontier (Pareto-optimal in accuracy vs average GMACs) over all ordered
         pairs (cheaper first) and every threshold, plus 3-model chains over a shortlist when
         max_stages=3 (default shortlist: every model when the split has at most 8).
@@ -724,6 +734,11 @@ class BankAnalysis:
         Returns a DataFrame with FRONTIER_COLUMNS, cost ascending. Raises UsageError for fewer than
         2 models on the split, an unknown shortlist model, or max_stages=3 on a bigger bank without a
         shortlist.
+
+        progress: None, or progress(done, total) called between steps (each first model of the pair
+        search, then each 3-model chain: total = models + chains) while the frontier is computed (not
+        when it is memoised already); it may raise errors.CancelledError to stop, and then nothing is
+        memoised. The result does not depend on it.
         """
         split = resolve_split(self.bank, split)
         check_criterion(criterion)
@@ -739,8 +754,30 @@ class BankAnalysis:
         elif max_stages == 3 and len(ids) > _MAX_DEFAULT_SHORTLIST:
             raise UsageError(f"shortlist: this split has {len(ids)} models: name at most a handful for 3-model "
                              f"cascades (choose from: {', '.join(ids)})", parameter="shortlist")
+        if progress is not None and not callable(progress):
+            raise UsageError(f"progress must be a callable progress(done, total) or None, got {progress!r}",
+                             parameter="progress")
         return self._frontier(split, criterion, max_stages, shortlist, _check_part(on),
-                              *_fraction_seed(calibration_fraction, seed), device, _check_grid(grid_size)).copy()
+                              *_fraction_seed(calibration_fraction, seed), device, _check_grid(grid_size),
+                              progress=progress).copy()
+
+    def fill_signals(self, split=None, *, criterion="max_softmax",
+                     progress: Callable[[int, int], None] | None = None) -> int:
+        """Read (from the signal store, computing and storing what it lacks) every model's signals on
+        `split` at temperature 1 and keep them memoised, one model at a time in `bank.models_for(split)`
+        order: what every page needs first on a big bank. progress(done, total) is called before each
+        model (done = models read so far) and once at the end; it may raise errors.CancelledError to
+        stop between two models (the ones read stay stored). Returns the number of models read."""
+        split = resolve_split(self.bank, split)
+        check_criterion(criterion)
+        ids = self.bank.models_for(split)
+        for done, model_id in enumerate(ids):
+            if progress is not None:
+                progress(done, len(ids))
+            self._signals(model_id, split, criterion, 1.0)
+        if progress is not None:
+            progress(len(ids), len(ids))
+        return len(ids)
 
     def shift(self, spec: CascadeSpec, source_split, target_split, *, on="eval", target_accuracy=None,
               max_gmacs=None, max_escalated=None, max_accuracy_drop=None, calibration_fraction=0.5, seed=0,

@@ -101,6 +101,16 @@ class NotCertifiedError(CascadeExplorerError):
         self.certificate = certificate
 
 
+class CancelledError(CascadeExplorerError):
+    """A long computation stopped early because its caller asked it to (a ``progress`` hook raised it).
+
+    Long core computations (``search.pair_frontier``, ``search.three_model_frontier``,
+    ``BankAnalysis.frontier``, ``BankAnalysis.fill_signals``) take an optional
+    ``progress(done, total)`` callable and call it between steps; the hook raises this to abandon
+    the work (the dashboard does when its input changed). Nothing partial is kept or memoised.
+    """
+
+
 class AdapterError(UsageError):
     """A model spec that cannot be turned into a model adapter (unknown backend, bad file)."""
 

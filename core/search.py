@@ -11,7 +11,8 @@ group. Memory stays at a few (M x N) arrays of signals; logits are never needed.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from itertools import combinations
 
@@ -67,13 +68,28 @@ def _hull(signals, gmacs, ids):
     return single_model_hull([float(gmacs[m]) for m in ids], [signals[m].correct.mean() for m in ids])
 
 
+def _ticker(progress: Callable[[int, int], None] | None, total: int):
+    """A thread-safe tick() for the pair search's threads: counts first models and calls
+    progress(done, total) under a lock (so the hook never runs twice at once); None without a hook."""
+    if progress is None:
+        return None
+    lock = threading.Lock()
+    done = [0]
+
+    def tick() -> None:
+        with lock:
+            progress(done[0], total)
+            done[0] += 1
+    return tick
+
+
 def _frame(rows: dict) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=COLUMNS)
     return frame.sort_values(["avg_gmacs", "accuracy"], ascending=[True, False], kind="stable").reset_index(drop=True)
 
 
 def _pair_points(confidences: list[np.ndarray], correct: np.ndarray, costs: np.ndarray, per_pair: bool,
-                 workers: int = 1):
+                 workers: int = 1, tick=None):
     """Pareto points of every ordered pair (see _pair_points_of); with workers > 1 the first models
     are cut into contiguous ranges of about equal work, each searched on its own thread (numpy
     releases the GIL in the gathers and sums) against its own running frontier, and the ranges'
@@ -88,13 +104,13 @@ def _pair_points(confidences: list[np.ndarray], correct: np.ndarray, costs: np.n
         both = _packed(correct)
         seeds = _seeds(confidences, correct, costs, totals, both)
     if workers <= 1 or n_models < 4:
-        return _pair_points_of(confidences, correct, costs, per_pair, range(n_models), both, seeds)
+        return _pair_points_of(confidences, correct, costs, per_pair, range(n_models), both, seeds, tick)
     lo = np.searchsorted(costs, costs, side="left")
     work = np.cumsum(n_models - lo)                    # second models searched per first model
     bounds = np.searchsorted(work, work[-1] * np.arange(1, workers) / workers)
     ranges = [range(a, b) for a, b in zip([0, *bounds], [*bounds, n_models]) if b > a]
     with ThreadPoolExecutor(max_workers=len(ranges)) as pool:
-        parts = list(pool.map(lambda r: _pair_points_of(confidences, correct, costs, per_pair, r, both, seeds),
+        parts = list(pool.map(lambda r: _pair_points_of(confidences, correct, costs, per_pair, r, both, seeds, tick),
                               ranges))
     merged = [np.concatenate(arrays) for arrays in zip(*parts)]
     if per_pair or len(merged[0]) == 0:
@@ -129,7 +145,8 @@ def _seeds(confidences, correct, costs, totals, both) -> tuple[np.ndarray, np.nd
 
 
 def _pair_points_of(confidences: list[np.ndarray], correct: np.ndarray, costs: np.ndarray, per_pair: bool,
-                    first_models: range, both: np.ndarray | None = None, seeds: tuple | None = None):
+                    first_models: range, both: np.ndarray | None = None, seeds: tuple | None = None,
+                    tick=None):
     """Pareto points of every ordered pair (costs ascending, first not dearer than second) whose first
     model is in `first_models`.
 
@@ -162,6 +179,8 @@ def _pair_points_of(confidences: list[np.ndarray], correct: np.ndarray, costs: n
     kept, chunks = empty, []
     frontier_cost, frontier_correct = np.empty(0), np.empty(0, dtype=np.int64)
     for i in first_models:
+        if tick is not None:
+            tick()   # between first models: a progress hook may raise CancelledError here
         # candidate second models: every later model plus earlier ones of equal cost (both orders)
         lo = int(np.searchsorted(costs, costs[i], side="left"))
         if n_models - lo <= 1:
@@ -316,7 +335,8 @@ def _may_reach_frontier(i: int, second_models: np.ndarray, p: np.ndarray, first_
 
 
 def pair_frontier(signals: dict[str, ModelSignals], gmacs: dict[str, float], ms: dict | None = None, *,
-                  per_pair: bool = False, workers: int | None = None) -> pd.DataFrame:
+                  per_pair: bool = False, workers: int | None = None,
+                  progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
     """The global frontier of all 2-model cascades (first model not more expensive than the second):
     the paper's Pareto front over all pairs (Lebovitz et al. 2023, section 5.1), exact.
 
@@ -328,7 +348,10 @@ def pair_frontier(signals: dict[str, ModelSignals], gmacs: dict[str, float], ms:
     one row per frontier point, cost ascending, with COLUMNS. per_pair=True instead returns every
     pair's own Pareto points, with an extra boolean column "on_frontier" (for small banks: that is
     thousands of rows per pair at N=50,000). workers: threads searching at once (None = every core;
-    the result does not depend on it).
+    the result does not depend on it). progress: None, or progress(done, total) called with the number
+    of first models searched so far out of all of them (from the search threads, one call at a time);
+    it may raise errors.CancelledError to stop the search (nothing is returned then). The result does
+    not depend on it.
     """
     ids, n = _check_inputs(signals, gmacs, ms, 2)
     per_pair = check_bool(per_pair, "per_pair")
@@ -336,7 +359,10 @@ def pair_frontier(signals: dict[str, ModelSignals], gmacs: dict[str, float], ms:
     costs = np.array([float(gmacs[m]) for m in ids])
     latency = None if ms is None else np.array([float(ms[m]) for m in ids])
     first_idx, second_idx, k_all, t_all, correct_all = _pair_points(
-        [signals[m].confidence for m in ids], np.stack([signals[m].correct for m in ids]), costs, per_pair, workers)
+        [signals[m].confidence for m in ids], np.stack([signals[m].correct for m in ids]), costs, per_pair, workers,
+        _ticker(progress, len(ids)))
+    if progress is not None:
+        progress(len(ids), len(ids))
     inv_n = 1.0 / n
     exit_first = k_all * inv_n
     escalated = (n - k_all) * inv_n
@@ -362,10 +388,13 @@ def pair_frontier(signals: dict[str, ModelSignals], gmacs: dict[str, float], ms:
 
 
 def three_model_frontier(signals: dict[str, ModelSignals], gmacs: dict[str, float], shortlist, ms: dict | None = None,
-                         grid_size: int = 64) -> pd.DataFrame:
+                         grid_size: int = 64, *, progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
     """Global frontier of all 3-model chains (cost order) over `shortlist`, same columns as pair_frontier.
 
     The first threshold runs on a quantile grid of grid_size values (+inf), the second is exact.
+    progress: None, or progress(done, total) called before each chain with the chains searched so far
+    out of C(len(shortlist), 3), and once at the end; it may raise errors.CancelledError to stop the
+    search between two chains. The result does not depend on it.
     """
     grid_size = check_int(grid_size, "grid_size", minimum=1)
     all_ids, _ = _check_inputs(signals, gmacs, None, 1)
@@ -384,6 +413,8 @@ def three_model_frontier(signals: dict[str, ModelSignals], gmacs: dict[str, floa
     # could keep, in the same order, so the result is the one of a single pass over all points.
     kept = None
     for number, chain in enumerate(chains):
+        if progress is not None:
+            progress(number, len(chains))
         curve = cascade_curve([signals[m] for m in chain], [gmacs[m] for m in chain],
                               None if ms is None else [ms[m] for m in chain], grid_size, pareto_only=True)
         part = {"chain": np.full(len(curve), number), "thresholds": curve.thresholds, "accuracy": curve.accuracy,
@@ -392,6 +423,8 @@ def three_model_frontier(signals: dict[str, ModelSignals], gmacs: dict[str, floa
         kept = part if kept is None else {k: np.concatenate([kept[k], part[k]]) for k in kept}
         alive = _not_strictly_dominated(kept["avg_gmacs"], kept["accuracy"])
         kept = {k: v[alive] for k, v in kept.items()}
+    if progress is not None:
+        progress(len(chains), len(chains))
     best = pareto_front(kept["avg_gmacs"], kept["accuracy"])
     cost, acc = kept["avg_gmacs"][best], kept["accuracy"][best]
     speedup = speedup_at_equal_accuracy(cost, acc, _hull(signals, gmacs, all_ids))

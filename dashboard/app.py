@@ -91,9 +91,10 @@ for message in state.url_problems():
 st.session_state[state.PROBLEMS_KEY] = []
 _outcome = "ok"
 try:
-    if problem is None:   # a cold signal store: a progress bar naming each model, not a blank page
-        scale_ui.fill_store(bank, ui.split_of(bank, view))
-    page.run()
+    # a big bank is opened in the background (signal store, then the all-pairs frontier): until it is
+    # ready the page shows its title and the progress, never a blank page
+    if problem is not None or scale_ui.bank_ready(bank, ui.split_of(bank, view), page.title):
+        page.run()
 except CascadeExplorerError as exc:  # found only while reading arrays (e.g. NaN logits): message, not traceback
     if isinstance(exc, BankError):
         ui.problem_page(data.BankProblem(bank_path, "The bank is damaged", str(exc)), choices)

@@ -1,4 +1,5 @@
-"""One resolved cascade per run (issue 10): (bank, view) -> the cascade the Explorer shows.
+"""One resolved cascade per run (issue 10): (bank, view) -> the cascade in view, which the Explorer,
+the Exit gallery, Distribution shift and Live pages all render from (the only place that works it out).
 
 `resolve` works out, once, what the Explorer used to work out four times in a run: the image set,
 the chain (the view's models on that set, else the headline cascade, else the first model), the
@@ -58,15 +59,31 @@ def slider_range(confidence) -> SliderRange:
     return SliderRange(low, high + step, step)
 
 
+def view_chain(bank, view: state.ViewState, split: str) -> tuple[tuple[str, ...], tuple[float, ...]]:
+    """The chain in view and its hand-set thresholds: the view's models, else the headline cascade of
+    `split` (with its thresholds when the view uses plain max softmax, the headline's setting), else
+    the split's first model; models without outputs on `split` are left out (the first model stands in
+    when none is left). Thresholds whose count does not fit the chain become each non-final stage's
+    median confidence (half the images exit)."""
+    available = bank.models_for(split)
+    models, thresholds = view.models, view.thresholds
+    if not models:
+        head = data.headline(data.key(bank), split)
+        if head is not None:
+            models = tuple(head["models"])
+            plain = view.criterion == "max_softmax" and view.temperature == "none" and not view.ensemble
+            thresholds = tuple(float(t) for t in head["thresholds"]) if plain else ()
+    models = tuple(m for m in models if m in available) or tuple(available[:1])
+    if len(thresholds) != len(models) - 1:
+        thresholds = tuple(data.default_thresholds(data.key(bank), split, models, view.criterion))
+    return models, tuple(thresholds)
+
+
 def resolve(bank, view: state.ViewState) -> Resolved:
     """The cascade in view (see the module docstring). Raises what core raises for a damaged bank."""
     split = ui.split_of(bank, view)
     key = data.key(bank)
-    available = bank.models_for(split)
-    models, thresholds = ui.chain_and_thresholds(bank, view)
-    models = tuple(m for m in models if m in available) or tuple(available[:1])
-    if len(thresholds) != len(models) - 1:
-        thresholds = tuple(data.default_thresholds(key, split, models, view.criterion))
+    models, thresholds = view_chain(bank, view, split)
     sliders: tuple[SliderRange, ...] = ()
     if len(models) >= 2 and view.mode == "manual":
         stages = data.stage_signals(key, split, models, view.criterion, view.temperature, view.ensemble)

@@ -1,5 +1,6 @@
 """Page pieces for big banks (issue 10): the model filter, the family highlight, chart labels, the log
-axis default, the picker's labels and the cold signal store's progress bar.
+axis default, the picker's labels, and the background jobs (dashboard/jobs.py) that open a big bank
+and run long searches while the page shows their progress.
 
 The logic lives in core/families.py (pure); this module only draws widgets and calls it. Filter
 widgets keep their values in ``st.session_state`` under ``flt_<page>_*`` keys (set by the widgets
@@ -14,7 +15,8 @@ import time
 import streamlit as st
 
 from cascade_explorer.core import families
-from cascade_explorer.dashboard import data, ui
+from cascade_explorer.core.errors import BankError
+from cascade_explorer.dashboard import data, jobs, ui
 
 # Banks with at least this many models get the filter box and the family highlight (a handful of
 # models needs neither: every name fits on the chart and in the picker).
@@ -97,36 +99,147 @@ def picker_label(bank, singles):
     return label
 
 
-_WARM: set = set()   # (bank key, split) whose stored signals were complete once: skip the check
+# ------------------------------------------------------------------------------------ background jobs
+
+# A job that ends within this many seconds is simply awaited, so a small bank (or a warm one whose
+# frontier is memoised) renders in one go; a longer one shows its progress instead of a blank page.
+GRACE_S = 0.5
+POLL_S = 0.5          # how often a page polls a running job (st.fragment run_every)
 
 
-def fill_store(bank, split: str) -> None:
-    """Before a page computes anything: read every model of `split` whose signals are not in the signal
-    store yet, one at a time, under a progress bar naming the model (instead of a blank page while the
-    first request computes them all). Each model is stored as soon as it is read, so changing page or
-    input mid-way (which stops this run between two models) loses nothing, and the next server start
-    finds them all. No-op when the analysis has no SignalStore or the store is complete."""
+@st.cache_resource(show_spinner=False)
+def registry() -> jobs.JobRegistry:
+    """The process-wide background jobs (one per key, shared by every session)."""
+    return jobs.JobRegistry()
+
+
+def warm_key(bank, split: str) -> tuple:
+    return ("warm", data.key(bank), split)
+
+
+def warm_job(bank, split: str) -> jobs.Job:
+    """The job that opens a big bank on `split`, started at most once per bank version and split:
+    every model's signals read into the signal store and memoised (model by model, progress naming
+    each), then the single models and the all-pairs frontier (max softmax) computed through the
+    bank's one BankAnalysis, so the pages find them memoised. Its result: {"stored": models that had
+    to be computed into the store, "seconds": how long it took}."""
     from cascade_explorer.core.store import SignalStore
 
-    bank_key = data.key(bank)
-    if (bank_key, split) in _WARM:
-        return
-    analysis = data._analysis(bank_key)
-    store = analysis.signal_source
-    if not isinstance(store, SignalStore):
-        return
-    stored = set(store.info(bank).get("models", {}).get(split, ()))
-    missing = [m for m in bank.models_for(split) if m not in stored]
-    if not missing:
-        _WARM.add((bank_key, split))
-        return
-    start = time.perf_counter()
-    bar = st.progress(0.0, text=f"Reading {len(missing)} models into the signal store...")
-    for i, model_id in enumerate(missing):
-        bar.progress(i / len(missing), text=f"Reading {ui.md(bank.model(model_id).display_name, 120)} "
-                                            f"({i + 1} of {len(missing)}) into the signal store")
-        analysis._signals(model_id, split, "max_softmax", 1.0)   # computes, stores and memoises it
-    bar.empty()
-    st.caption(f":material/database: Read {len(missing)} models of {ui.md(split)} into the signal store in "
-               f"{time.perf_counter() - start:.1f} s; the next start opens at once.")
-    _WARM.add((bank_key, split))
+    analysis = data._analysis(data.key(bank))     # looked up here: the thread has no Streamlit context
+    ids = bank.models_for(split)
+
+    def work(job: jobs.Job) -> dict:
+        start = time.perf_counter()
+        store = analysis.signal_source
+        stored = set(store.info(bank).get("models", {}).get(split, ())) if isinstance(store, SignalStore) else set(ids)
+        missing = {m for m in ids if m not in stored}
+
+        def reading(done: int, total: int) -> None:
+            if done >= total:
+                job.report(done, total, "Read every model's signals")
+                return
+            into = " into the signal store" if ids[done] in missing else ""
+            job.report(done, total, f"Reading {ui.md(bank.model(ids[done]).display_name, 120)} "
+                                    f"({done + 1:,} of {total:,}){into}")
+
+        analysis.fill_signals(split, progress=reading)
+        job.report(0, 0, "Computing each model's accuracy")
+        analysis.single_models(split)
+        if len(ids) >= 2:
+            analysis.frontier(split=split, progress=lambda done, total: job.report(
+                done, total, f"Computing the frontier of all pairs ({done:,} of {total:,} first models searched)"))
+        return {"stored": len(missing), "seconds": time.perf_counter() - start}
+
+    return registry().get(warm_key(bank, split), work, what=f"opening {bank.name} on {split}")
+
+
+@st.fragment(run_every=POLL_S)
+def job_progress(key, note: str = "") -> None:
+    """A progress bar of the job `key` (its step in words, time so far), refreshed every POLL_S
+    seconds; when the job has ended the whole app reruns, so the page fills in."""
+    job = registry().peek(key)
+    if job is None or job.finished:
+        st.rerun()
+    p = job.snapshot()
+    st.progress(p.fraction, text=p.step)   # the step names its own counts (and is Markdown-safe text)
+    st.caption(f":material/hourglass_top: {p.elapsed_s:.0f} s so far. {note}")
+
+
+def _forget(key) -> None:
+    registry().forget(key)
+
+
+def job_error(job: jobs.Job, what: str, key: str) -> None:
+    """A failed job's message (text, never a traceback) and a button to try again."""
+    st.error(f"{ui.md(what)} failed: {ui.md(job.error, 2000)}", icon=":material/error:")
+    st.button("Try again", key=key, on_click=_forget, args=(job.key,), icon=":material/refresh:")
+
+
+def run_in_background(slot: str, key, work, *, what: str) -> jobs.Job:
+    """The process-wide job of `key` (started if needed) for this session's `slot` (e.g. the
+    leaderboard's search): when the slot held another key before (the input changed), that job is
+    cancelled, so it stops at its next step and its result is never shown. Waits up to GRACE_S for it."""
+    job = registry().get(key, work, what=what, replaces=st.session_state.get(f"_job_{slot}"))
+    st.session_state[f"_job_{slot}"] = key
+    job.wait(GRACE_S)
+    return job
+
+
+def cancel_slot(slot: str) -> None:
+    """Cancel this session's job in `slot` (its input went away, e.g. back to pairs only)."""
+    key = st.session_state.pop(f"_job_{slot}", None)
+    job = None if key is None else registry().peek(key)
+    if job is not None and not job.finished:
+        job.cancel()
+
+
+def search_job(bank, split: str, criterion: str, shortlist: tuple) -> jobs.Job:
+    """The leaderboard's 3-model search (pairs, then every 3-model chain of `shortlist`) in the
+    background, keyed by its inputs; progress counts first models, then chains. Result: the frontier
+    (the same frame data.frontier returns; memoised in the bank's BankAnalysis too)."""
+    analysis = data._analysis(data.key(bank))
+    n_models = len(bank.models_for(split))
+
+    def work(job: jobs.Job):
+        def step(done: int, total: int) -> None:
+            where = (f"pairs: {done:,} of {n_models:,} first models" if done < n_models else
+                     f"3-model chains: {done - n_models:,} of {total - n_models:,}")
+            job.report(done, total, f"Searching the cascades of {len(shortlist)} shortlisted models ({where})")
+        return analysis.frontier(split=split, criterion=criterion, max_stages=3, shortlist=list(shortlist),
+                                 progress=step)
+
+    return run_in_background("leaderboard_search", ("frontier3", data.key(bank), split, criterion, tuple(shortlist)),
+                             work, what="3-model search")
+
+
+def bank_ready(bank, split: str, title: str) -> bool:
+    """Whether the page may render now: the bank's warm-up job (`warm_job`) has ended well. Otherwise
+    the page's title, the job's progress (refreshed until it ends, then the page fills in) and a
+    placeholder are drawn instead of a blank page, or, when the job failed, what went wrong."""
+    job = warm_job(bank, split)
+    job.wait(GRACE_S)
+    waited = st.session_state.setdefault("_warm_waited", set())   # jobs this session showed the progress of
+    if job.state == jobs.DONE:
+        if job.key in waited:   # say once, to the session that waited, what the first visit did
+            waited.discard(job.key)
+            if job.result["stored"]:
+                st.caption(f":material/database: Read {job.result['stored']} models of {ui.md(split)} into the "
+                           f"signal store in {job.result['seconds']:.1f} s; the next start opens at once.")
+        return True
+    waited.add(job.key)
+    if job.state == jobs.FAILED:
+        if isinstance(job.exception, BankError):   # found while reading arrays (e.g. NaN logits): the bank page
+            ui.problem_page(data.BankProblem(bank.path, "The bank is damaged", job.error), data.bank_choices())
+            st.button("Try again", key="warm_retry", on_click=_forget, args=(job.key,), icon=":material/refresh:",
+                      help="Read the bank again (after fixing it).")
+        else:
+            st.title(title)
+            job_error(job, f"Opening {bank.name} on {split}", "warm_retry")
+        return False
+    st.title(title)
+    with st.status(f"Opening {ui.md(bank.name, 120)}: {len(bank.models_for(split)):,} models on "
+                   f"{ui.md(split)}", expanded=True):
+        job_progress(job.key, "The page appears when this is done; the next server start on this bank is fast.")
+    st.info("This page needs every model's signals and the frontier of all pairs; it fills in by itself "
+            "when they are ready.", icon=":material/hourglass_top:")
+    return False

@@ -8,7 +8,6 @@ import math
 import streamlit as st
 
 from cascade_explorer.core import text
-from cascade_explorer.core.errors import UsageError
 from cascade_explorer.dashboard import data, state
 
 # Bank-, URL- and file-supplied text is data, never markup (core/text.py): `md` for anything Streamlit
@@ -199,24 +198,6 @@ def bank_line(bank) -> None:
 
 # ------------------------------------------------------------------------------------ the cascade in view
 
-def chain_and_thresholds(bank, view: state.ViewState):
-    """The chain to show and its thresholds: the view's, else the headline cascade of the split."""
-    split = split_of(bank, view)
-    models = view.models
-    thresholds = view.thresholds
-    if not models:
-        head = data.headline(data.key(bank), split)
-        if head is not None:
-            models = tuple(head["models"])
-            plain = view.criterion == "max_softmax" and view.temperature == "none" and not view.ensemble
-            thresholds = tuple(float(t) for t in head["thresholds"]) if plain else ()
-        else:
-            models, thresholds = tuple(bank.model_ids[:1]), ()
-    if len(thresholds) != len(models) - 1:
-        thresholds = tuple(data.default_thresholds(data.key(bank), split, models, view.criterion))
-    return models, thresholds
-
-
 def export_button(bank, view: state.ViewState, result: dict, models, thresholds, *, key: str = "export",
                   certificate=None) -> None:
     """Download the cascade as a core.config.CascadeConfig JSON (what `core`, the CLI and Live load),
@@ -268,38 +249,8 @@ def default_target(bank, split: str, kind: str, view: state.ViewState, models) -
     return 0.3
 
 
-def resolve_cascade(bank, view: state.ViewState) -> dict:
-    """The cascade every page shows: models, thresholds (given, or fitted for the target on the
-    calibration part), the sample part metrics are reported on, and whether thresholds were fitted."""
-    split = split_of(bank, view)
-    models, thresholds = chain_and_thresholds(bank, view)
-    fitted = False
-    on = view.on
-    target_value = None
-    fit_error = None
-    certificate = None
-    if view.mode == "target" and len(models) >= 2:
-        target_value = (view.target_value if view.target_value is not None
-                        else default_target(bank, split, view.target_kind, view, models))
-        try:
-            if view.delta is not None:
-                # certified: the certificate's thresholds (when not certified, the most conservative
-                # candidate, shown with the certificate saying it carries no guarantee)
-                certificate = data.certify(data.key(bank), split, models, view.criterion, view.temperature,
-                                           view.ensemble, view.target_kind, float(target_value), view.delta)
-                thresholds = certificate.thresholds
-            else:
-                thresholds = data.fit_for_target(data.key(bank), split, models, view.criterion, view.temperature,
-                                                 view.ensemble, view.target_kind, float(target_value))
-            fitted, on = True, "eval"
-        except UsageError as exc:  # target out of reach: say so, keep the hand-set thresholds
-            fit_error = str(exc)
-    return {"split": split, "models": tuple(models), "thresholds": tuple(thresholds), "on": on, "fitted": fitted,
-            "target_value": target_value, "fit_error": fit_error, "certificate": certificate}
-
-
-def evaluate_current(bank, view: state.ViewState, cascade: dict | None = None) -> tuple[dict, dict]:
-    cascade = cascade or resolve_cascade(bank, view)
+def evaluate_current(bank, view: state.ViewState, cascade: dict) -> tuple[dict, dict]:
+    """(cascade, metrics) of the cascade resolved for this run (dashboard/resolve.Resolved.as_dict())."""
     ev = data.evaluate(data.key(bank), cascade["split"], cascade["models"], view.criterion, cascade["thresholds"],
                        view.temperature, view.ensemble, cascade["on"])
     return cascade, ev

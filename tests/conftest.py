@@ -64,3 +64,14 @@ def downloads(monkeypatch) -> dict:
 
     monkeypatch.setattr(streamlit, "download_button", recorder)
     return captured
+
+
+@pytest.fixture(autouse=True)
+def _await_background_jobs(monkeypatch):
+    """AppTest runs are single script runs with no browser to poll a job's progress: let the page wait
+    for the background job that opens a bank (dashboard/scale_ui.bank_ready) instead of showing its
+    progress after GRACE_S, so a test on a slow machine sees the page it asked for. The tests of the
+    progress page itself set GRACE_S back."""
+    from cascade_explorer.dashboard import scale_ui
+
+    monkeypatch.setattr(scale_ui, "GRACE_S", 120.0)

@@ -45,3 +45,21 @@ def test_a_120_model_bank_in_a_real_browser(tmp_path):
                                timeout=120_000)
         page.screenshot(path=str(ARTIFACTS / "browser-scale-zoo.png"), full_page=True)
         assert not page.locator('[data-testid="stException"]').count()
+
+
+def test_a_cold_bank_fills_in_by_itself_in_a_real_browser(tmp_path):
+    """A bank whose signal store is cold: the server answers at once (a title, the opening progress, or
+    the page when the background job was quicker than its grace), and the page then fills in without
+    any click: the progress fragment's st.rerun reaches the browser (what AppTest cannot run)."""
+    if not CHROMIUM.is_file():
+        pytest.skip(f"no browser: {CHROMIUM} is absent")
+    bank = write_zoo_bank(tmp_path / "cold", n_models=120, signals=False)
+    with dashboard_server(bank, ARTIFACTS / "browser-scale-cold-server.log") as base, chromium_page() as page:
+        page.goto(base + "/")
+        page.wait_for_selector('h1', timeout=60_000)                       # never a blank page
+        page.wait_for_selector('[data-testid="stPlotlyChart"]', timeout=180_000)   # filled in, no click
+        wait_idle(page, 180_000)
+        wait_drawn(page, 180_000)
+        assert not page.locator('[data-testid="stException"]').count()
+        assert not page.locator('[data-testid="stProgress"]').count()
+        page.screenshot(path=str(ARTIFACTS / "browser-scale-cold.png"), full_page=True)

@@ -255,6 +255,8 @@ def test_leaderboard_lists_core_frontier(app, bank_path):
     at.toggle(key="w_per_pair").set_value(False).run()
     at.selectbox(key="w_rank").set_value("cost").run()
     assert_clean(at)
+    assert len(at.dataframe[0].value) == min(len(frontier), 500)      # paged: one page of 500 rows
+    at.selectbox(key="flt_leaderboard_page_size").set_value(2000).run()  # one page holds them all
     table = at.dataframe[0].value
     assert len(table) == len(frontier)
     np.testing.assert_allclose(np.sort(table["accuracy"].to_numpy()), np.sort(frontier["accuracy"].to_numpy()))
@@ -585,3 +587,17 @@ def test_live_says_when_the_target_is_out_of_reach(app):
     at = app("live", {"mode": "target", "target": "accuracy", "tval": "1.0", "models": "tiny,medium"})
     assert_clean(at)
     assert any("No thresholds meet the Explorer's target" in w.value for w in at.warning)
+
+
+def test_the_shift_page_resolves_its_cascade_once_per_run(app, monkeypatch):
+    """Distribution shift renders from dashboard/resolve.py's one resolved cascade (it used to work the
+    chain out again through ui.chain_and_thresholds)."""
+    from cascade_explorer.dashboard import resolve
+
+    at = app("shift")
+    calls = []
+    original = resolve.view_chain
+    monkeypatch.setattr(resolve, "view_chain", lambda *a, **k: calls.append(1) or original(*a, **k))
+    at.run()
+    assert_clean(at)
+    assert len(calls) == 1 and at.metric

@@ -4,6 +4,7 @@ bounds (pure, core/families.py) and AppTest on a generated bank of 120 timm-name
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -192,29 +193,98 @@ def test_leaderboard_shortlist_defaults_to_frontier_models_and_filters_by_model(
     assert 3 <= len(shortlist) <= families.max_shortlist(300) and set(shortlist) <= set(front)
 
 
-def test_a_cold_signal_store_shows_progress_then_the_page(tmp_path, monkeypatch):
+def test_a_cold_signal_store_renders_the_page_at_once_with_progress_then_fills_in(tmp_path, monkeypatch):
+    """The bank is opened by a background job: the first run returns at once with the page's title and
+    a progress bar naming the model being read (no chart: not the full page); once the job has ended a
+    rerun draws the whole page, and a second session on the same bank opens without any progress."""
+    import threading
+    import time
+
+    from cascade_explorer.core.bank import Bank
+    from cascade_explorer.dashboard import jobs, scale_ui
+
     bank = write_zoo_bank(tmp_path / "cold", n_models=104, signals=False)
     store = SignalStore()
-    from cascade_explorer.core.bank import Bank
     assert not store.info(Bank.open(bank)).get("models")
+    gate = threading.Event()          # holds the job inside its first model until the first run is checked
+    original = SignalStore.model_signals
+
+    def held(self, *args, **kwargs):
+        gate.wait(60)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(SignalStore, "model_signals", held)
+    monkeypatch.setattr(scale_ui, "GRACE_S", 0.2)       # the product's grace, not the tests' (conftest)
+    started = time.perf_counter()
     at = _start(bank, monkeypatch)
-    said = " ".join(c.value for c in at.caption)
-    assert "Read 104 models of val into the signal store" in said
-    assert at.get("plotly_chart")                                         # and the page is drawn
-    assert len(store.info(Bank.open(bank))["models"]["val"]) == 104
-    again = _start(bank, monkeypatch)                                     # a new session: warm, no note
+    assert time.perf_counter() - started < 30                           # not behind 104 models
+    assert [t.value for t in at.title] == ["Overview"]
+    bar = at.get("progress")
+    assert len(bar) == 1 and "Reading" in bar[0].proto.text and "of 104" in bar[0].proto.text
+    assert not at.get("plotly_chart")                                     # the page waits, it does not block
+    assert any("fills in by itself" in i.value for i in at.info)
+    gate.set()
+    job = scale_ui.registry().peek(scale_ui.warm_key(Bank.open(bank), "val"))
+    assert job.wait(120) and job.state == jobs.DONE, job.snapshot()
+    assert job.result["stored"] == 104
+    at.run()
+    assert not at.exception
+    assert at.get("plotly_chart") and not at.get("progress")             # the full page
+    assert "Read 104 models of val into the signal store" in " ".join(c.value for c in at.caption)
+    assert len(store.info(Bank.open(bank))["models"]["val"]) == 104     # the next server start is fast
+    again = _start(bank, monkeypatch)                                     # a new session: ready, no note
+    assert again.get("plotly_chart") and not again.get("progress")
     assert "into the signal store" not in " ".join(c.value for c in again.caption)
+
+
+@pytest.mark.parametrize("kind", ["bank", "other"])
+def test_a_failing_bank_job_says_what_failed_as_text_and_can_be_tried_again(tmp_path, monkeypatch, kind):
+    from cascade_explorer.core.bank import Bank
+    from cascade_explorer.core.errors import BankError
+    from cascade_explorer.dashboard import scale_ui
+
+    bank = write_zoo_bank(tmp_path / "bad", n_models=14, signals=False)
+    original = SignalStore.model_signals
+    fail = [True]
+
+    def broken(self, bank_, model_id, *args, **kwargs):
+        if fail[0] and kind == "bank":
+            raise BankError("logits contain NaN or inf", model=model_id, split="val", fix="re-export them")
+        if fail[0]:
+            raise RuntimeError("the disk went away")
+        return original(self, bank_, model_id, *args, **kwargs)
+
+    monkeypatch.setattr(SignalStore, "model_signals", broken)
+    monkeypatch.setattr(scale_ui, "GRACE_S", 0.2)
+    at = _start(bank, monkeypatch)
+    job = scale_ui.registry().peek(scale_ui.warm_key(Bank.open(bank), "val"))
+    assert job.wait(60)
+    at.run()
+    assert not at.exception and not at.get("plotly_chart")
+    said = re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", " ".join(e.value for e in at.error)).replace("\u2060", "")
+    if kind == "bank":   # the bank's own message page, with how to fix it
+        assert "The bank is damaged" in said and "logits contain NaN or inf" in said and "Fix: re-export them" in said
+        assert "How to fix" in " ".join(m.value for m in at.markdown)
+    else:
+        assert "Opening zoo-bad on val failed: RuntimeError: the disk went away" in said
+    assert "Traceback" not in said
+    fail[0] = False
+    at.button(key="warm_retry").click().run()                              # forgets the failed job
+    new_job = scale_ui.registry().peek(scale_ui.warm_key(Bank.open(bank), "val"))
+    assert new_job is not job and new_job.wait(60)
+    at.run()
+    assert not at.exception and at.get("plotly_chart")
 
 
 # ------------------------------------------------------------------------------ one resolved cascade
 
 def test_the_explorer_resolves_its_cascade_once_per_run(zoo_bank, monkeypatch):
-    from cascade_explorer.dashboard import ui
+    from cascade_explorer.dashboard import resolve
 
     at = _start(zoo_bank, monkeypatch, "explorer")
     calls = []
-    original = ui.chain_and_thresholds
-    monkeypatch.setattr(ui, "chain_and_thresholds", lambda *a, **k: calls.append(1) or original(*a, **k))
+    original = resolve.view_chain
+    monkeypatch.setattr(resolve, "view_chain", lambda *a, **k: calls.append(1) or original(*a, **k))
     slider = at.slider(key="w_thr_0")
     at.slider(key="w_thr_0").set_value((float(slider.min) + float(slider.max)) / 2).run()
     assert not at.exception
@@ -242,3 +312,93 @@ def test_resolve_clamps_hand_thresholds_and_fits_targets(zoo_bank, monkeypatch):
     assert target.fitted and target.on == "eval" and target.sliders == ()
     assert target.thresholds == tuple(float(t) for t in expected)
     assert at.slider(key="w_thr_0").value == pytest.approx(got.sliders[0].top)
+
+
+def test_no_model_picker_offers_select_all(zoo_bank, monkeypatch):
+    """Streamlit's multiselect shows a "Select all" action for up to 1,000 options unless told not to;
+    a cascade holds at most 4 models and the shortlist a memory-bound handful."""
+    at = _start(zoo_bank, monkeypatch, "explorer")
+    picker = at.multiselect(key="w_models")
+    assert len(picker.options) == 120 and picker.proto.select_all == 0
+    assert picker.proto.max_selections == 4
+    at = _start(zoo_bank, monkeypatch, "leaderboard")
+    at.segmented_control(key="w_stages").set_value(3).run()
+    shortlist = at.multiselect(key="w_shortlist")
+    assert shortlist.proto.select_all == 0 and shortlist.proto.max_selections == families.max_shortlist(300)
+
+
+@pytest.mark.parametrize("page", ["explorer", "gallery", "live"])
+def test_every_cascade_page_resolves_its_cascade_once_per_run(zoo_bank, monkeypatch, page):
+    from cascade_explorer.dashboard import resolve
+
+    at = _start(zoo_bank, monkeypatch, page)
+    calls = []
+    original = resolve.view_chain
+    monkeypatch.setattr(resolve, "view_chain", lambda *a, **k: calls.append(1) or original(*a, **k))
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert len(calls) == 1         # the old Gallery and Live worked it out through ui.resolve_cascade instead
+
+
+def test_the_3_model_search_runs_in_the_background_and_a_new_shortlist_cancels_it(zoo_bank, monkeypatch):
+    """The leaderboard's 3-model search shows its progress instead of blocking the page; changing the
+    shortlist abandons the old search (it stops at its next chain, its result is never shown) and the
+    table then comes from the new one, equal to the direct computation."""
+    import threading
+
+    from cascade_explorer.core import search
+    from cascade_explorer.dashboard import jobs, scale_ui
+
+    gate = threading.Event()
+    curves = []
+    original = search.cascade_curve
+
+    def held(*args, **kwargs):
+        curves.append(1)
+        gate.wait(60)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(search, "cascade_curve", held)
+    monkeypatch.setattr(scale_ui, "GRACE_S", 0.2)
+    at = _start(zoo_bank, monkeypatch, "leaderboard")
+    at.selectbox(key="w_criterion").set_value("entropy").run()      # a criterion no other test searched
+    at.segmented_control(key="w_stages").set_value(3).run()
+    assert not at.exception
+    bar = at.get("progress")
+    assert len(bar) == 1 and "Searching the cascades of" in bar[0].proto.text and not at.dataframe
+    shortlist = list(at.multiselect(key="w_shortlist").value)
+    old = scale_ui.registry().peek(at.session_state["_job_leaderboard_search"])
+    assert old.state == jobs.RUNNING and len(shortlist) >= 4
+    at.multiselect(key="w_shortlist").set_value(shortlist[:-1]).run()
+    assert old.cancelled and at.get("progress")
+    gate.set()
+    assert old.wait(60) and old.state == jobs.CANCELLED and old.result is None
+    new = scale_ui.registry().peek(at.session_state["_job_leaderboard_search"])
+    assert new is not old and new.wait(120) and new.state == jobs.DONE
+    at.run()
+    assert not at.exception and len(at.dataframe) == 1 and not at.get("progress")
+    direct = analysis.BankAnalysis(str(zoo_bank), store=False).frontier(
+        criterion="entropy", max_stages=3, shortlist=[m for m in shortlist[:-1]])
+    pd.testing.assert_frame_equal(new.result, direct)
+    stopped = old.snapshot()
+    assert stopped.done - 120 <= 1 < stopped.total - 120           # the old search stopped after its first chain
+
+
+def test_the_leaderboard_pages_through_its_rows(zoo_bank, monkeypatch, downloads):
+    at = _start(zoo_bank, monkeypatch, "leaderboard")
+    at.toggle(key="w_per_pair").set_value(False).run()          # every frontier point: hundreds of rows
+    n_rows = len(analysis.BankAnalysis(str(zoo_bank)).frontier())
+    assert n_rows > 100
+    assert len(at.dataframe[0].value) == min(n_rows, 500)         # one page of the default size
+    at.selectbox(key="flt_leaderboard_page_size").set_value(100).run()
+    first = at.dataframe[0].value
+    assert len(first) == 100
+    pages = -(-n_rows // 100)
+    at.number_input(key="flt_leaderboard_page").set_value(pages).run()
+    last = at.dataframe[0].value
+    assert len(last) == n_rows - 100 * (pages - 1)
+    assert not set(map(tuple, last[["cascade", "thresholds"]].values)) & set(map(tuple, first[["cascade", "thresholds"]].values))
+    assert f"of {n_rows:,}" in " ".join(c.value for c in at.caption)
+    assert len(downloads["leaderboard_csv"].splitlines()) == n_rows + 1     # the CSV holds every page
+    at.selectbox(key="flt_leaderboard_family").set_value("vit").run()      # fewer rows: the page is clamped
+    assert not at.exception and len(at.dataframe[0].value) >= 1

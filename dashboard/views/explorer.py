@@ -37,7 +37,7 @@ offered = set(scale_ui.model_filter(bank, singles, "explorer")) | set(models)
 state.bound(
     st.multiselect, "Models in the cascade (they run cheapest first)", "w_models", list(models), set_models,
     options=[m for m in available if m in offered], format_func=scale_ui.picker_label(bank, singles),
-    max_selections=state.MAX_STAGES,
+    max_selections=state.MAX_STAGES, select_all=False,   # Streamlit offers "Select all" up to 1,000 options by default
     help="Pick 1-4 models. They always run cheapest first (cost in GMACs per image beside each name); "
          "a single model is shown for comparison.",
 )

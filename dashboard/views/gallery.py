@@ -9,7 +9,7 @@ from cascade_explorer.core import plots
 from cascade_explorer.core.corruptions import corruption_for
 from cascade_explorer.core.images import ImageError
 from cascade_explorer.core.text import exact_number
-from cascade_explorer.dashboard import data, state, ui
+from cascade_explorer.dashboard import data, resolve, state, ui
 
 bank = data.current_bank()
 view = state.current()
@@ -19,7 +19,7 @@ PER_ROW = 6
 SHOW = 12
 
 st.title("Exit gallery")
-cascade, ev = ui.evaluate_current(bank, view)
+cascade, ev = ui.evaluate_current(bank, view, resolve.resolve(bank, view).as_dict())   # one resolved cascade
 models, thresholds = cascade["models"], cascade["thresholds"]
 st.markdown(f"Cascade: **{ui.md(ui.chain_text(bank, models))}** · {ui.CRITERION_NAMES[view.criterion]} · "
             f"{plots.format_thresholds(thresholds)}" + (" (fitted for the target)" if cascade["fitted"] else ""))

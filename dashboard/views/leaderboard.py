@@ -7,7 +7,9 @@ import streamlit as st
 
 from cascade_explorer.core import families, plots, text
 from cascade_explorer.core.router_metrics import with_router_columns
-from cascade_explorer.dashboard import data, scale_ui, state, ui
+from cascade_explorer.dashboard import data, jobs, scale_ui, state, ui
+
+PAGE_SIZES = [100, 500, 2000]   # rows per page of the table
 
 bank = data.current_bank()
 view = state.current()
@@ -50,6 +52,7 @@ if stages == 3 and len(available) >= 3:
             st.multiselect, "Shortlist for 3-model chains", "w_shortlist", list(default_short),
             lambda v, value: v.replace(shortlist=tuple(value)), options=available,
             format_func=scale_ui.picker_label(bank, data.single_models(bank_key, split)), max_selections=limit,
+            select_all=False,   # Streamlit's default offers "Select all" of every model: far over the limit
             help=f"The models combined into 3-model chains (all ordered triples, cheapest first). At most {limit}: "
                  f"a 3-model search over k models holds about k x {families.SHORTLIST_BYTES_PER_SAMPLE} bytes per "
                  f"image ({n_samples:,} images here) and its chains grow with the cube of k.",
@@ -69,12 +72,22 @@ if stages == 3 and len(available) >= 3:
         stages = 2
 
 if stages == 3:
-    with st.status(f"Searching every 3-model chain of {len(shortlist)} models "
-                   f"({len(shortlist) * (len(shortlist) - 1) * (len(shortlist) - 2) // 6} chains)...",
-                   expanded=False) as search_status:
-        frontier = data.frontier(bank_key, split, view.criterion, stages, shortlist)
-        search_status.update(label=f"Searched the 3-model chains of {len(shortlist)} models.", state="complete")
+    # in the background, keyed by its inputs: the page stays live while it runs, and a new shortlist or
+    # criterion cancels the old search (it stops at its next chain; its result is never shown)
+    search = scale_ui.search_job(bank, split, view.criterion, shortlist)
+    if search.state == jobs.FAILED:
+        scale_ui.job_error(search, "The 3-model search", "leaderboard_search_retry")
+        st.stop()
+    if search.state != jobs.DONE:
+        n_chains = len(shortlist) * (len(shortlist) - 1) * (len(shortlist) - 2) // 6
+        with st.status(f"Searching every 3-model chain of {len(shortlist)} models ({n_chains:,} chains)...",
+                       expanded=True):
+            scale_ui.job_progress(search.key, "The table appears when it is done; change the shortlist or the "
+                                              "criterion to stop this search and start another.")
+        st.stop()
+    frontier = search.result
 else:
+    scale_ui.cancel_slot("leaderboard_search")   # back to pairs: a running 3-model search is not needed
     frontier = data.frontier(bank_key, split, view.criterion, stages, ())
 singles = data.single_models(bank_key, split)
 best_single = singles.loc[singles["accuracy"].idxmax()]
@@ -132,7 +145,21 @@ if uses:
 allowed = set(scale_ui.model_filter(bank, singles, "leaderboard"))
 if len(allowed) < len(singles):
     table = table[[any(m in allowed for m in frontier.loc[i, "models"]) for i in table.index]]
+# thousands of frontier rows (every threshold of every chain) are paged: one page is sent to the browser,
+# not the whole table, and a click still maps to its frontier row through `shown`'s index
+n_rows = len(table)
 shown = table  # its index = row of `frontier`
+if n_rows > PAGE_SIZES[0]:
+    p1, p2, p3 = st.columns([1, 1, 2])
+    size = p1.selectbox("Rows per page", PAGE_SIZES, index=1, key="flt_leaderboard_page_size")
+    n_pages = -(-n_rows // size)
+    if st.session_state.get("flt_leaderboard_page", 1) > n_pages:   # fewer rows now (a filter): last page
+        st.session_state["flt_leaderboard_page"] = n_pages
+    page_no = p2.number_input(f"Page (of {n_pages:,})", min_value=1, max_value=n_pages, step=1,
+                              key="flt_leaderboard_page")
+    start = (int(page_no) - 1) * size
+    shown = table.iloc[start:start + size]
+    p3.caption(f"Rows {start + 1:,}–{start + len(shown):,} of {n_rows:,} (the CSV holds them all).")
 
 
 def open_row() -> None:
@@ -173,9 +200,9 @@ st.dataframe(
 if st.session_state.pop("_leaderboard_open", False):
     st.switch_page("views/explorer.py")
 
-csv = shown.assign(models=["+".join(frontier.loc[i, "models"]) for i in shown.index],
-                   threshold_values=[";".join(repr(float(t)) for t in frontier.loc[i, "thresholds"]) for i in shown.index])
+csv = table.assign(models=["+".join(frontier.loc[i, "models"]) for i in table.index],
+                   threshold_values=[";".join(repr(float(t)) for t in frontier.loc[i, "thresholds"]) for i in table.index])
 csv_text = text.spreadsheet_frame(csv).to_csv(index=False)   # a name like "=HYPERLINK(...)" stays text
 st.download_button("Download CSV", lambda: csv_text, file_name=f"leaderboard-{split}.csv", mime="text/csv",
                    icon=":material/download:", key="leaderboard_csv", on_click="ignore",
-                   help="The table above with model ids and exact thresholds, for a spreadsheet or a script.")
+                   help="The table above (every page) with model ids and exact thresholds, for a spreadsheet or a script.")

@@ -9,13 +9,13 @@ import numpy as np
 import streamlit as st
 
 from cascade_explorer.core import images, live
-from cascade_explorer.dashboard import data, live_view, state, ui
+from cascade_explorer.dashboard import data, live_view, resolve, state, ui
 
 bank = data.current_bank()
 view = state.current()
 bank_key = data.key(bank)
-resolved = ui.resolve_cascade(bank, view)
-split, models, thresholds = resolved["split"], tuple(resolved["models"]), tuple(resolved["thresholds"])
+resolved = resolve.resolve(bank, view)   # the one cascade of this run (the Explorer's)
+split, models, thresholds = resolved.split, resolved.models, resolved.thresholds
 
 st.title("Live")
 st.caption("Upload a picture and watch the cascade answer it: the cheapest model looks first; if it is "
@@ -28,8 +28,8 @@ st.markdown(f"**Cascade:** {chain}  \n**Criterion:** {ui.CRITERION_NAMES.get(vie
             f"**thresholds:** {thr} · **temperature:** {'fitted' if view.temperature == 'fit' else 'none'} · "
             f"**ensemble:** {'on' if view.ensemble else 'off'}")
 st.caption("This is the cascade set in the Explorer (or the headline cascade); change it there and come back.")
-if resolved["fit_error"]:
-    st.warning(f"No thresholds meet the Explorer's target: {ui.md(resolved['fit_error'])}. Running with the hand-set "
+if resolved.fit_error:
+    st.warning(f"No thresholds meet the Explorer's target: {ui.md(resolved.fit_error)}. Running with the hand-set "
                "thresholds instead; relax the target in the Explorer.", icon=":material/warning:")
 
 no_spec = [m for m in models if not bank.model(m).spec]

@@ -6,7 +6,7 @@ import streamlit as st
 
 from cascade_explorer.core import plots
 from cascade_explorer.core.errors import UsageError
-from cascade_explorer.dashboard import data, state, ui
+from cascade_explorer.dashboard import data, resolve, state, ui
 
 bank = data.current_bank()
 view = state.current()
@@ -23,8 +23,10 @@ if len(bank.splits) < 2:
             "logits for a second set.", icon=":material/info:")
     st.stop()
 
-# the cascade in view (the Explorer's); with a target, its thresholds are fitted on `fit_on` below
-models, thresholds = ui.chain_and_thresholds(bank, view)
+# the cascade in view (the Explorer's, resolved once); with a target, its thresholds are fitted on
+# `fit_on` below, so the hand-set ones are what this page starts from
+resolved = resolve.resolve(bank, view)
+models, thresholds = resolved.models, resolved.hand_thresholds
 usable = [s for s in bank.splits if all(s in bank.model(m).top1 for m in models)]
 if len(usable) < 2:
     st.info(f"The cascade {ui.md(ui.chain_text(bank, models))} has outputs on {len(usable)} image set(s) of this bank; "
