@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import csv
 import math
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import orjson
-import pandas as pd
+
+if TYPE_CHECKING:   # only for annotations: the CLI's start-up imports every command module
+    import pandas as pd
 
 from cascade_explorer.core.text import spreadsheet_cell
 

@@ -25,11 +25,12 @@ import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, fields, is_dataclass, replace
+import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cachetools
 import numpy as np
-import pandas as pd
 
 from . import intervals, protocol, search
 from .certify import Certificate, certify_thresholds
@@ -44,6 +45,9 @@ from .search import COLUMNS as FRONTIER_COLUMNS   # the frontier's columns: one 
 from .signals import ModelSignals, SignalSource, chain_signals
 from .temperature import TemperatureFit
 from .validate import check_bool, check_fraction, check_int, check_number, check_sequence
+
+if TYPE_CHECKING:   # pandas is imported where a table is built: a lone `evaluate` needs none (~0.4 s)
+    import pandas as pd
 
 PARTS = ("all", "eval", "calibration")
 # Confidence level of every interval `evaluate` reports.
@@ -198,7 +202,8 @@ def _nbytes(value) -> int:
     """Approximate bytes a memoised value holds (arrays dominate; anything else counts 1 KiB)."""
     if isinstance(value, np.ndarray):
         return int(value.nbytes) + 128
-    if isinstance(value, pd.DataFrame):
+    pandas = sys.modules.get("pandas")   # no DataFrame exists before pandas is imported
+    if pandas is not None and isinstance(value, pandas.DataFrame):
         return int(value.memory_usage(index=True, deep=False).sum()) + 64 * len(value) + 1024
     if isinstance(value, dict):
         return 1024 + sum(_nbytes(v) for v in value.values()) + sum(_nbytes(getattr(value, a, None))
@@ -264,11 +269,19 @@ class BankAnalysis:
     # -- memoised building blocks (arguments already checked)
 
     @_memo
+    def _uniforms(self, split: str, seed: int) -> np.ndarray:
+        """protocol.sample_uniforms of the split's sample ids: one keyed hash per sample (~0.1 s at
+        N = 50,000), shared by the calibration and held-out parts of every fraction."""
+        uniforms = protocol.sample_uniforms(self.bank.sample_ids(split), seed)
+        uniforms.flags.writeable = False
+        return uniforms
+
+    @_memo
     def _part_index(self, split: str, on: str, fraction: float, seed: int) -> np.ndarray | None:
         """Row indices of a part of a split (None = every row)."""
         if on == "all":
             return None
-        mask = protocol.calibration_mask(self.bank.sample_ids(split), fraction, seed)
+        mask = self._uniforms(split, seed) < fraction     # protocol.calibration_mask, its hashes memoised
         if on == "eval":
             mask = ~mask
         index = np.flatnonzero(mask)
@@ -338,24 +351,39 @@ class BankAnalysis:
         return gmacs, (None if any(v is None for v in ms) else [float(v) for v in ms])
 
     @_memo
-    def _singles(self, split: str, on: str, fraction: float, seed: int, device: str | None) -> pd.DataFrame:
+    def _single_accuracy(self, split: str, on: str, fraction: float, seed: int) -> tuple:
+        """(model ids, n_rows, accuracy (M,)) of every model on the split's part: argmax right answers,
+        criterion- and temperature-free; a signal store keeps them as one summary file."""
         index = self._part_index(split, on, fraction, seed)
+        ids = tuple(self.bank.models_for(split))
+        n_rows = self.bank.n_samples(split) if index is None else len(index)
+        counts = self.signal_source.correct_counts(self.bank, ids, split, index) if ids else None
+        if counts is None:
+            counts = [np.count_nonzero(self._correct(m, split) if index is None else self._correct(m, split)[index])
+                      for m in ids]
+        # count / n equals np.mean(correct) bit for bit (the count is exact in float64)
+        accuracy = np.array([int(c) / n_rows if n_rows else float("nan") for c in counts], dtype=float)
+        accuracy.flags.writeable = False
+        return ids, n_rows, accuracy
+
+    @_memo
+    def _singles(self, split: str, on: str, fraction: float, seed: int, device: str | None) -> pd.DataFrame:
+        import pandas as pd
+
+        ids, n_rows, accuracy = self._single_accuracy(split, on, fraction, seed)
         rows = []
-        for model_id in self.bank.models_for(split):
+        for model_id, model_accuracy in zip(ids, accuracy):
             info = self.bank.model(model_id)
-            correct = self._correct(model_id, split)   # argmax: criterion- and temperature-free
-            if index is not None:
-                correct = correct[index]
             rows.append({"id": model_id, "display_name": info.display_name, "backend": info.backend,
                          "gmacs": float(info.gmacs), "params": info.params, "ms": info.ms(device),
-                         "accuracy": float(np.mean(correct)), "n_samples": int(len(correct))})
+                         "accuracy": float(model_accuracy), "n_samples": int(n_rows)})
         return pd.DataFrame(rows, columns=["id", "display_name", "backend", "gmacs", "params", "ms", "accuracy",
                                            "n_samples"])
 
     @_memo
     def _hull(self, split: str, on: str, fraction: float, seed: int) -> SingleModelHull:
-        singles = self._singles(split, on, fraction, seed, None)
-        return single_model_hull(singles["gmacs"].to_numpy(dtype=float), singles["accuracy"].to_numpy(dtype=float))
+        ids, _, accuracy = self._single_accuracy(split, on, fraction, seed)
+        return single_model_hull([float(self.bank.model(m).gmacs) for m in ids], accuracy)
 
     @_memo
     def _curve(self, split: str, models: tuple, criterion: str, temperatures: tuple, ensemble: bool, on: str,
@@ -392,6 +420,8 @@ class BankAnalysis:
         signals = {m: self._chain_part(split, (m,), criterion, (1.0,), False, on, fraction, seed)[0] for m in ids}
         gmacs, _ = self._costs(ids, None)
         rows = router_metrics_all_pairs(signals, dict(zip(ids, gmacs)), pairs=pairs) if len(ids) >= 2 else []
+        import pandas as pd
+
         return pd.DataFrame(rows)
 
     @_memo
@@ -461,6 +491,8 @@ class BankAnalysis:
         if max_stages >= 3:
             frames.append(search.three_model_frontier(signals, gmacs_map, chosen, ms=ms_map, grid_size=grid_size,
                                                       progress=chain_progress))
+        import pandas as pd
+
         frame = pd.concat([f for f in frames if len(f)], ignore_index=True) if any(len(f) for f in frames) \
             else frames[0]
         if len(frames) > 1 and len(frame):
@@ -553,7 +585,7 @@ class BankAnalysis:
                                      fraction, seed))
 
     def evaluate(self, spec: CascadeSpec, *, split=None, on="all", calibration_fraction=0.5, seed=0,
-                 n_bootstrap=1000, device=None, temperature_split=None, bootstrap_draws="indices") -> Evaluation:
+                 n_bootstrap=1000, device=None, temperature_split=None, bootstrap_draws="counts") -> Evaluation:
         """Metrics of one cascade with fixed thresholds on the chosen part of a split.
 
         Returns an Evaluation (a JSON-ready dict): accuracy (fraction in [0, 1]), avg_gmacs and
@@ -569,9 +601,10 @@ class BankAnalysis:
         the practical range, or no better than uniform). router_metrics (2-model cascades, else None):
         core.router_metrics.router_metrics on the same samples (APGR, CPT@20/50/80, AUC, oracle).
         `temperature_split` (default: `split`) is where temperatures are fitted (its calibration
-        part); the shift analysis sets it to the source split. bootstrap_draws: "indices" (resamples of
-        the samples, the reference) or "counts" (the same bootstrap distribution drawn as counts per
-        distinct cost: ~1 ms instead of ~1 s at N = 50,000; see intervals.bootstrap_mean_interval).
+        part); the shift analysis sets it to the source split. bootstrap_draws: "counts" (default: the
+        bootstrap distribution drawn as counts per distinct cost, ~1 ms at N = 50,000) or "indices"
+        (resamples of the sample indices, the textbook draw: ~1-2 s at N = 50,000; the same
+        distribution, other Monte Carlo noise; see intervals.bootstrap_mean_interval).
 
         Raises UsageError for an unknown split/model, models out of cost order, a wrong number of
         thresholds, an empty part; BankError for a damaged bank file.

@@ -15,14 +15,17 @@ import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from itertools import combinations
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from .curves import cascade_curve, finite_threshold, pareto_front, single_model_hull, speedup_at_equal_accuracy
 from .errors import UsageError
 from .signals import ModelSignals
 from .validate import check_bool, check_fraction, check_int, check_number, check_sequence
+
+if TYPE_CHECKING:   # imported where a frame is built: `evaluate` alone needs no pandas
+    import pandas as pd
 
 BLOCK = 256      # positions per block in the pair search's block pruning
 BOUND_BLOCK = 256    # positions per block in the pairs' upper bound (coarser: one cost lookup per block)
@@ -84,6 +87,8 @@ def _ticker(progress: Callable[[int, int], None] | None, total: int):
 
 
 def _frame(rows: dict) -> pd.DataFrame:
+    import pandas as pd
+
     frame = pd.DataFrame(rows, columns=COLUMNS)
     return frame.sort_values(["avg_gmacs", "accuracy"], ascending=[True, False], kind="stable").reset_index(drop=True)
 
@@ -463,6 +468,8 @@ def _not_strictly_dominated(cost: np.ndarray, accuracy: np.ndarray) -> np.ndarra
 def _check_frame(frontier_df, columns: list[str], allow_bare_empty: bool = False) -> None:
     """frontier_df must be a DataFrame with `columns` (an empty frame with no columns at all passes
     when allow_bare_empty: there is nothing to choose from)."""
+    import pandas as pd
+
     if not isinstance(frontier_df, pd.DataFrame):
         raise UsageError(f"frontier_df must be a pandas DataFrame (pair_frontier()'s output), "
                          f"got {type(frontier_df).__name__}")
@@ -525,6 +532,8 @@ def headline_cascade(frontier_df: pd.DataFrame, best_single_accuracy: float, *,
     if frontier_df.empty:
         return None
     accuracy = frontier_df["accuracy"].to_numpy(dtype=float)
+    import pandas as pd
+
     speedup = pd.to_numeric(frontier_df["speedup"], errors="coerce").to_numpy(dtype=float)
     near = np.flatnonzero((accuracy >= best_single_accuracy - tolerance - 1e-12) & np.isfinite(speedup))
     if len(near):

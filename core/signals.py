@@ -233,6 +233,13 @@ class SignalSource:
         has it more cheaply than the model's signals (a store does); None = take it from the signals."""
         return None
 
+    def correct_counts(self, bank, model_ids, split: str, rows: np.ndarray | None) -> np.ndarray | None:
+        """int64 (len(model_ids),): how many of `rows` of `split` (None: every row) each model's argmax
+        gets right, when the source has these summaries more cheaply than each model's correctness (a
+        store keeps them: the single-model hull of a 500-model bank then costs one small file, not 500
+        reads); None = count from each model's correctness."""
+        return None
+
     def temperature(self, bank, model_id: str, split: str, calibration_rows: np.ndarray) -> float:
         """NLL temperature of one model fitted on the given rows of `split` (its calibration part):
         `temperature_fit(...).temperature`. A store may override this alone (the fit's details are

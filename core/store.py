@@ -150,6 +150,58 @@ class SignalStore(SignalSource):
             return signals.correct
         return bits
 
+    def correct_counts(self, bank, model_ids, split: str, rows: np.ndarray | None) -> np.ndarray:
+        """int64 (len(model_ids),): right answers of each model on `rows` of `split` (None: all), from one
+        summary file per (split, rows, labels version) that holds each model's count next to the version
+        of the logits file it was counted from: a model whose file changed (or that is new) is counted
+        again from its stored correctness bits and the summary rewritten; a damaged summary is rebuilt."""
+        from .bank import logits_path
+
+        model_ids = list(model_ids)
+        n = bank.n_samples(split)
+        index = None if rows is None else np.ascontiguousarray(rows, dtype=np.int64)
+        key = "all" if index is None else hashlib.sha256(index.view(np.uint8)).hexdigest()[:20]
+        folder = self.root(bank) / "splits" / split
+        path = folder / f"accuracy-{key}-{self._labels_version(bank, split)}.json"
+        n_rows = n if index is None else len(index)
+        versions = [bank.file_version(logits_path(bank.path, m, split)) for m in model_ids]
+        stored = self._load_counts(path, n_rows)
+        missing = [i for i, (m, v) in enumerate(zip(model_ids, versions)) if stored.get(m, (None,))[0] != v]
+        if missing:
+            folder.mkdir(parents=True, exist_ok=True)
+            with FileLock(str(folder / ".accuracy.lock"), timeout=LOCK_TIMEOUT_S):
+                stored = self._load_counts(path, n_rows)     # another process may have just added some
+                for i in missing:
+                    if stored.get(model_ids[i], (None,))[0] == versions[i]:
+                        continue
+                    correct = self.correct(bank, model_ids[i], split)
+                    stored[model_ids[i]] = (versions[i], int(np.count_nonzero(correct if index is None
+                                                                                else correct[index])))
+                self._prepare(bank, folder / model_ids[missing[0]] / versions[missing[0]])   # marker, root
+                atomic_write_text(path, json.dumps({"format": FORMAT_VERSION, "n_rows": int(n_rows),
+                                                    "models": {m: list(v) for m, v in stored.items()}}),
+                                  durable=False)
+                self.computed += 1
+        else:
+            self.loaded += 1
+        return np.array([stored[m][1] for m in model_ids], dtype=np.int64)
+
+    @staticmethod
+    def _load_counts(path: Path, n_rows: int) -> dict:
+        """{model: (logits version, count)} of a summary file; {} when missing or damaged."""
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if data.get("format") != FORMAT_VERSION or data.get("n_rows") != n_rows:
+                return {}
+            out = {}
+            for model, (version, count) in data["models"].items():
+                if not isinstance(version, str) or not isinstance(count, int) or not 0 <= count <= n_rows:
+                    return {}
+                out[model] = (version, count)
+            return out
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, json.JSONDecodeError):
+            return {}
+
     def temperature_fit(self, bank, model_id: str, split: str, calibration_rows: np.ndarray):
         """The stored TemperatureFit for these calibration rows (computed once: NLL, ECE and flags too)."""
         folder, _ = self._folder(bank, model_id, split)

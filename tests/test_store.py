@@ -244,3 +244,36 @@ def test_import_memory_does_not_grow_with_the_number_of_models(tmp_path):
     many = _peak_rss_mb(_import_inputs(tmp_path / "many", 12) + ["--out", str(tmp_path / "b12")])
     file_mb = 20_000 * 200 * 4 / 1e6   # 16 MB per source file
     assert many - few < 3 * file_mb, (few, many)   # 10 more files would add 160 MB if they stayed mapped
+
+
+def test_the_hull_comes_from_one_stored_summary_kept_per_file_version(bank_path, monkeypatch):
+    """The single models' accuracies (what the speed-up's hull needs of every model) are one summary
+    file per split and part: a new process reads no model's correctness, a rewritten logits file is
+    counted again, a damaged summary is rebuilt, and every figure equals recomputation."""
+    fresh = BankAnalysis(bank_path, store=False)
+    want = {on: fresh.single_models(on=on)["accuracy"].tolist() for on in ("all", "eval", "calibration")}
+    first = SignalStore()
+    for on, accuracies in want.items():
+        assert BankAnalysis(bank_path, signal_source=first).single_models(on=on)["accuracy"].tolist() == accuracies
+    summaries = sorted((store_module.default_root(bank_path) / "splits" / "val").glob("accuracy-*.json"))
+    assert len(summaries) == 3
+
+    reads = []
+    real_correct = SignalStore.correct
+    monkeypatch.setattr(SignalStore, "correct", lambda self, bank, model_id, split: reads.append(model_id)
+                        or real_correct(self, bank, model_id, split))
+    spec = CascadeSpec(models=("tiny", "large"), thresholds=(0.6,), temperature="fit")
+    evaluation = BankAnalysis(bank_path, signal_source=SignalStore()).evaluate(spec, on="eval")
+    assert evaluation["speedup"] == fresh.evaluate(spec, on="eval")["speedup"]
+    assert reads == []                                  # the hull came from the summary alone
+
+    BankWriter(bank_path).add_logits("small", "val", np.random.default_rng(3).normal(size=(300, 6)).astype(np.float32))
+    fresh = BankAnalysis(bank_path, store=False)
+    got = BankAnalysis(bank_path, signal_source=SignalStore()).single_models(on="eval")["accuracy"].tolist()
+    assert got == fresh.single_models(on="eval")["accuracy"].tolist()
+    assert reads == ["small"]                           # only the rewritten model was counted again
+
+    for path in summaries:
+        path.write_text('{"format": 1, "n_rows": 300, "models": {"tiny": ["x", 999999]}}')
+    assert BankAnalysis(bank_path, signal_source=SignalStore()).single_models()["accuracy"].tolist() == \
+        fresh.single_models()["accuracy"].tolist()
