@@ -33,8 +33,11 @@ def _sum_tolerance(dtype) -> float:
 
 
 def _chunks(array):
-    for start in range(0, array.shape[0], SCAN_CHUNK_ROWS):
-        yield start, np.asarray(array[start:start + SCAN_CHUNK_ROWS], dtype=np.float64)
+    # a first small chunk: real logits fail the check on their first rows, so most arrays are
+    # decided after 64 rows instead of a whole float64 chunk (~80 ms at 1,000 classes)
+    starts = [0, *range(min(64, array.shape[0]), array.shape[0], SCAN_CHUNK_ROWS)]
+    for start, stop in zip(starts, [*starts[1:], array.shape[0]]):
+        yield start, np.asarray(array[start:stop], dtype=np.float64)
 
 
 def first_non_probability_row(array) -> int | None:

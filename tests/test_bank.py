@@ -631,3 +631,34 @@ def test_property_round_trip_and_top1(tmp_path_factory, n, c, half, seed, data):
     assert bank.image_paths("s") == [f'dir/"{i}".png' for i in range(n)]
     reference = sum(max(range(c), key=lambda k: (float(row[k]), -k)) == y for row, y in zip(logits, labels)) / n
     assert top1 == pytest.approx(reference) and bank.model("m").top1["s"] == pytest.approx(reference)
+
+
+def test_chunks_checked_on_several_threads_give_the_one_thread_file_and_error(tmp_path, monkeypatch):
+    """add_logits checks and counts row chunks on worker threads while it writes: the file, top1 and
+    each chunk's on_chunk call are those of one thread, and with bad values in two chunks the error
+    names the first bad row in row order; nothing is written then."""
+    monkeypatch.setattr(bank_format, "SCAN_CHUNK_ROWS", 7)
+    monkeypatch.setattr("cascade_explorer.core.bank.writer.SCAN_CHUNK_ROWS", 7)
+    n = 60
+    labels = np.random.default_rng(1).integers(0, C, n)
+    logits = np.random.default_rng(2).normal(size=(n, C)).astype(np.float16)
+    written = {}
+    for workers in (1, 4):
+        path = tmp_path / f"bank{workers}"
+        writer = BankWriter(path, create={"dataset": {"name": "t"}, "class_names": CLASS_NAMES}, workers=workers)
+        writer.add_split("val", [f"s{i}" for i in range(n)], [""] * n, labels)
+        writer.add_model("m", display_name="M", backend="external", source={"kind": "user"}, gmacs=1.0)
+        seen = []
+        top1 = writer.add_logits("m", "val", logits, on_chunk=lambda start, chunk: seen.append((start, chunk.copy())))
+        written[workers] = (logits_path(path, "m", "val").read_bytes(), top1, sorted(seen, key=lambda s: s[0]))
+        bad = logits.copy()
+        bad[40, 2], bad[23, 1] = np.inf, np.nan              # chunks 5 and 3: the error names row 23
+        writer.add_model("bad", display_name="Bad", backend="external", source={"kind": "user"}, gmacs=1.0)
+        with pytest.raises(BankError, match="row 23"):
+            writer.add_logits("bad", "val", bad)
+        assert not logits_path(path, "bad", "val").exists()
+    one, many = written[1], written[4]
+    assert one[0] == many[0] and one[1] == many[1]
+    assert [s for s, _ in one[2]] == [s for s, _ in many[2]] == list(range(0, n, 7))
+    assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(one[2], many[2]))
+    assert np.array_equal(np.load(logits_path(tmp_path / "bank4", "m", "val")), logits)

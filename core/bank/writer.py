@@ -14,7 +14,11 @@ import copy
 import csv
 import functools
 import io
+import os
 import shutil
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -67,8 +71,11 @@ class BankWriter:
     opening removed. `with BankWriter(...) as writer:` is accepted (nothing to release).
     """
 
-    def __init__(self, path, *, create: dict | None = None, lock_timeout: float = DEFAULT_TIMEOUT_S):
+    def __init__(self, path, *, create: dict | None = None, lock_timeout: float = DEFAULT_TIMEOUT_S,
+                 workers: int | None = None):
         self.path = Path(path).expanduser()
+        # threads checking logits chunks while add_logits writes (None: every core)
+        self.workers = max(1, int(workers if workers is not None else (os.cpu_count() or 1)))
         self._manifest_path = manifest_path(self.path)
         self._lock_timeout = float(lock_timeout)
         if create is None and bank_folder_state(self.path) == "new":
@@ -252,7 +259,9 @@ class BankWriter:
         narrowing), counted (top1) and written one row chunk at a time, so memory stays bounded
         whatever N and the source is read once. on_chunk(start_row, stored_chunk): called with each
         chunk as stored (e.g. to compute signals on the same pass); it may return the chunk's argmax
-        (int (rows,)), which top1 then reuses instead of computing it again. Raises BankError for a wrong dtype
+        (int (rows,)), which top1 then reuses instead of computing it again. Chunks are processed on
+        `workers` threads, so on_chunk may run for several chunks at once, in any order: it must only
+        write the rows it is given. Raises BankError for a wrong dtype
         or shape, NaN/inf (naming the value, row and column) or a lossy cast; nothing is written then.
         """
         entry = self._model_entry(model_id)
@@ -268,28 +277,48 @@ class BankWriter:
             raise BankError(f"logits shape {array.shape} does not match (N={len(labels)}, C={self.num_classes})",
                             path=path, model=model_id, split=split,
                             fix="one row per sample (samples.csv order), one column per class")
+        def process(start: int):
+            """Check, narrow and count one row chunk (on a worker thread: numpy releases the GIL)."""
+            raw = np.asarray(array[start:start + SCAN_CHUNK_ROWS])
+            finite = finite_rows(raw)
+            if not finite.all():
+                row = start + int(np.flatnonzero(~finite)[0])
+                raise BankError(f"logits are not all finite: {non_finite_problem(array, row)}", path=path,
+                                model=model_id, split=split, fix="fix the model's output; nothing was written")
+            try:   # float64 -> float32: each row shifted by its maximum first, refused if still lossy
+                chunk = narrow_rows(raw, stored, first_row=start)
+            except BankError as error:
+                raise BankError(error.problem, path=path, model=model_id, split=split, fix=error.fix) from None
+            prediction = on_chunk(start, chunk) if on_chunk is not None else None
+            if prediction is None:   # float16 argmax has no fast path in numpy; float32's does
+                prediction = chunk.astype(np.float32, copy=False).argmax(axis=1)
+            return np.ascontiguousarray(chunk).tobytes(), int((prediction == labels[start:start + SCAN_CHUNK_ROWS]).sum())
+
         correct = 0
 
         def write(handle) -> None:
             nonlocal correct
             header = {"descr": np.lib.format.dtype_to_descr(stored), "fortran_order": False, "shape": array.shape}
             np.lib.format.write_array_header_1_0(handle, header)   # the header np.save writes for this array
-            for start in range(0, len(labels), SCAN_CHUNK_ROWS):
-                raw = np.asarray(array[start:start + SCAN_CHUNK_ROWS])
-                finite = finite_rows(raw)
-                if not finite.all():
-                    row = start + int(np.flatnonzero(~finite)[0])
-                    raise BankError(f"logits are not all finite: {non_finite_problem(array, row)}", path=path,
-                                    model=model_id, split=split, fix="fix the model's output; nothing was written")
-                try:   # float64 -> float32: each row shifted by its maximum first, refused if still lossy
-                    chunk = narrow_rows(raw, stored, first_row=start)
-                except BankError as error:
-                    raise BankError(error.problem, path=path, model=model_id, split=split, fix=error.fix) from None
-                prediction = on_chunk(start, chunk) if on_chunk is not None else None
-                if prediction is None:   # float16 argmax has no fast path in numpy; float32's does
-                    prediction = chunk.astype(np.float32, copy=False).argmax(axis=1)
-                correct += int((prediction == labels[start:start + SCAN_CHUNK_ROWS]).sum())
-                handle.write(np.ascontiguousarray(chunk).tobytes())
+            # Chunks are checked and counted on every core while this thread writes the finished ones
+            # in order: the write (page cache, disk) overlaps the arithmetic. At most 2 chunks per
+            # worker are in flight, so memory stays bounded whatever N; the first failing chunk in
+            # row order raises (the same error a one-thread pass gives), and nothing is renamed.
+            starts = iter(range(0, len(labels), SCAN_CHUNK_ROWS))
+            with ThreadPoolExecutor(max_workers=self.workers) as pool:
+                pending = deque(pool.submit(process, start) for start in islice(starts, 2 * self.workers))
+                try:
+                    while pending:
+                        data, chunk_correct = pending.popleft().result()
+                        nxt = next(starts, None)
+                        if nxt is not None:
+                            pending.append(pool.submit(process, nxt))
+                        correct += chunk_correct
+                        handle.write(data)
+                except BaseException:
+                    for future in pending:
+                        future.cancel()
+                    raise
 
         atomic_write_with(path, write)
         mark_finite(path)   # just scanned: later reads of this exact file need not scan again
