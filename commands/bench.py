@@ -18,6 +18,9 @@ def add_parser(sub) -> None:
     p.add_argument("--scale", metavar="M,N,C",
                    help="instead: the paper-scale benchmark on a synthetic bank of M models x N samples x C classes, "
                         "built once through `import` (cached), whole processes against baselines")
+    p.add_argument("--cases", metavar="NAMES",
+                   help="with --scale: only these cases, comma-separated (default: all; see the README); "
+                        "the bank is then imported once if it is not cached, and 'import' times the import")
     p.add_argument("--json", action="store_true")
 
 
@@ -25,7 +28,7 @@ def run(args) -> int:
     if args.scale:
         from .scale_bench import run_scale
 
-        return run_scale(args.scale, args.repeats if args.repeats != 5 else 3, args.json)
+        return run_scale(args.scale, args.repeats if args.repeats != 5 else 3, args.json, cases=args.cases)
     from .engine_bench import run as run_engine_bench
 
     return run_engine_bench(args)

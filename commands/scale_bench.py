@@ -131,7 +131,31 @@ def _median(runs: list[tuple[float, float]]) -> dict:
             "runs_s": [round(s, 3) for s, _ in runs]}
 
 
-def run_scale(spec: str, repeats: int, json_mode: bool) -> int:
+IMPORT_CASES = ("copy_with_fsync", "import")
+CASES = ("read_every_logits_file", "softmax_pass_one_thread", "copy_with_fsync", "import", "pareto_json_first",
+         "pareto_json_second", "evaluate_2_models_fit", "evaluate_3_models_fit", "pareto_3_stages_shortlist_8")
+RATIOS = {"import_vs_copy_with_fsync": ("import", "copy_with_fsync"),
+          "pareto_first_vs_softmax_pass": ("pareto_json_first", "softmax_pass_one_thread"),
+          "pareto_second_vs_softmax_pass": ("pareto_json_second", "softmax_pass_one_thread"),
+          "pareto_first_vs_read_all": ("pareto_json_first", "read_every_logits_file")}
+
+
+def _chosen_cases(cases: str | None) -> list[str]:
+    from cascade_explorer.core.errors import UsageError
+
+    if cases is None:
+        return list(CASES)
+    chosen = [c.strip() for c in cases.split(",") if c.strip()]
+    unknown = [c for c in chosen if c not in CASES]
+    if unknown or not chosen:
+        raise UsageError(f"cases: unknown case(s) {unknown or [cases]}; choose from {', '.join(CASES)}",
+                         parameter="cases")
+    if ("import" in chosen) != ("copy_with_fsync" in chosen):   # a figure only with its same-run baseline
+        chosen = list(dict.fromkeys(chosen + list(IMPORT_CASES)))
+    return chosen
+
+
+def run_scale(spec: str, repeats: int, json_mode: bool, cases: str | None = None) -> int:
     from cascade_explorer.core.bank import Bank
     from cascade_explorer.core.errors import UsageError
     from cascade_explorer.core.jsonsafe import dumps
@@ -144,6 +168,7 @@ def run_scale(spec: str, repeats: int, json_mode: bool) -> int:
     if m < SHORTLIST or n < 100 or c < 2:
         raise UsageError(f"scale needs at least {SHORTLIST} models, 100 samples and 2 classes, got {spec}",
                          parameter="scale")
+    chosen = _chosen_cases(cases)
     root = _cache_root() / f"{m}x{n}x{c}"
     inputs = root / "inputs"
     bank_path = root / "bank"
@@ -154,15 +179,21 @@ def run_scale(spec: str, repeats: int, json_mode: bool) -> int:
 
     # import (whole process, fills the store on the same pass) against copying its inputs with fsync
     copies = root / "copy"
-    import_runs, copy_runs = [], []
-    for _ in range(repeats):
-        shutil.rmtree(copies, ignore_errors=True)
-        copy_runs.append(_python(COPY_FSYNC.format(pattern=str(inputs / "synth_*.npy"), out=str(copies))))
-        shutil.rmtree(copies, ignore_errors=True)
+    if "import" in chosen:
+        import_runs, copy_runs = [], []
+        for _ in range(repeats):
+            shutil.rmtree(copies, ignore_errors=True)
+            copy_runs.append(_python(COPY_FSYNC.format(pattern=str(inputs / "synth_*.npy"), out=str(copies))))
+            shutil.rmtree(copies, ignore_errors=True)
+            shutil.rmtree(bank_path, ignore_errors=True)
+            import_runs.append(_run(argv + ["--out", str(bank_path)]))
+        results["import"] = _median(import_runs)
+        results["copy_with_fsync"] = _median(copy_runs)
+    elif not (bank_path / "manifest.json").is_file():
+        if not json_mode:
+            say(f"  ... importing the bank once into {bank_path}", err=True)
         shutil.rmtree(bank_path, ignore_errors=True)
-        import_runs.append(_run(argv + ["--out", str(bank_path)]))
-    results["import"] = _median(import_runs)
-    results["copy_with_fsync"] = _median(copy_runs)
+        _run(argv + ["--out", str(bank_path)])
 
     bank = Bank.open(bank_path)
     models = bank.model_ids
@@ -183,28 +214,22 @@ def run_scale(spec: str, repeats: int, json_mode: bool) -> int:
                                                      "--shortlist", ",".join(shortlist)]),
     }
     for name, case in cases.items():
+        if name not in chosen:
+            continue
         if not json_mode:
             say(f"  ... {name}", err=True)
         if name.startswith("evaluate"):
             case()   # warm the store: the temperature fits and tempered signals are stored once
         results[name] = _median([case() for _ in range(repeats)])
-    base = results["softmax_pass_one_thread"]["median_s"]
-    results["ratios"] = {
-        "import_vs_copy_with_fsync": results["import"]["median_s"] / results["copy_with_fsync"]["median_s"],
-        "pareto_first_vs_softmax_pass": results["pareto_json_first"]["median_s"] / base,
-        "pareto_second_vs_softmax_pass": results["pareto_json_second"]["median_s"] / base,
-        "pareto_first_vs_read_all": results["pareto_json_first"]["median_s"]
-        / results["read_every_logits_file"]["median_s"],
-    }
+    results["ratios"] = {name: results[a]["median_s"] / results[b]["median_s"]
+                         for name, (a, b) in RATIOS.items() if a in results and b in results}
     if json_mode:
         say(dumps(results, indent=2))
         return 0
     say(f"cascade-explorer bench --scale {m},{n},{c}: {results['config']['logits_gb']:.1f} GB of float16 logits, "
         f"medians of {repeats} whole-process runs, {os.cpu_count()} CPUs")
     say(f"{'case':<32}{'median':>10}{'peak RSS':>12}   runs")
-    for name in ("read_every_logits_file", "softmax_pass_one_thread", "copy_with_fsync", "import",
-                 "pareto_json_first", "pareto_json_second", "evaluate_2_models_fit", "evaluate_3_models_fit",
-                 "pareto_3_stages_shortlist_8"):
+    for name in (c for c in CASES if c in results):
         item = results[name]
         say(f"{name:<32}{item['median_s']:>9.2f}s{item['peak_rss_mb']:>10.0f} MB   {item['runs_s']}")
     say("ratios: " + ", ".join(f"{k} {v:.2f}x" for k, v in results["ratios"].items()))
