@@ -3,7 +3,8 @@ never trusting a damaged entry, safe with two processes filling it at once."""
 
 from __future__ import annotations
 
-import multiprocessing
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -135,23 +136,27 @@ def test_the_non_finite_scan_is_done_by_the_stores_own_pass(bank_path):
     assert not list(store_module.default_root(bank_path).rglob("medium/*/signals-*.npz"))
 
 
-def _fill(path: str, queue) -> None:
-    bank = Bank.open(path, allow_incomplete=True)
-    store = SignalStore(workers=1)
-    store.fill(bank, criteria=CRITERIA)
-    queue.put(store.computed)
+FILL = """
+import sys
+from cascade_explorer.core.bank import Bank
+from cascade_explorer.core.criteria import CRITERIA
+from cascade_explorer.core.store import SignalStore
+store = SignalStore(workers=1)
+store.fill(Bank.open(sys.argv[1], allow_incomplete=True), criteria=CRITERIA)
+print(store.computed)
+"""
 
 
 def test_two_processes_filling_at_once_never_corrupt_it(bank_path):
-    context = multiprocessing.get_context("spawn")
-    queue = context.Queue()
-    workers = [context.Process(target=_fill, args=(str(bank_path), queue)) for _ in range(2)]
+    # plain subprocesses, not multiprocessing's spawn: spawn re-runs the parent's __main__, which an
+    # earlier AppTest in the same worker may have left pointing at the dashboard script
+    workers = [subprocess.Popen([sys.executable, "-c", FILL, str(bank_path)], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    computed = []
     for process in workers:
-        process.start()
-    for process in workers:
-        process.join(timeout=120)
-        assert process.exitcode == 0
-    computed = [queue.get(timeout=5) for _ in workers]
+        out, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err[-2000:]
+        computed.append(int(out.split()[-1]))
     bank = Bank.open(bank_path, allow_incomplete=True)
     jobs = sum(len(bank.models_for(s)) for s in bank.splits) * len(CRITERIA)
     assert sum(computed) == jobs   # each entry computed by exactly one of them (the lock), none twice
