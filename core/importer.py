@@ -336,7 +336,7 @@ def _import_locked(out: Path, state: str, labels, arrays, costs, *, split, class
             if old is None:
                 continue
             if (split in old.get("top1", {}) and not force and old.get("gmacs") == costs[name]["gmacs"]
-                    and _same_as_stored(out, name, split, arrays[name]())):
+                    and _same_as_stored(out, name, split, arrays[name]()[0])):
                 done.add(name)   # e.g. a re-run of an interrupted import: this model is already stored
                 continue
             if split in old.get("top1", {}) and not force:
@@ -366,9 +366,14 @@ def _same_as_stored(out: Path, name: str, split: str, array: np.ndarray) -> bool
         return False
 
 
-def _stored_logits(path: Path, name: str, inputs: str) -> np.ndarray:
-    """The array import stores for one source file (opened now; see to_stored_logits)."""
-    return to_stored_logits(_load_npy(path, f"logits {name}=", mmap=True), inputs, f"logits {name}={path}")
+def _stored_logits(path: Path, name: str, inputs: str) -> tuple[np.ndarray, Path | None]:
+    """(the array import stores for one source file, the file when the array maps it as it is): opened
+    now; every check of to_stored_logits ran on it moments ago, and the writer checks each chunk's
+    values again as it writes (a file changed in between is caught there), so they are not repeated."""
+    mapped = _load_npy(path, f"logits {name}=", mmap=True)
+    array = to_stored_logits(mapped, inputs, f"logits {name}={path}", check=False)
+    # logits stored as they are: the writer may copy the file's bytes (it checks the header itself)
+    return array, (path if inputs == "logits" and array.dtype == mapped.dtype else None)
 
 
 def _write(out: Path, existing, names, dataset, split, ids, labels, arrays, costs, signals) -> None:
@@ -409,9 +414,9 @@ def _write(out: Path, existing, names, dataset, split, ids, labels, arrays, cost
             # while the logits are written: open it once, not once per model (a manifest parse each)
             bank = writer.open(validate=False, allow_incomplete=True)
         for name, load in arrays.items():
-            array = load()
+            array, source_file = load()
             if store is None:
-                writer.add_logits(name, split, array)
+                writer.add_logits(name, split, array, source_file=source_file)
                 continue
             # the signal store's default entry, computed on the same pass that writes the file
             confidence = np.empty(n, dtype=np.float64)
@@ -422,7 +427,7 @@ def _write(out: Path, existing, names, dataset, split, ids, labels, arrays, cost
                 chunk_signals(chunk, DEFAULT_CRITERION, 1.0, out=(confidence[rows], prediction[rows]))
                 return prediction[rows]   # the writer's top1 reuses this argmax
 
-            writer.add_logits(name, split, array, on_chunk=on_chunk)
+            writer.add_logits(name, split, array, on_chunk=on_chunk, source_file=source_file)
             del array
             store.put(bank, name, split, ModelSignals(confidence, prediction, prediction == labels))
         writer.finish()

@@ -73,17 +73,20 @@ def looks_like_probabilities(array) -> bool:
         and first_non_probability_row(array) is None
 
 
-def to_stored_logits(array, inputs: str, what: str, parameter: str = "logits") -> np.ndarray:
+def to_stored_logits(array, inputs: str, what: str, parameter: str = "logits", *, check: bool = True) -> np.ndarray:
     """The (N, C) array a bank stores (float16 or float32) for `array` holding `inputs`.
 
     inputs: one of INPUT_KINDS. what: how messages name the array ("logits NAME=PATH"). Raises
     UsageError starting with `what`: non-finite logits (saying which value, -inf with the fix),
     probabilities given as logits, an array that is not what `inputs` says, or a narrowing cast
-    that would change a row's top classes.
+    that would change a row's top classes. check=False skips the full scans of logits (finite values,
+    not probabilities) for a caller that ran them already and checks finiteness again as it writes.
     """
     if inputs not in INPUT_KINDS:
         raise UsageError(f"inputs must be one of {', '.join(INPUT_KINDS)}, got {inputs!r}", parameter="inputs")
-    if inputs == "logits":
+    if inputs == "logits" and not check:
+        source = array
+    elif inputs == "logits":
         bad_row = first_non_finite_row(array)
         if bad_row is not None:
             raise UsageError(f"{what}: {non_finite_problem(array, bad_row)}", parameter=parameter)

@@ -662,3 +662,46 @@ def test_chunks_checked_on_several_threads_give_the_one_thread_file_and_error(tm
     assert [s for s, _ in one[2]] == [s for s, _ in many[2]] == list(range(0, n, 7))
     assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(one[2], many[2]))
     assert np.array_equal(np.load(logits_path(tmp_path / "bank4", "m", "val")), logits)
+
+
+def test_logits_stored_as_they_are_are_copied_by_the_kernel_and_still_checked(tmp_path, monkeypatch):
+    """A source .npy already in the stored dtype is copied with os.sendfile (as cp does) while its chunks
+    are checked from the memory map: same file as the chunked write; NaN still refused; a source that
+    changes meanwhile is refused; nothing is written either time."""
+    from cascade_explorer.core.bank import writer as writer_module
+
+    n = 50
+    labels = np.random.default_rng(1).integers(0, C, n)
+    logits = np.random.default_rng(2).normal(size=(n, C)).astype(np.float16)
+    np.save(tmp_path / "src.npy", logits)
+    writer = BankWriter(tmp_path / "bank", create={"dataset": {"name": "t"}, "class_names": CLASS_NAMES})
+    writer.add_split("val", [f"s{i}" for i in range(n)], [""] * n, labels)
+    for model in ("copied", "written", "nan", "changed"):
+        writer.add_model(model, display_name=model, backend="external", source={"kind": "user"}, gmacs=1.0)
+    sent = []
+    real_sendfile = os.sendfile
+    monkeypatch.setattr(os, "sendfile", lambda *args: sent.append(args[3]) or real_sendfile(*args))
+    top1 = writer.add_logits("copied", "val", np.load(tmp_path / "src.npy", mmap_mode="r"),
+                             source_file=tmp_path / "src.npy")
+    assert sum(sent) == logits.nbytes
+    assert top1 == writer.add_logits("written", "val", logits)     # no source file: chunks written from memory
+    assert logits_path(tmp_path / "bank", "copied", "val").read_bytes() == \
+        logits_path(tmp_path / "bank", "written", "val").read_bytes()
+
+    bad = logits.copy()
+    bad[31, 2] = np.nan
+    np.save(tmp_path / "bad.npy", bad)
+    with pytest.raises(BankError, match="row 31"):
+        writer.add_logits("nan", "val", np.load(tmp_path / "bad.npy", mmap_mode="r"), source_file=tmp_path / "bad.npy")
+    real_copy = writer_module._copy_data
+
+    def copy_then_touch(source, out_fd):
+        real_copy(source, out_fd)
+        os.utime(source[0], ns=(1, 1))   # another program rewrote the file meanwhile
+
+    monkeypatch.setattr(writer_module, "_copy_data", copy_then_touch)
+    with pytest.raises(BankError, match="changed while it was imported"):
+        writer.add_logits("changed", "val", np.load(tmp_path / "src.npy", mmap_mode="r"),
+                          source_file=tmp_path / "src.npy")
+    for model in ("nan", "changed"):
+        assert not logits_path(tmp_path / "bank", model, "val").exists()

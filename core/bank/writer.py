@@ -251,7 +251,7 @@ class BankWriter:
                 and logits_path(self.path, model_id, split).is_file())
 
     @_writes
-    def add_logits(self, model_id: str, split: str, logits, *, on_chunk=None) -> float:
+    def add_logits(self, model_id: str, split: str, logits, *, on_chunk=None, source_file=None) -> float:
         """Validate, save atomically and record top1 of one model's logits on one split; returns top1.
 
         logits: (N, C) float16/float32, or float64 (stored as float32, each row shifted by its maximum
@@ -261,7 +261,10 @@ class BankWriter:
         chunk as stored (e.g. to compute signals on the same pass); it may return the chunk's argmax
         (int (rows,)), which top1 then reuses instead of computing it again. Chunks are processed on
         `workers` threads, so on_chunk may run for several chunks at once, in any order: it must only
-        write the rows it is given. Raises BankError for a wrong dtype
+        write the rows it is given. source_file: the .npy file `logits` is a memory map of, when the
+        caller has one: if its data are already what the bank stores (same dtype, C order), the kernel
+        copies them (os.sendfile, as `cp` does) while the chunks are checked from the map, and the file
+        must not change meanwhile (checked: BankError otherwise). Raises BankError for a wrong dtype
         or shape, NaN/inf (naming the value, row and column) or a lossy cast; nothing is written then.
         """
         entry = self._model_entry(model_id)
@@ -292,8 +295,10 @@ class BankWriter:
             prediction = on_chunk(start, chunk) if on_chunk is not None else None
             if prediction is None:   # float16 argmax has no fast path in numpy; float32's does
                 prediction = chunk.astype(np.float32, copy=False).argmax(axis=1)
-            return np.ascontiguousarray(chunk).tobytes(), int((prediction == labels[start:start + SCAN_CHUNK_ROWS]).sum())
+            data = None if copy_from is not None else np.ascontiguousarray(chunk).tobytes()
+            return data, int((prediction == labels[start:start + SCAN_CHUNK_ROWS]).sum())
 
+        copy_from = _same_bytes_source(source_file, array, stored)
         correct = 0
 
         def write(handle) -> None:
@@ -305,7 +310,11 @@ class BankWriter:
             # worker are in flight, so memory stays bounded whatever N; the first failing chunk in
             # row order raises (the same error a one-thread pass gives), and nothing is renamed.
             starts = iter(range(0, len(labels), SCAN_CHUNK_ROWS))
-            with ThreadPoolExecutor(max_workers=self.workers) as pool:
+            with ThreadPoolExecutor(max_workers=self.workers + (copy_from is not None)) as pool:
+                copied = None
+                if copy_from is not None:   # the kernel copies the data while the workers check the map
+                    handle.flush()
+                    copied = pool.submit(_copy_data, copy_from, handle.fileno())
                 pending = deque(pool.submit(process, start) for start in islice(starts, 2 * self.workers))
                 try:
                     while pending:
@@ -314,11 +323,18 @@ class BankWriter:
                         if nxt is not None:
                             pending.append(pool.submit(process, nxt))
                         correct += chunk_correct
-                        handle.write(data)
+                        if copied is None:
+                            handle.write(data)
+                    if copied is not None:
+                        copied.result()
+                        handle.seek(0, os.SEEK_END)
                 except BaseException:
                     for future in pending:
                         future.cancel()
                     raise
+            if copy_from is not None and _file_state(copy_from[0]) != copy_from[3]:
+                raise BankError("the source file changed while it was imported", path=copy_from[0], model=model_id,
+                                split=split, fix="import again once nothing writes to it; nothing was written")
 
         atomic_write_with(path, write)
         mark_finite(path)   # just scanned: later reads of this exact file need not scan again
@@ -451,3 +467,50 @@ def remove_leftover_temp_files(out, log=None) -> list[Path]:
             if log is not None:
                 log(f"removed a temp file left by an interrupted run: {path}")
     return removed
+
+
+def _file_state(path: Path) -> tuple:
+    stat = path.stat()
+    return (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+
+
+def _same_bytes_source(source_file, array: np.ndarray, stored: np.dtype):
+    """(path, data offset, data bytes, file state) when the .npy file `source_file` holds exactly the
+    bytes add_logits would write after its header (`array` maps it: same shape, C order, stored
+    dtype, little-endian as the bank's files are), else None (the chunks are written from memory)."""
+    if source_file is None or array.dtype != stored or not array.dtype.isnative:
+        return None
+    path = Path(source_file)
+    try:
+        state = _file_state(path)
+        shape, dtype, fortran_order, offset = read_npy_header(path)   # also checks the file's length
+    except (OSError, BankError):
+        return None
+    if fortran_order or dtype != stored or tuple(shape) != array.shape or state[1] != offset + array.nbytes:
+        return None
+    return path, offset, array.nbytes, state
+
+
+def _copy_data(source, out_fd: int) -> None:
+    """Copy the source's data bytes to the end of `out_fd` in the kernel (os.sendfile: no pass through
+    Python, as shutil.copyfile does), falling back to reads and writes where sendfile cannot."""
+    path, offset, nbytes, _ = source
+    with open(path, "rb") as handle:
+        in_fd = handle.fileno()
+        done = 0
+        try:
+            while done < nbytes:
+                sent = os.sendfile(out_fd, in_fd, offset + done, min(nbytes - done, 1 << 30))
+                if sent == 0:
+                    raise OSError("sendfile copied nothing")
+                done += sent
+        except OSError:
+            if done:   # a partial copy cannot be resumed safely here: the caller discards the temp file
+                raise
+            handle.seek(offset)
+            while done < nbytes:
+                block = handle.read(min(nbytes - done, 1 << 24))
+                if not block:
+                    raise OSError(f"{path} ended early") from None
+                os.write(out_fd, block)
+                done += len(block)
