@@ -46,7 +46,8 @@ def main(argv=None) -> int:
             say(f"Explorer re-render after a slider move on {result['bank']} ({' -> '.join(result['models'])}), "
                 f"{result['repeats']} moves: median {result['rerender_ms_median']} ms, "
                 f"p90 {result['rerender_ms_p90']} ms, max {result['rerender_ms_max']} ms "
-                f"(target <= {result['target_ms']} ms); first render {result['first_render_s']} s")
+                f"(target <= {result['target_ms']} ms); first render {result['first_render_s']} s, then "
+                f"{result['bank_opening_s']} s opening the bank in the background")
             if args.pages:
                 say("  first render per page in a new session (target <= 1 s): "
                     + ", ".join(f"{page} {seconds} s" for page, seconds in result["pages"].items()))

@@ -18,6 +18,21 @@ from pathlib import Path
 from . import APP_PATH, BANK_ENV
 
 
+def _opening(at) -> bool:
+    """The page shows the bank-opening progress (scale_ui.bank_ready) instead of its content."""
+    return any("fills in by itself" in str(element.value) for element in at.info)
+
+
+def _until_open(at, limit_s: float = 900.0) -> float:
+    """Rerun every half second (as the page's progress fragment does) until the bank is open;
+    returns the seconds waited."""
+    start = time.perf_counter()
+    while _opening(at) and time.perf_counter() - start < limit_s:
+        time.sleep(0.5)
+        at.run()
+    return time.perf_counter() - start
+
+
 def measure(bank: Path, repeats: int = 30, page: str = "explorer") -> dict:
     from streamlit.testing.v1 import AppTest
 
@@ -27,6 +42,7 @@ def measure(bank: Path, repeats: int = 30, page: str = "explorer") -> dict:
     at.run()
     at.switch_page(f"views/{page}.py").run()
     cold_s = time.perf_counter() - t0
+    opening_s = _until_open(at)        # a cold server opens a big bank in the background first
     if at.exception:
         raise RuntimeError(f"the app failed: {at.exception[0].value}")
     slider = at.slider(key="w_thr_0")
@@ -46,7 +62,7 @@ def measure(bank: Path, repeats: int = 30, page: str = "explorer") -> dict:
     models = at.session_state["_view"].models
     return {
         "bank": str(bank), "page": page, "models": list(models), "repeats": repeats,
-        "first_render_s": round(cold_s, 3),
+        "first_render_s": round(cold_s, 3), "bank_opening_s": round(opening_s, 3),
         "rerender_ms_median": round(statistics.median(times), 1),
         "rerender_ms_p90": round(times[int(0.9 * (len(times) - 1))], 1),
         "rerender_ms_max": round(times[-1], 1),
@@ -75,5 +91,7 @@ def first_renders(bank: Path, pages=PAGES) -> dict:
         seconds = round(time.perf_counter() - start, 3)
         if at.exception:
             raise RuntimeError(f"page {page} failed: {at.exception[0].value}")
+        if _opening(at):   # the first visit showed the opening progress: time it, then the page itself
+            out["bank opening in the background (progress shown)"] = round(_until_open(at), 3)
         out[f"{page} (first session)" if i == 0 else page] = seconds
     return {"bank": str(bank), "first_render_s": out, "target_s": 1.0}
