@@ -93,7 +93,7 @@ _outcome = "ok"
 try:
     # a big bank is opened in the background (signal store, then the all-pairs frontier): until it is
     # ready the page shows its title and the progress, never a blank page
-    if problem is not None or scale_ui.bank_ready(bank, ui.split_of(bank, view), page.title):
+    if problem is not None or scale_ui.bank_ready(bank, ui.split_of(bank, view), page.title, view.criterion):
         page.run()
 except CascadeExplorerError as exc:  # found only while reading arrays (e.g. NaN logits): message, not traceback
     if isinstance(exc, BankError):

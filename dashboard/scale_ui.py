@@ -16,6 +16,7 @@ import streamlit as st
 
 from cascade_explorer.core import families
 from cascade_explorer.core.errors import BankError
+from cascade_explorer.core.store import DEFAULT_CRITERION
 from cascade_explorer.dashboard import data, jobs, ui
 
 # Banks with at least this many models get the filter box and the family highlight (a handful of
@@ -113,16 +114,18 @@ def registry() -> jobs.JobRegistry:
     return jobs.JobRegistry()
 
 
-def warm_key(bank, split: str) -> tuple:
-    return ("warm", data.key(bank), split)
+def warm_key(bank, split: str, criterion: str = DEFAULT_CRITERION) -> tuple:
+    return ("warm", data.key(bank), split) + (() if criterion == DEFAULT_CRITERION else (criterion,))
 
 
-def warm_job(bank, split: str) -> jobs.Job:
-    """The job that opens a big bank on `split`, started at most once per bank version and split:
-    every model's signals read into the signal store and memoised (model by model, progress naming
-    each), then the single models and the all-pairs frontier (max softmax) computed through the
-    bank's one BankAnalysis, so the pages find them memoised. Its result: {"stored": models that had
-    to be computed into the store, "seconds": how long it took}."""
+def warm_job(bank, split: str, criterion: str = DEFAULT_CRITERION) -> jobs.Job:
+    """The job that opens a big bank on `split` under `criterion`, started at most once per bank
+    version, split and criterion: every model's signals read into the signal store and memoised
+    (model by model, progress naming each), then the single models and the all-pairs frontier
+    computed through the bank's one BankAnalysis, so the pages find them memoised (another criterion
+    in the Explorer needs every model's signals under it: 40 s at 100 models x 50,000 x 1,000, shown
+    the same way). Its result: {"stored": models that had to be computed into the store, "seconds":
+    how long it took}."""
     from cascade_explorer.core.store import SignalStore
 
     analysis = data._analysis(data.key(bank))     # looked up here: the thread has no Streamlit context
@@ -131,26 +134,28 @@ def warm_job(bank, split: str) -> jobs.Job:
     def work(job: jobs.Job) -> dict:
         start = time.perf_counter()
         store = analysis.signal_source
-        stored = set(store.info(bank).get("models", {}).get(split, ())) if isinstance(store, SignalStore) else set(ids)
-        missing = {m for m in ids if m not in stored}
+        stored = set(store.info(bank).get("models", {}).get(split, ())) \
+            if isinstance(store, SignalStore) and criterion == DEFAULT_CRITERION else set(ids)
+        missing = {m for m in ids if m not in stored}   # (under another criterion: not told apart)
 
         def reading(done: int, total: int) -> None:
             if done >= total:
                 job.report(done, total, "Read every model's signals")
                 return
             into = " into the signal store" if ids[done] in missing else ""
+            under = "" if criterion == DEFAULT_CRITERION else f" under {criterion}"
             job.report(done, total, f"Reading {ui.md(bank.model(ids[done]).display_name, 120)} "
-                                    f"({done + 1:,} of {total:,}){into}")
+                                    f"({done + 1:,} of {total:,}){under}{into}")
 
-        analysis.fill_signals(split, progress=reading)
+        analysis.fill_signals(split, criterion=criterion, progress=reading)
         job.report(0, 0, "Computing each model's accuracy")
         analysis.single_models(split)
         if len(ids) >= 2:
-            analysis.frontier(split=split, progress=lambda done, total: job.report(
+            analysis.frontier(split=split, criterion=criterion, progress=lambda done, total: job.report(
                 done, total, f"Computing the frontier of all pairs ({done:,} of {total:,} first models searched)"))
         return {"stored": len(missing), "seconds": time.perf_counter() - start}
 
-    return registry().get(warm_key(bank, split), work, what=f"opening {bank.name} on {split}")
+    return registry().get(warm_key(bank, split, criterion), work, what=f"opening {bank.name} on {split}")
 
 
 @st.fragment(run_every=POLL_S)
@@ -212,11 +217,19 @@ def search_job(bank, split: str, criterion: str, shortlist: tuple) -> jobs.Job:
                              work, what="3-model search")
 
 
-def bank_ready(bank, split: str, title: str) -> bool:
-    """Whether the page may render now: the bank's warm-up job (`warm_job`) has ended well. Otherwise
-    the page's title, the job's progress (refreshed until it ends, then the page fills in) and a
-    placeholder are drawn instead of a blank page, or, when the job failed, what went wrong."""
-    job = warm_job(bank, split)
+def bank_ready(bank, split: str, title: str, criterion: str = DEFAULT_CRITERION) -> bool:
+    """Whether the page may render now: the bank's warm-up jobs (`warm_job`: the default criterion,
+    which the Overview and the zoo show, then the view's) have ended well. Otherwise the page's title,
+    the running job's progress (refreshed until it ends, then the page fills in) and a placeholder are
+    drawn instead of a blank page, or, when the job failed, what went wrong."""
+    for each in dict.fromkeys((DEFAULT_CRITERION, criterion)):
+        if not _warm_ready(bank, split, title, each):
+            return False
+    return True
+
+
+def _warm_ready(bank, split: str, title: str, criterion: str) -> bool:
+    job = warm_job(bank, split, criterion)
     job.wait(GRACE_S)
     waited = st.session_state.setdefault("_warm_waited", set())   # jobs this session showed the progress of
     if job.state == jobs.DONE:
@@ -237,8 +250,9 @@ def bank_ready(bank, split: str, title: str) -> bool:
             job_error(job, f"Opening {bank.name} on {split}", "warm_retry")
         return False
     st.title(title)
+    under = "" if criterion == DEFAULT_CRITERION else f" under {ui.md(criterion)}"
     with st.status(f"Opening {ui.md(bank.name, 120)}: {len(bank.models_for(split)):,} models on "
-                   f"{ui.md(split)}", expanded=True):
+                   f"{ui.md(split)}{under}", expanded=True):
         job_progress(job.key, "The page appears when this is done; the next server start on this bank is fast.")
     st.info("This page needs every model's signals and the frontier of all pairs; it fills in by itself "
             "when they are ready.", icon=":material/hourglass_top:")

@@ -237,6 +237,42 @@ def test_a_cold_signal_store_renders_the_page_at_once_with_progress_then_fills_i
     assert "into the signal store" not in " ".join(c.value for c in again.caption)
 
 
+def test_another_criterion_on_a_big_bank_is_opened_in_the_background_too(tmp_path, monkeypatch):
+    """A deep link to the Explorer under another criterion needs every model's signals under it: the
+    page shows that job's progress (naming the criterion) instead of computing them in the request,
+    then fills in; its frontier is the one the core computes for that criterion."""
+    import threading
+
+    from cascade_explorer.core.bank import Bank
+    from cascade_explorer.dashboard import jobs, scale_ui
+
+    bank = write_zoo_bank(tmp_path / "crit", n_models=104)
+    scale_ui.warm_job(Bank.open(bank), "val").wait(120)        # the default criterion is open already
+    gate = threading.Event()
+    original = SignalStore.model_signals
+
+    def held(self, bank_, model_id, split, criterion, *args, **kwargs):
+        if criterion == "entropy":
+            gate.wait(60)
+        return original(self, bank_, model_id, split, criterion, *args, **kwargs)
+
+    monkeypatch.setattr(SignalStore, "model_signals", held)
+    monkeypatch.setattr(scale_ui, "GRACE_S", 0.2)
+    at = _start(bank, monkeypatch, query={"crit": "entropy"})
+    bar = at.get("progress")
+    assert len(bar) == 1 and "of 104) under entropy" in bar[0].proto.text, [b.proto.text for b in bar]
+    assert not at.get("plotly_chart")
+    gate.set()
+    job = scale_ui.registry().peek(scale_ui.warm_key(Bank.open(bank), "val", "entropy"))
+    assert job.wait(120) and job.state == jobs.DONE, job.snapshot()
+    at.run()
+    assert not at.exception and not at.get("progress")
+    from cascade_explorer.dashboard import data
+
+    analysis = data._analysis(data.key(Bank.open(bank)))
+    assert len(analysis.frontier(split="val", criterion="entropy")) > 0
+
+
 @pytest.mark.parametrize("kind", ["bank", "other"])
 def test_a_failing_bank_job_says_what_failed_as_text_and_can_be_tried_again(tmp_path, monkeypatch, kind):
     from cascade_explorer.core.bank import Bank
@@ -362,6 +398,11 @@ def test_the_3_model_search_runs_in_the_background_and_a_new_shortlist_cancels_i
     monkeypatch.setattr(scale_ui, "GRACE_S", 0.2)
     at = _start(zoo_bank, monkeypatch, "leaderboard")
     at.selectbox(key="w_criterion").set_value("entropy").run()      # a criterion no other test searched
+    from cascade_explorer.core.bank import Bank
+
+    # another criterion's signals are opened in the background first (see the test above)
+    assert scale_ui.warm_job(Bank.open(zoo_bank), "val", "entropy").wait(120)
+    at.run()
     at.segmented_control(key="w_stages").set_value(3).run()
     assert not at.exception
     bar = at.get("progress")
