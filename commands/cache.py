@@ -38,7 +38,8 @@ def run(args) -> int:
         say("  empty (filled on first use, or with `cascade-explorer cache fill`)")
         return 0
     say(f"  {info['signals']} signal entr{'y' if info['signals'] == 1 else 'ies'}, {info['correct']} correctness, "
-        f"{info['temperatures']} temperature(s), {info['bytes'] / 1e6:.1f} MB")
+        f"{info['temperatures']} temperature(s), {info['accuracy_summaries']} accuracy summar"
+        f"{'y' if info['accuracy_summaries'] == 1 else 'ies'}, {info['bytes'] / 1e6:.1f} MB")
     for split, models in info["models"].items():
         have = len(models)
         total = len(bank.models_for(split)) if split in bank.splits else have

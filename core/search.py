@@ -236,8 +236,7 @@ def _pair_points_of(confidences: list[np.ndarray], correct: np.ndarray, costs: n
             if not per_pair and len(frontier_cost):
                 # the frontier's best count at the block's cheapest cost must be beaten
                 start_cost = costs[i] + start_p[None, :] / n * costs[second_models[g0:g1], None]
-                j = np.searchsorted(frontier_cost, start_cost.ravel(), side="right").reshape(start_cost.shape) - 1
-                floor = np.where(j >= 0, frontier_correct[np.maximum(j, 0)], -1)
+                floor = _floor(frontier_cost, frontier_correct, start_cost)
                 live = live & (block_max[g0:g1].astype(np.int64) + row_const[g0:g1, None] > floor)
             live_rows, live_blocks = np.nonzero(live)
             if len(live_rows) == 0:
@@ -267,8 +266,7 @@ def _pair_points_of(confidences: list[np.ndarray], correct: np.ndarray, costs: n
             # dearer, at least as many correct), then re-run Pareto on the rest
             chunk_cost = costs[i] + p[cols] / n * costs[second]
             if len(frontier_cost):
-                j = np.searchsorted(frontier_cost, chunk_cost, side="right") - 1
-                alive = (j < 0) | (n_correct > frontier_correct[np.maximum(j, 0)])
+                alive = n_correct > _floor(frontier_cost, frontier_correct, chunk_cost)   # counts are >= 0
                 chunk = [a[alive] for a in chunk]
                 chunk_cost = chunk_cost[alive]
                 if len(chunk_cost) == 0:
@@ -315,7 +313,7 @@ def _may_reach_frontier(i: int, second_models: np.ndarray, p: np.ndarray, first_
     with p), and every position costs at least the block's first. A pair whose bound never beats the
     frontier's best count at that cost adds nothing the exact search would keep (it keeps only
     points beating the frontier), so dropping it changes no result; the frontier only grows. The
-    single-model seeds prune only what they beat strictly: those points are found by the search
+    seeds (see _seeds) prune only what they beat strictly: those points are found by the search
     itself, but maybe later, and a tie must go to whichever pair the search meets first.
     """
     n = len(first_cum) - 1

@@ -106,8 +106,8 @@ class SignalStore(SignalSource):
         folder.parent.mkdir(parents=True, exist_ok=True)
         return FileLock(str(folder.parent / ".lock"), timeout=LOCK_TIMEOUT_S)
 
-    def _prepare(self, bank, folder: Path) -> None:
-        """Create the entry folder (and the store's marker); drop other versions of the same file."""
+    def _ensure_root(self, bank) -> Path:
+        """The store's folder, created with its marker (what `clear` checks before deleting)."""
         root = self.root(bank)
         root.mkdir(parents=True, exist_ok=True)
         marker = root / MARKER
@@ -115,6 +115,11 @@ class SignalStore(SignalSource):
             atomic_write_text(marker, json.dumps({"format": FORMAT_VERSION, "bank": str(Path(bank.path).resolve()),
                                                   "what": "cascade-explorer signal store: derived data, safe to "
                                                           "delete (`cascade-explorer cache clear`)"}))
+        return root
+
+    def _prepare(self, bank, folder: Path) -> None:
+        """Create the entry folder (and the store's marker); drop other versions of the same file."""
+        self._ensure_root(bank)
         if folder.parent.is_dir():
             for stale in folder.parent.iterdir():
                 if stale.is_dir() and stale.name != folder.name:
@@ -168,6 +173,7 @@ class SignalStore(SignalSource):
         stored = self._load_counts(path, n_rows)
         missing = [i for i, (m, v) in enumerate(zip(model_ids, versions)) if stored.get(m, (None,))[0] != v]
         if missing:
+            self._ensure_root(bank)
             folder.mkdir(parents=True, exist_ok=True)
             with FileLock(str(folder / ".accuracy.lock"), timeout=LOCK_TIMEOUT_S):
                 stored = self._load_counts(path, n_rows)     # another process may have just added some
@@ -177,7 +183,6 @@ class SignalStore(SignalSource):
                     correct = self.correct(bank, model_ids[i], split)
                     stored[model_ids[i]] = (versions[i], int(np.count_nonzero(correct if index is None
                                                                                 else correct[index])))
-                self._prepare(bank, folder / model_ids[missing[0]] / versions[missing[0]])   # marker, root
                 atomic_write_text(path, json.dumps({"format": FORMAT_VERSION, "n_rows": int(n_rows),
                                                     "models": {m: list(v) for m, v in stored.items()}}),
                                   durable=False)
@@ -263,7 +268,7 @@ class SignalStore(SignalSource):
         """What the store holds for this bank: root, entries per kind, bytes, models per split."""
         root = self.root(bank)
         out = {"root": str(root), "exists": root.is_dir(), "bytes": 0, "signals": 0, "correct": 0,
-               "temperatures": 0, "models": {}}
+               "temperatures": 0, "accuracy_summaries": 0, "models": {}}
         if not root.is_dir():
             return out
         for path in root.rglob("*"):
@@ -275,6 +280,8 @@ class SignalStore(SignalSource):
                 out[kind] += 1
             elif kind == "temperature":
                 out["temperatures"] += 1
+            elif kind == "accuracy":
+                out["accuracy_summaries"] += 1
             if kind == "signals":
                 split, model = path.parent.parent.parent.name, path.parent.parent.name
                 out["models"].setdefault(split, set()).add(model)
