@@ -149,26 +149,42 @@ class JobRegistry:
     def __init__(self, max_jobs: int = 32):
         self.max_jobs = max_jobs
         self._jobs: OrderedDict[Hashable, Job] = OrderedDict()
+        self._watchers: dict[Hashable, set] = {}      # key -> who waits for that job's result
         self._lock = threading.Lock()
 
     def get(self, key: Hashable, work: Callable[[Job], Any], *, what: str = "working",
-            replaces: Hashable | None = None) -> Job:
+            replaces: Hashable | None = None, watcher: Hashable | None = None) -> Job:
         """The job of `key`, started (a new one when there is none, or the last one was cancelled).
-        `replaces`: the key of the job this one supersedes (the same caller's previous input); that
-        job is cancelled when it is another key and still running."""
+        `watcher`: who asks (e.g. a browser session); `replaces`: the key this watcher asked for before
+        (its previous input). The watcher stops watching that job, and the job is cancelled when it is
+        another key, still running and nobody else watches it (another session may be waiting for the
+        same search). Without a watcher the replaced job is cancelled whenever it is still running."""
         with self._lock:
             if replaces is not None and replaces != key:
-                old = self._jobs.get(replaces)
-                if old is not None and not old.finished:
-                    old.cancel()
+                self._release(replaces, watcher)
             job = self._jobs.get(key)
             if job is None or job.cancelled:
                 job = Job(key, work, what=what)
                 self._jobs[key] = job
+                self._watchers[key] = set()
+            if watcher is not None:
+                self._watchers.setdefault(key, set()).add(watcher)
             self._jobs.move_to_end(key)
             self._trim()
         job.start()
         return job
+
+    def release(self, key: Hashable, watcher: Hashable | None = None) -> None:
+        """`watcher` no longer needs the job of `key`: cancel it when it runs and nobody else watches."""
+        with self._lock:
+            self._release(key, watcher)
+
+    def _release(self, key: Hashable, watcher: Hashable | None) -> None:
+        watchers = self._watchers.get(key, set())
+        watchers.discard(watcher)
+        old = self._jobs.get(key)
+        if old is not None and not old.finished and not watchers:
+            old.cancel()
 
     def peek(self, key: Hashable) -> Job | None:
         """The job of `key` when there is one (never starts anything)."""
@@ -181,8 +197,10 @@ class JobRegistry:
             job = self._jobs.get(key)
             if job is not None and job.finished:
                 del self._jobs[key]
+                self._watchers.pop(key, None)
 
     def _trim(self) -> None:
         ended = [k for k, j in self._jobs.items() if j.finished]
         for k in ended[: max(0, len(self._jobs) - self.max_jobs)]:
             del self._jobs[k]
+            self._watchers.pop(k, None)

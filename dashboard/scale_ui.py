@@ -11,6 +11,7 @@ shared view (the URL).
 from __future__ import annotations
 
 import time
+import uuid
 
 import streamlit as st
 
@@ -183,19 +184,27 @@ def job_error(job: jobs.Job, what: str, key: str) -> None:
 def run_in_background(slot: str, key, work, *, what: str) -> jobs.Job:
     """The process-wide job of `key` (started if needed) for this session's `slot` (e.g. the
     leaderboard's search): when the slot held another key before (the input changed), that job is
-    cancelled, so it stops at its next step and its result is never shown. Waits up to GRACE_S for it."""
-    job = registry().get(key, work, what=what, replaces=st.session_state.get(f"_job_{slot}"))
+    cancelled unless another session still waits for it, so it stops at its next step and its result is
+    never shown. Waits up to GRACE_S for it."""
+    job = registry().get(key, work, what=what, replaces=st.session_state.get(f"_job_{slot}"), watcher=_session_id())
     st.session_state[f"_job_{slot}"] = key
     job.wait(GRACE_S)
     return job
 
 
 def cancel_slot(slot: str) -> None:
-    """Cancel this session's job in `slot` (its input went away, e.g. back to pairs only)."""
+    """This session no longer needs its job in `slot` (its input went away, e.g. back to pairs only):
+    cancelled unless another session waits for it."""
     key = st.session_state.pop(f"_job_{slot}", None)
-    job = None if key is None else registry().peek(key)
-    if job is not None and not job.finished:
-        job.cancel()
+    if key is not None:
+        registry().release(key, _session_id())
+
+
+def _session_id() -> str:
+    """This browser session's id for the job registry's watchers (a random id kept in its state)."""
+    if "_job_watcher" not in st.session_state:
+        st.session_state["_job_watcher"] = uuid.uuid4().hex
+    return st.session_state["_job_watcher"]
 
 
 def search_job(bank, split: str, criterion: str, shortlist: tuple) -> jobs.Job:

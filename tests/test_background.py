@@ -190,6 +190,30 @@ def test_a_new_input_cancels_the_old_job_which_stops_and_keeps_no_result():
     assert registry.peek(("search", "a")).result == "again"
 
 
+def test_a_search_another_session_still_waits_for_is_not_cancelled():
+    """Two sessions wait for the same search; when one changes its input the search goes on for the
+    other, and only when the last one leaves (a new input, or no search at all) is it cancelled."""
+    release = threading.Event()
+
+    def slow(job):
+        for k in range(1000):
+            job.report(k, 1000)
+            release.wait(0.01)
+        return "finished"
+
+    registry = jobs.JobRegistry()
+    shared = registry.get(("search", "a"), slow, watcher="session 1")
+    assert registry.get(("search", "a"), slow, watcher="session 2") is shared
+    registry.get(("search", "b"), lambda job: "b", replaces=("search", "a"), watcher="session 1")
+    assert not shared.cancelled                                   # session 2 still waits for it
+    registry.release(("search", "a"), "session 2")
+    assert shared.cancelled and shared.wait(10) and shared.state == jobs.CANCELLED
+    lone = registry.get(("search", "c"), slow, watcher="session 3")
+    registry.get(("search", "d"), lambda job: "d", replaces=("search", "c"), watcher="session 3")
+    assert lone.cancelled                                         # nobody else waited: stopped
+    release.set()
+
+
 def test_the_registry_drops_the_oldest_ended_jobs_beyond_its_bound():
     registry = jobs.JobRegistry(max_jobs=3)
     for k in range(6):
