@@ -10,6 +10,8 @@ shared view (the URL).
 
 from __future__ import annotations
 
+import importlib
+import threading
 import time
 import uuid
 
@@ -154,6 +156,9 @@ def warm_job(bank, split: str, criterion: str = DEFAULT_CRITERION) -> jobs.Job:
         if len(ids) >= 2:
             analysis.frontier(split=split, criterion=criterion, progress=lambda done, total: job.report(
                 done, total, f"Computing the frontier of all pairs ({done:,} of {total:,} first models searched)"))
+        # the certified fit's statistics, imported off the page and without holding the page back, so
+        # that the first "Guarantee" answers in ~0.1 s rather than after a ~1 s import
+        threading.Thread(target=importlib.import_module, args=("scipy.stats",), daemon=True).start()
         return {"stored": len(missing), "seconds": time.perf_counter() - start}
 
     return registry().get(warm_key(bank, split, criterion), work, what=f"opening {bank.name} on {split}")
