@@ -45,12 +45,13 @@ def _flat_folder(root: Path, n: int = 6) -> tuple[Path, Path]:
     return root, labels
 
 
-def _run(samples, specs, out, **kwargs):
+def _run(samples, specs, out, batch_size=4, **kwargs):
+    """precompute() quietly in this process (no latency, no progress bar, no workers, no log)."""
     kwargs.setdefault("latency", False)
     kwargs.setdefault("progress", False)
     kwargs.setdefault("workers", 0)
     kwargs.setdefault("log", lambda *a: None)
-    return pc.precompute(samples=samples, specs=specs, out=out, batch_size=4, **kwargs)
+    return pc.precompute(samples=samples, specs=specs, out=out, batch_size=batch_size, **kwargs)
 
 
 # ------------------------------------------------------------------------------ label sources

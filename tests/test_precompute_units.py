@@ -22,6 +22,8 @@ from cascade_explorer.core import units
 from cascade_explorer.core.bank import Bank
 from cascade_explorer.core.errors import UsageError
 
+from test_precompute import _run as run_quietly
+
 
 def _images(root: Path, n: int = 20, broken: tuple = ()) -> Path:
     folder = root / "n01440764"
@@ -37,11 +39,7 @@ def _images(root: Path, n: int = 20, broken: tuple = ()) -> Path:
 
 
 def _run(samples, specs, out, **kwargs):
-    kwargs.setdefault("latency", False)
-    kwargs.setdefault("progress", False)
-    kwargs.setdefault("workers", 0)
-    kwargs.setdefault("log", lambda *a: None)
-    return pc.precompute(samples=samples, specs=specs, out=out, batch_size=3, **kwargs)
+    return run_quietly(samples, specs, out, batch_size=3, **kwargs)
 
 
 def _logits(out, model):
