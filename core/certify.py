@@ -86,13 +86,22 @@ def binomial_p_value(n_losses, n: int, alpha: float):
     return float(p) if np.ndim(n_losses) == 0 else p
 
 
+def _settled(values: np.ndarray, alpha: float) -> np.ndarray | None:
+    """The p-values of H: risk > alpha when alpha alone settles it (alpha >= 1: H is impossible, p = 0;
+    alpha <= 0: H holds for any loss above 0, p = 1), else None."""
+    if alpha >= 1.0:
+        return np.zeros_like(values, dtype=np.float64)
+    if alpha <= 0.0:
+        return np.ones_like(values, dtype=np.float64)
+    return None
+
+
 def _binomial(k: np.ndarray, n: int, alpha: float) -> np.ndarray:
     from scipy import stats   # imported when used: scipy.stats alone takes seconds to import
 
-    if alpha >= 1.0:
-        return np.zeros_like(k, dtype=np.float64)
-    if alpha <= 0.0:
-        return np.ones_like(k, dtype=np.float64)
+    settled = _settled(k, alpha)
+    if settled is not None:
+        return settled
     return np.minimum(stats.binom.cdf(k, n, alpha), 1.0)
 
 
@@ -112,10 +121,9 @@ def hoeffding_bentkus_p_value(risk, n: int, alpha: float):
 def _hoeffding_bentkus(r: np.ndarray, n: int, alpha: float) -> np.ndarray:
     from scipy import special, stats   # imported when used: scipy.stats alone takes seconds to import
 
-    if alpha >= 1.0:
-        return np.zeros_like(r, dtype=np.float64)
-    if alpha <= 0.0:
-        return np.ones_like(r, dtype=np.float64)
+    settled = _settled(r, alpha)
+    if settled is not None:
+        return settled
     a = np.minimum(r, alpha)
     h1 = special.rel_entr(a, alpha) + special.rel_entr(1.0 - a, 1.0 - alpha)
     hoeffding = np.exp(-n * h1)
