@@ -54,11 +54,9 @@ def frontier_json(frame: pd.DataFrame, columns: list[str], stream: TextIO) -> No
 def _json_column(name: str, column) -> list:
     """One column's values for orjson: tuples become arrays; NaN and None become null (orjson writes
     a float NaN as null); an infinite threshold becomes the string "inf" / "-inf" (strict JSON)."""
-    if name == "models":
-        return column.tolist()
     if name == "thresholds":
         return [[_threshold(t) for t in row] if any(math.isinf(t) for t in row) else row for row in column.tolist()]
-    if name == "exit_fractions":
+    if name in ("models", "exit_fractions"):
         return column.tolist()
     if column.dtype.kind in "fiu":
         return column.to_numpy(dtype=float).tolist()

@@ -281,7 +281,8 @@ class BankAnalysis:
         """Row indices of a part of a split (None = every row)."""
         if on == "all":
             return None
-        mask = self._uniforms(split, seed) < fraction     # protocol.calibration_mask, its hashes memoised
+        mask = protocol.calibration_mask(self.bank.sample_ids(split), fraction, seed,
+                                         uniforms=self._uniforms(split, seed))   # the hashes memoised
         if on == "eval":
             mask = ~mask
         index = np.flatnonzero(mask)
@@ -359,8 +360,8 @@ class BankAnalysis:
         n_rows = self.bank.n_samples(split) if index is None else len(index)
         counts = self.signal_source.correct_counts(self.bank, ids, split, index) if ids else None
         if counts is None:
-            counts = [np.count_nonzero(self._correct(m, split) if index is None else self._correct(m, split)[index])
-                      for m in ids]
+            correct = (self._correct(m, split) for m in ids)
+            counts = [np.count_nonzero(c if index is None else c[index]) for c in correct]
         # count / n equals np.mean(correct) bit for bit (the count is exact in float64)
         accuracy = np.array([int(c) / n_rows if n_rows else float("nan") for c in counts], dtype=float)
         accuracy.flags.writeable = False

@@ -49,16 +49,18 @@ def sample_uniforms(sample_ids: Sequence, seed: int = 0) -> np.ndarray:
     return out
 
 
-def calibration_mask(sample_ids: Sequence, calibration_fraction: float = 0.5, seed: int = 0) -> np.ndarray:
+def calibration_mask(sample_ids: Sequence, calibration_fraction: float = 0.5, seed: int = 0, *,
+                     uniforms: np.ndarray | None = None) -> np.ndarray:
     """bool (N,): True = calibration part (fit thresholds/temperatures), False = held-out part.
 
     Each id joins the calibration part with probability `calibration_fraction`, decided by a
-    hash of (seed, id): deterministic, seedable, independent of row order.
+    hash of (seed, id): deterministic, seedable, independent of row order. uniforms: the ids'
+    `sample_uniforms(sample_ids, seed)` when the caller keeps them (they cost a hash per sample).
     """
     fraction = check_number(calibration_fraction, "calibration_fraction")
     if not 0.0 < fraction < 1.0:
         raise UsageError(f"calibration_fraction must be strictly between 0 and 1, got {calibration_fraction!r}")
-    return sample_uniforms(sample_ids, seed) < fraction
+    return (sample_uniforms(sample_ids, seed) if uniforms is None else uniforms) < fraction
 
 
 def fit_temperatures_detailed(logits_list: Sequence[np.ndarray], labels: np.ndarray,
