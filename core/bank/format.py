@@ -206,7 +206,9 @@ _FINITE_CHECKED: dict[tuple, bool] = {}
 _FINITE_LOCK = threading.Lock()
 
 
-def _file_key(path: Path) -> tuple:
+def file_identity(path: Path) -> tuple:
+    """(resolved path, inode, size, mtime_ns) of a file: changes when the file is rewritten or replaced."""
+    path = Path(path)
     st = path.stat()
     return (str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns)
 
@@ -297,7 +299,7 @@ def narrow_rows(rows: np.ndarray, dtype, *, first_row: int = 0) -> np.ndarray:
 
 def check_finite_file(path: Path, array, *, model: str, split: str) -> None:
     """BankError when the logits file holds NaN/inf; scanned once per file version per process."""
-    key = _file_key(path)
+    key = file_identity(path)
     with _FINITE_LOCK:
         if key in _FINITE_CHECKED:
             return
@@ -313,7 +315,7 @@ def check_finite_file(path: Path, array, *, model: str, split: str) -> None:
 def mark_finite(path: Path) -> None:
     """Record that the file at `path` (this exact version) was just scanned and is finite."""
     with _FINITE_LOCK:
-        _FINITE_CHECKED[_file_key(path)] = True
+        _FINITE_CHECKED[file_identity(path)] = True
 
 
 # ----------------------------------------------------------------------------- manifest checks

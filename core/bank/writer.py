@@ -27,7 +27,7 @@ from ..atomic import atomic_save_npy, atomic_write_bytes, atomic_write_json, ato
 from ..errors import BankError
 from .format import (LABELS, LOGITS_DTYPES, LOGITS_DIR, MANIFEST, SAMPLES, SAMPLES_HEADER, SCAN_CHUNK_ROWS,
                      SCHEMA_VERSION, SPLITS_DIR, UNFINISHED, check_id, check_labels,
-                     finite_rows, is_number, is_valid_id, labels_path, load_manifest, lock_path, logits_path, manifest_path, mark_finite,
+                     file_identity, finite_rows, is_number, is_valid_id, labels_path, load_manifest, lock_path, logits_path, manifest_path, mark_finite,
                      narrow_rows, non_finite_problem, read_npy_header, read_samples, samples_path, split_dir,
                      validate_manifest, validate_model_entry)
 from .lock import DEFAULT_TIMEOUT_S, TEMP_NAME, bank_folder_state, bank_lock
@@ -332,7 +332,7 @@ class BankWriter:
                     for future in pending:
                         future.cancel()
                     raise
-            if copy_from is not None and _file_state(copy_from[0]) != copy_from[3]:
+            if copy_from is not None and file_identity(copy_from[0]) != copy_from[3]:
                 raise BankError("the source file changed while it was imported", path=copy_from[0], model=model_id,
                                 split=split, fix="import again once nothing writes to it; nothing was written")
 
@@ -469,26 +469,22 @@ def remove_leftover_temp_files(out, log=None) -> list[Path]:
     return removed
 
 
-def _file_state(path: Path) -> tuple:
-    stat = path.stat()
-    return (stat.st_ino, stat.st_size, stat.st_mtime_ns)
-
-
 def _same_bytes_source(source_file, array: np.ndarray, stored: np.dtype):
-    """(path, data offset, data bytes, file state) when the .npy file `source_file` holds exactly the
+    """(path, data offset, data bytes, format.file_identity) when the .npy file `source_file` holds exactly the
     bytes add_logits would write after its header (`array` maps it: same shape, C order, stored
     dtype, little-endian as the bank's files are), else None (the chunks are written from memory)."""
     if source_file is None or array.dtype != stored or not array.dtype.isnative:
         return None
     path = Path(source_file)
     try:
-        state = _file_state(path)
-        shape, dtype, fortran_order, offset = read_npy_header(path)   # also checks the file's length
+        identity = file_identity(path)
+        # the header's shape and dtype, and a length that matches them (else BankError)
+        shape, dtype, fortran_order, offset = read_npy_header(path)
     except (OSError, BankError):
         return None
-    if fortran_order or dtype != stored or tuple(shape) != array.shape or state[1] != offset + array.nbytes:
+    if fortran_order or dtype != stored or tuple(shape) != array.shape:
         return None
-    return path, offset, array.nbytes, state
+    return path, offset, array.nbytes, identity
 
 
 def _copy_data(source, out_fd: int) -> None:
